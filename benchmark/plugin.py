@@ -1,0 +1,120 @@
+"""The method plugin contract (design.md, "Plugin contract"): small on purpose.
+
+A method is a class with ``fit`` and ``item_embeddings``; it declares what it needs and ships a
+default config (``config.yaml``) and a card (``card.md``) beside its module. Third-party methods
+have the same shape and register through the ``benchmark.methods`` entry-point group.
+The evaluator never imports a method.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import yaml
+
+from benchmark.data.model import TrainView
+from benchmark.features.model import ItemFeatures
+
+T = TypeVar("T")
+
+#: Inputs a method may declare in ``requires`` (hard) or ``uses`` (optional).
+REQUIREMENTS = frozenset({"ids", "sequences", "text", "image", "ratings"})
+
+
+def _no_metric(name: str, value: float, step: int | None = None) -> None:
+    return None
+
+
+def _plain_progress(iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterable[T]:
+    return iterable
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method: seed, device, progress bars and a metric logger.
+
+    ``log_metric(name, value, step)`` forwards to MLflow (loss curves); ``progress(iterable,
+    desc=..., total=...)`` wraps a loop in a progress bar.
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    scale: str = "small"
+    log_metric: Callable[[str, float, int | None], None] = _no_metric
+    progress: Callable[..., Iterable[Any]] = _plain_progress
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("benchmark.method"))
+    workers: int = 2
+
+    def rng(self, offset: int = 0) -> np.random.Generator:
+        """A numpy generator derived from the run seed (offset separates independent streams)."""
+        return np.random.default_rng([self.seed, offset])
+
+    def seed_everything(self) -> None:
+        """Seed python, numpy and torch so a run is deterministic per seed."""
+        random.seed(self.seed)
+        np.random.seed(self.seed % (2**32))
+        try:
+            import torch
+        except ImportError:  # torch is a core dependency; tolerate its absence in light tools
+            return
+        torch.manual_seed(self.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class Method(abc.ABC):
+    """Base class of every item-embedding method.
+
+    Class attributes:
+      name: registry name (lower-case, qualified where papers collide, e.g. ``transrec``).
+      display_name: the name in tables; ``paper_column`` the Table 1 column it reproduces.
+      requires: inputs without which the method cannot run (subset of REQUIREMENTS).
+      uses: optional inputs it takes when present.
+      tags: extra MLflow tags (e.g. ``{"reconstruction": "true"}``).
+    """
+
+    name: ClassVar[str]
+    display_name: ClassVar[str]
+    paper_column: ClassVar[str | None] = None
+    requires: ClassVar[frozenset[str]] = frozenset({"ids"})
+    uses: ClassVar[frozenset[str]] = frozenset()
+    tags: ClassVar[dict[str, str]] = {}
+
+    @abc.abstractmethod
+    def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
+        """Learn from the training view; ``cfg`` is the resolved config (defaults < suite < --set)."""
+
+    @abc.abstractmethod
+    def item_embeddings(self) -> np.ndarray:
+        """float32 [n_items, d], row = item index. Zero rows rank last (e.g. cold items for ID methods)."""
+
+    # -- metadata beside the module ------------------------------------------------------------
+    @classmethod
+    def home(cls) -> Path:
+        return Path(inspect.getfile(cls)).resolve().parent
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """The commented defaults in ``config.yaml`` beside the method's module ({} if none)."""
+        path = cls.home() / "config.yaml"
+        if not path.exists():
+            return {}
+        return yaml.safe_load(path.read_text()) or {}
+
+    @classmethod
+    def card(cls) -> str:
+        path = cls.home() / "card.md"
+        return path.read_text() if path.exists() else ""
+
+    @classmethod
+    def summary(cls) -> str:
+        """One line for ``benchmark list methods``: the first line of the class docstring."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else cls.display_name

@@ -1,0 +1,1 @@
+"""Built-in method plugins: one sub-package per method, each with config.yaml and card.md."""
