@@ -95,6 +95,18 @@ class Method(abc.ABC):
     def item_embeddings(self) -> np.ndarray:
         """float32 [n_items, d], row = item index. Zero rows rank last (e.g. cold items for ID methods)."""
 
+    def query_embeddings(self) -> np.ndarray | None:
+        """Optional query-side vectors [n_items, d] for asymmetric scorers (None = symmetric).
+
+        Only the sanity baselines need it (popularity ranks every query's candidates alike); the
+        paper's methods are all symmetric item-to-item MIPS.
+        """
+        return None
+
+    def display(self, features: ItemFeatures | None = None) -> str:
+        """The column name in tables (may depend on the run's encoders, e.g. the CLIP baseline)."""
+        return self.display_name
+
     # -- metadata beside the module ------------------------------------------------------------
     @classmethod
     def home(cls) -> Path:

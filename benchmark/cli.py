@@ -1,0 +1,201 @@
+"""Command line: ``python -m benchmark {run,report,list,data,card} ...``.
+
+Every user error (bad input, bad config, unknown name) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError, ConfigError
+
+EPILOG = """examples:
+  python -m benchmark run --suite xmarket-matching                 # default: small synthetic twin if no real data
+  python -m benchmark run --suite xmarket-matching --scale tiny --methods item2vec,clip --seeds 0,1
+  python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
+  python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
+  python -m benchmark list methods
+  python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
+  python -m benchmark data stats --dataset xmarket-sim --scale small
+  python -m benchmark data fetch xmarket --data-dir data/xmarket   # needs internet
+"""
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    values = _csv(text)
+    if values is None:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers") from None
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("UIE_DATA_DIR", "data"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="uie-bench: rerun the published comparisons of universal item embeddings "
+        "(UniEmbedding and its baselines) with one evaluator, every run logged to MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite (resumable: finished runs are skipped)",
+                         description="Run every method x seed of a suite, store each result under "
+                         "results/<suite>/<run-key>/, log it to MLflow, and write the suite's tables.")
+    run.add_argument("--suite", required=True, help="suite name (see `list suites`) or a suite YAML file")
+    run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
+    run.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--data-dir", type=Path, default=_default_data_dir(),
+                     help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data)")
+    run.add_argument("--results-dir", type=Path, default=Path("results"), help="run outputs (default: results)")
+    run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="tables/figures (default: reports)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. item2vec.epochs=5 or features.text_encoder=minilm")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    report = sub.add_parser("report", help="rebuild a suite's tables, figures and claim checks from stored results",
+                            description="Reads results/<suite>/*/result.json only; never re-runs a model.")
+    report.add_argument("--suite", required=True)
+    report.add_argument("--results-dir", type=Path, default=Path("results"))
+    report.add_argument("--reports-dir", type=Path, default=Path("reports"))
+
+    lister = sub.add_parser("list", help="list methods, suites, datasets or encoders")
+    lister.add_argument("what", choices=("methods", "suites", "datasets", "encoders"))
+
+    card = sub.add_parser("card", help="print a method's card (paper, what is faithful, every [proposal])")
+    card.add_argument("method")
+
+    data = sub.add_parser("data", help="fetch, generate or describe datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = dsub.add_parser("fetch", help="download the real XMarket files (resumable, verified)")
+    fetch.add_argument("dataset", choices=("xmarket",))
+    fetch.add_argument("--data-dir", type=Path, default=_default_data_dir() / "xmarket")
+    fetch.add_argument("--domains", default="us/Books,us/Electronics,us/Cell_Phones_and_Accessories",
+                       help="market/Category pairs, comma-separated")
+    gen = dsub.add_parser("generate", help="write the synthetic XMarket twin in XMarket's raw formats")
+    gen.add_argument("dataset", choices=("xmarket-sim",))
+    gen.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", type=Path, required=True, help="output directory")
+    stats = dsub.add_parser("stats", help="print dataset statistics beside XMarket's published ones")
+    stats.add_argument("--dataset", required=True, help="xmarket, xmarket-sim or recbole:<name>")
+    stats.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    stats.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
+    stats.add_argument("--domains", default=None)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from benchmark.reporting import write_suite_reports
+    from benchmark.runner import run_suite
+
+    result = run_suite(
+        args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
+        overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
+        tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
+    )
+    text = write_suite_reports(result.suite, args.results_dir, args.reports_dir,
+                               keys={r.run_key for r in result.records})
+    print(text)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from benchmark.reporting import write_suite_reports
+
+    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from benchmark import registry
+
+    if args.what == "methods":
+        for name, cls in registry.methods().items():
+            needs = ",".join(sorted(cls.requires)) + ("".join(f",[{u}]" for u in sorted(cls.uses)))
+            print(f"{name:<30} {cls.summary()}  (needs: {needs})")
+    elif args.what == "suites":
+        import yaml
+
+        for name, path in registry.suites().items():
+            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+            print(f"{name:<30} {desc.splitlines()[0] if desc else ''}")
+    elif args.what == "datasets":
+        from benchmark.data.sources import list_datasets
+
+        for name, summary in list_datasets():
+            print(f"{name:<30} {summary}")
+    else:
+        from benchmark.features import list_encoders
+
+        for name, modality, summary in list_encoders():
+            print(f"{name:<30} {modality:<11} {summary}")
+
+
+def cmd_card(args: argparse.Namespace) -> None:
+    from benchmark import registry
+
+    cls = registry.get_method(args.method)
+    print(cls.card() or f"(no card for {args.method})")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    if args.data_command == "fetch":
+        from benchmark.data.fetch import fetch_xmarket
+        from benchmark.data.xmarket import parse_domains
+
+        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains))
+        print(f"fetched {len(paths)} file(s) into {args.data_dir}")
+    elif args.data_command == "generate":
+        from benchmark.data.simulator import generate
+
+        out = generate(args.out, scale=args.scale, seed=args.seed)
+        print(f"wrote SYNTHETIC xmarket-sim ({args.scale}, seed {args.seed}) to {out}")
+    else:
+        from benchmark.data.sources import load_dataset
+        from benchmark.data.split import cached_split
+        from benchmark.data.stats import dataset_stats, format_stats
+
+        dataset = load_dataset(args.dataset, args.data_dir, scale=args.scale, domains=args.domains)
+        split = cached_split(dataset, args.data_dir / ".cache" / "splits")
+        print(format_stats(dataset_stats(dataset, split)))
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "card": cmd_card, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from benchmark import compat
+
+    compat.apply()
+    try:
+        COMMANDS[args.command](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
+        return 130
+    return 0

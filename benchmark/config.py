@@ -1,0 +1,267 @@
+"""Suite and method configuration, layered: method defaults < suite file < scale preset < --set.
+
+A suite file is validated against the schema below; any unknown key, wrong type or unknown
+method is a ConfigError (one line, exit 2). Scale presets only ever change values through the
+suite's ``scales:`` section, and every value they change is recorded in the resolved config
+(``scaled_by_preset``), so nothing is scaled down silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.errors import ConfigError
+
+SCALES = ("tiny", "small", "paper")
+
+#: Suite schema: section -> {key: allowed types}. ``methods_config`` is checked per method.
+SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
+    "name": (str,),
+    "description": (str,),
+    "tables": (list,),
+    "scale": (str,),
+    "methods": (list,),
+    "seeds": (list,),
+    "dataset": {"name": (str,), "domains": (str,), "fallback": (str,), "data_dir": (str,)},
+    "split": {
+        "seed": (int,),
+        "test_user_frac": (float,),
+        "overlapped_frac": (float,),
+        "min_interactions": (int,),
+    },
+    "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,)},
+    "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,)},
+    "methods_config": (dict,),
+    "scales": (dict,),
+}
+REQUIRED = ("name", "methods", "dataset")
+DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "tables": ["table1"],
+    "scale": "small",
+    "seeds": [0],
+    "dataset": {"domains": "us/Books,us/Electronics,us/Cell_Phones_and_Accessories", "fallback": "xmarket-sim"},
+    "split": {"seed": 0, "test_user_frac": 0.1, "overlapped_frac": 0.1, "min_interactions": 2},
+    "features": {"text_encoder": "minilm", "image_encoder": "offline-descriptor", "batch_size": 64},
+    "evaluation": {"candidate_pool": "all", "block_queries": 256, "block_items": 8192},
+    "methods_config": {},
+    "scales": {},
+}
+CANDIDATE_POOLS = ("all", "domain")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are kept as values."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, types)
+
+
+def _check_section(where: str, data: Any, schema: dict[str, tuple[type, ...]]) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        if key not in schema:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(schema)}")
+        if not _type_ok(value, schema[key]):
+            names = "/".join(t.__name__ for t in schema[key])
+            raise ConfigError(f"{where}.{key}: expected {names}, got {value!r}")
+
+
+def validate_suite(raw: Any, source: str) -> dict:
+    """Check a parsed suite file against SCHEMA; return it merged over DEFAULTS."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a suite file must be a YAML mapping")
+    for key in REQUIRED:
+        if key not in raw:
+            raise ConfigError(f"{source}: missing required key {key!r}")
+    for key, value in raw.items():
+        spec = SCHEMA.get(key)
+        if spec is None:
+            raise ConfigError(f"{source}: unknown key {key!r}; allowed: {', '.join(SCHEMA)}")
+        if isinstance(spec, dict):
+            _check_section(f"{source}: {key}", value, spec)
+        elif not _type_ok(value, spec):
+            raise ConfigError(f"{source}: {key}: expected {spec[0].__name__}, got {value!r}")
+    for scale, over in raw.get("scales", {}).items():
+        if scale not in SCALES:
+            raise ConfigError(f"{source}: scales: unknown scale {scale!r}; known: {', '.join(SCALES)}")
+        if not isinstance(over, dict) or set(over) - {"methods_config", "split", "evaluation", "features"}:
+            raise ConfigError(f"{source}: scales.{scale}: may only override methods_config/split/evaluation/features")
+    suite = deep_merge(DEFAULTS, raw)
+    if suite["scale"] not in SCALES:
+        raise ConfigError(f"{source}: scale {suite['scale']!r} is not one of {', '.join(SCALES)}")
+    if suite["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
+        raise ConfigError(f"{source}: evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
+    if not all(isinstance(m, str) for m in suite["methods"]) or not suite["methods"]:
+        raise ConfigError(f"{source}: methods must be a non-empty list of method names")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in suite["seeds"]):
+        raise ConfigError(f"{source}: seeds must be a list of integers")
+    return suite
+
+
+def load_suite_file(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read suite file ({exc.strerror})") from None
+    return validate_suite(raw, str(path))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'a.b=3' -> ('a.b', 3); the value is parsed as YAML (numbers, booleans, lists, null)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def _assign(target: dict, key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
+            raise ConfigError(f"--set {key}: unknown key (no section {part!r} in {where})")
+        node = node[part]
+    leaf = parts[-1]
+    if not isinstance(node, dict) or leaf not in node:
+        raise ConfigError(f"--set {key}: unknown key in {where}")
+    current = node[leaf]
+    if current is not None and value is not None and not _type_ok(value, (type(current),)):
+        raise ConfigError(
+            f"--set {key}={value!r}: expected {type(current).__name__} (current value {current!r})"
+        )
+    node[leaf] = value
+
+
+@dataclass
+class RunConfig:
+    """One run of the grid: a method at a seed, with its fully resolved configuration."""
+
+    suite: str
+    method: str
+    seed: int
+    scale: str
+    dataset: dict
+    split: dict
+    features: dict
+    evaluation: dict
+    method_config: dict
+    scaled_by_preset: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "suite": self.suite,
+            "method": self.method,
+            "seed": self.seed,
+            "scale": self.scale,
+            "dataset": self.dataset,
+            "split": self.split,
+            "features": self.features,
+            "evaluation": self.evaluation,
+            "method_config": self.method_config,
+            "scaled_by_preset": self.scaled_by_preset,
+        }
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def resolve(
+    suite: dict,
+    defaults_for: dict[str, dict],
+    scale: str | None = None,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> list[RunConfig]:
+    """Expand a validated suite into run configs.
+
+    ``defaults_for`` maps each method name to its default config. Overrides address the suite
+    (``evaluation.candidate_pool=domain``) or a method (``item2vec.epochs=5``).
+    """
+    scale = scale or suite["scale"]
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    chosen = methods or suite["methods"]
+    for name in chosen:
+        if name not in defaults_for:
+            raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(defaults_for))}")
+    preset = suite["scales"].get(scale, {})
+    base = {k: copy.deepcopy(suite[k]) for k in ("dataset", "split", "features", "evaluation")}
+    for section in ("split", "evaluation", "features"):
+        if section in preset:
+            _check_section(f"scales.{scale}.{section}", preset[section], SCHEMA[section])  # type: ignore[arg-type]
+            base[section] = deep_merge(base[section], preset[section])
+    method_cfgs: dict[str, dict] = {}
+    scaled: dict[str, dict] = {}
+    for name in chosen:
+        cfg = copy.deepcopy(defaults_for[name])
+        for layer, where in ((suite["methods_config"].get(name, {}), "suite"),
+                             (preset.get("methods_config", {}).get(name, {}), f"scale preset {scale!r}")):
+            for key, value in flatten(layer).items():
+                _assign(cfg, key, value, f"method {name!r} config ({where})")
+        method_cfgs[name] = cfg
+        scaled[name] = flatten(preset.get("methods_config", {}).get(name, {}))
+    for item in overrides:
+        key, value = parse_override(item)
+        head = key.split(".", 1)[0]
+        if head in base:
+            _assign(base, key, value, "suite")
+        elif head in method_cfgs and "." in key:
+            _assign(method_cfgs[head], key.split(".", 1)[1], value, f"method {head!r} config")
+        else:
+            known = ", ".join(list(base) + sorted(method_cfgs))
+            raise ConfigError(f"--set {key}: unknown key (first part must be one of: {known})")
+    if base["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
+        raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
+    return [
+        RunConfig(
+            suite=suite["name"], method=name, seed=seed, scale=scale,
+            dataset=base["dataset"], split=base["split"], features=base["features"],
+            evaluation=base["evaluation"], method_config=method_cfgs[name],
+            scaled_by_preset=scaled[name],
+        )
+        for name in chosen
+        for seed in (seeds if seeds is not None else suite["seeds"])
+    ]

@@ -1,0 +1,116 @@
+"""Prepare what every run of a suite shares: dataset, split manifest, train view, item features.
+
+The real XMarket files are used when present in the data directory; otherwise the suite falls
+back to the synthetic twin, and says so (banner, table titles, MLflow tags).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.model import Dataset, Split, TrainView
+from benchmark.features.model import ItemFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    dataset: Dataset
+    split: Split
+    train: TrainView
+    features: ItemFeatures
+    label: str  # e.g. "xmarket-sim (SYNTHETIC, small)"
+    banner: str | None  # shown when the suite fell back to the synthetic twin
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset.synthetic
+
+    def domain_interactions(self) -> dict[str, int]:
+        """Interactions per domain over the whole dataset (the bars of paper Figure 7)."""
+        items = self.dataset.items
+        counts = np.bincount(items.domain[self.dataset.interactions.item], minlength=len(items.domains))
+        return {d: int(c) for d, c in zip(items.domains, counts, strict=True)}
+
+    def available(self) -> frozenset[str]:
+        """The inputs this dataset offers, in the vocabulary of Method.requires."""
+        have = {"ids", "sequences"} | set(self.features.modalities)
+        if np.isfinite(self.train.sequences.rating).any():
+            have.add("ratings")
+        return frozenset(have)
+
+
+def dataset_label(dataset: Dataset, scale: str | None) -> str:
+    if dataset.synthetic:
+        return f"{dataset.name} (SYNTHETIC, {dataset.meta.get('scale', scale)})"
+    return f"{dataset.name} (real)"
+
+
+def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool) -> tuple[Dataset, str | None]:
+    from benchmark.data import sources
+
+    name = dataset_cfg["name"]
+    domains = dataset_cfg.get("domains")
+    banner = None
+    if name == "xmarket":
+        from benchmark.data.xmarket import parse_domains, xmarket_files_present
+
+        root = data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
+        if not xmarket_files_present(root, parse_domains(domains)):
+            fallback = dataset_cfg.get("fallback", "xmarket-sim")
+            banner = (
+                f"Real XMarket files not found under {root}: running on the SYNTHETIC twin "
+                f"'{fallback}' ({scale} preset). Fetch the real data with "
+                f"`python -m benchmark data fetch xmarket --data-dir {data_dir}`."
+            )
+            name = fallback
+    dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress)
+    return dataset, banner
+
+
+@functools.lru_cache(maxsize=2)
+def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_dir: str, scale: str,
+                    progress: bool) -> Inputs:
+    import json
+
+    from benchmark.data.split import cached_split, train_view
+    from benchmark.features import compute_features
+
+    dataset_cfg, split_cfg, features_cfg = (json.loads(k) for k in (dataset_key, split_key, features_key))
+    root = Path(data_dir)
+    dataset, banner = _load(dataset_cfg, root, scale, progress)
+    split = cached_split(
+        dataset, root / ".cache" / "splits", seed=split_cfg["seed"],
+        test_user_frac=split_cfg["test_user_frac"], overlapped_frac=split_cfg["overlapped_frac"],
+        min_interactions=split_cfg["min_interactions"],
+    )
+    train = train_view(dataset, split)
+    if dataset.items.has_content:
+        features = compute_features(
+            dataset.items, text_encoder=features_cfg["text_encoder"],
+            image_encoder=features_cfg["image_encoder"] if dataset.items.has_images else None,
+            cache_dir=root / ".cache" / "features", batch_size=features_cfg["batch_size"], progress=progress,
+        )
+    else:
+        log.warning("%s has no item metadata: content methods will be skipped", dataset.name)
+        features = ItemFeatures(items=dataset.items)
+    return Inputs(dataset=dataset, split=split, train=train, features=features,
+                  label=dataset_label(dataset, scale), banner=banner)
+
+
+def prepare_inputs(dataset_cfg: dict, split_cfg: dict, features_cfg: dict, data_dir: Path, scale: str,
+                   progress: bool = True) -> Inputs:
+    """Load (or reuse, within one process) the dataset, split and features a run needs."""
+    import json
+
+    def key(d: dict) -> str:
+        return json.dumps(d, sort_keys=True)
+
+    return _prepare_cached(key(dataset_cfg), key(split_cfg), key(features_cfg), str(data_dir.resolve()),
+                           scale, progress)

@@ -1,0 +1,104 @@
+"""Read stored run records and aggregate them (mean over seeds) for tables, figures and claims."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+from benchmark.runner import RunRecord
+
+METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
+#: Table 1's column order in the paper; other methods follow in suite order.
+PAPER_ORDER = ("CLIP", "UniSRec", "MISSRec", "VQRec", "Item2Vec", "PGG", "CB2CF", "UAE", "UniEmb_Text", "UniEmb")
+
+
+def paper_table(name: str) -> list[dict[str, str]]:
+    """A table copied from the papers (benchmark/reporting/paper/<name>.csv)."""
+    path = files("benchmark.reporting") / "paper" / f"{name}.csv"
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def paper_value(table: list[dict[str, str]], column: str, **where: str) -> float | None:
+    for row in table:
+        if all(row.get(k) == v for k, v in where.items()) and row.get(column) not in (None, ""):
+            return float(row[column])
+    return None
+
+
+@dataclass
+class MethodResult:
+    """All seeds of one method in one suite, aggregated."""
+
+    method: str
+    display: str
+    paper_column: str | None
+    status: str
+    reason: str
+    records: list[RunRecord]
+
+    def value(self, group: str, metric: str) -> float:
+        vals = [r.metrics.get(group, {}).get(metric, np.nan) for r in self.records if r.status == "done"]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def std(self, group: str, metric: str) -> float:
+        vals = [r.metrics.get(group, {}).get(metric, np.nan) for r in self.records if r.status == "done"]
+        return float(np.std(vals)) if len(vals) > 1 else float("nan")
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.seed for r in self.records)
+
+
+def load_records(results_dir: Path, suite: str, keys: set[str] | None = None) -> list[RunRecord]:
+    """Records of a suite; without ``keys``, those on the newest run's manifest and scale."""
+    folder = results_dir / suite
+    if not folder.is_dir():
+        raise BenchmarkError(f"no results for suite {suite!r} under {results_dir} (run it first)")
+    paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime)
+    records = [RunRecord.read(p.parent) for p in paths]
+    if keys is not None:
+        records = [r for r in records if r.run_key in keys]
+    elif records:
+        newest = records[-1]
+        records = [r for r in records if r.manifest_hash == newest.manifest_hash and r.scale == newest.scale]
+    if not records:
+        raise BenchmarkError(f"no finished runs for suite {suite!r} under {folder}")
+    latest: dict[tuple[str, int], RunRecord] = {}
+    for record in records:  # oldest first, so the newest of a (method, seed) wins
+        latest[(record.method, record.seed)] = record
+    return list(latest.values())
+
+
+def aggregate(records: list[RunRecord]) -> list[MethodResult]:
+    by_method: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_method[record.method].append(record)
+    out = []
+    for method, recs in by_method.items():
+        done = [r for r in recs if r.status == "done"]
+        first = (done or recs)[0]
+        out.append(MethodResult(method=method, display=first.display, paper_column=first.paper_column,
+                                status="done" if done else "skipped",
+                                reason="" if done else recs[0].reason, records=recs))
+
+    def order(m: MethodResult) -> tuple[int, str]:
+        col = m.paper_column
+        return (PAPER_ORDER.index(col) if col in PAPER_ORDER else len(PAPER_ORDER), m.method)
+
+    return sorted(out, key=order)
+
+
+def dataset_label(records: list[RunRecord]) -> str:
+    labels = sorted({r.dataset.get("label", "?") for r in records})
+    return "; ".join(labels)
+
+
+def is_synthetic(records: list[RunRecord]) -> bool:
+    return any(r.dataset.get("synthetic") for r in records)

@@ -1,0 +1,112 @@
+"""Tables 1 and 3 in the papers' shapes (CSV), Markdown beside the paper's numbers, and LaTeX."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from benchmark.reporting.results import METRICS, MethodResult, paper_table, paper_value
+
+TEST_USERS = ("overlapped", "unseen")
+TABLE3_METRICS = METRICS
+TABLE3_GROUP = "overlapped"  # the paper does not say; Table 1's first block (stated in every title)
+ABLATIONS = {"wo_user_view_delta": "uniembedding-wo-user-view", "wo_cross_domain_delta": "uniembedding-wo-cross-domain"}
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def table1_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
+    """Rows test_users x metric, one column per method (mean over seeds; '' when skipped)."""
+    header = ["test_users", "metric"] + [m.display for m in results]
+    rows = []
+    for users in TEST_USERS:
+        for metric in METRICS:
+            rows.append([users, metric] + [_fmt(m.value(users, metric)) for m in results])
+    return header, rows
+
+
+def to_csv(header: list[str], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def table1_markdown(results: list[MethodResult], title: str) -> str:
+    """Our numbers with the paper's beside them, 'ours (paper)', where the method is in both."""
+    paper = paper_table("table1_matching_xmarket")
+    lines = [f"### {title}", "",
+             "| test users | metric | " + " | ".join(m.display for m in results) + " |",
+             "|---|---|" + "---|" * len(results)]
+    for users in TEST_USERS:
+        for metric in METRICS:
+            cells = []
+            for m in results:
+                if m.status != "done":
+                    cells.append("skipped")
+                    continue
+                ours = _fmt(m.value(users, metric))
+                std = m.std(users, metric)
+                if not math.isnan(std):
+                    ours += f" ±{std:.2f}"
+                ref = paper_value(paper, m.paper_column, test_users=users, metric=metric) if m.paper_column else None
+                cells.append(f"{ours} ({ref:.3f})" if ref is not None else ours)
+            lines.append(f"| {users} | {metric} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Cells: ours (paper Table 1) in percent; ours is the mean over seeds (± std when > 1 seed).")
+    skipped = [m for m in results if m.status != "done"]
+    for m in skipped:
+        lines.append(f"- {m.display}: skipped - {m.reason}")
+    return "\n".join(lines)
+
+
+def table1_latex(results: list[MethodResult], title: str) -> str:
+    cols = "ll" + "r" * len(results)
+    lines = [r"\begin{table}[t]", rf"\caption{{{_tex(title)}}}", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             "Test users & Metric & " + " & ".join(_tex(m.display) for m in results) + r" \\", r"\midrule"]
+    for users in TEST_USERS:
+        for metric in METRICS:
+            lines.append(f"{users} & {_tex(metric)} & " + " & ".join(
+                _fmt(m.value(users, metric)) or "--" for m in results) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(s: str) -> str:
+    return s.replace("_", r"\_").replace("@", "@").replace("&", r"\&").replace("%", r"\%")
+
+
+def table3_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]] | None:
+    """Metric deltas of the two ablations against the full model (paper Table 3's shape)."""
+    by_name = {m.method: m for m in results if m.status == "done"}
+    full = by_name.get("uniembedding")
+    if full is None:
+        return None
+    header = ["metric"] + list(ABLATIONS)
+    rows = []
+    for metric in TABLE3_METRICS:
+        row = [metric]
+        for method in ABLATIONS.values():
+            ablation = by_name.get(method)
+            row.append(_fmt(ablation.value(TABLE3_GROUP, metric) - full.value(TABLE3_GROUP, metric))
+                       if ablation else "")
+        rows.append(row)
+    return header, rows
+
+
+def table3_markdown(header: list[str], rows: list[list[str]], title: str) -> str:
+    paper = paper_table("table3_ablation_xmarket")
+    lines = [f"### {title}", "", "| metric | " + " | ".join(header[1:]) + " |", "|---|" + "---|" * (len(header) - 1)]
+    for row in rows:
+        cells = []
+        for col, value in zip(header[1:], row[1:], strict=True):
+            ref = paper_value(paper, col, metric=row[0])
+            cells.append(f"{value} ({ref:+.3f})" if value and ref is not None else (value or "not run"))
+        lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
+    lines += ["", f"Cells: ablation minus full UniEmbedding on {TABLE3_GROUP} test users, percentage points "
+              "(paper Table 3 in brackets)."]
+    return "\n".join(lines)

@@ -1,0 +1,265 @@
+"""The grid of runs: suite x methods x seeds, resumable, one atomic result folder per run.
+
+Each run's folder ``results/<suite>/<run-key>/`` is named by a hash of its resolved config, the
+split manifest and the dataset fingerprint (FuxiCTR/BARS style), and is written to a temporary
+sibling first and renamed when complete, so a crash never leaves a half result and a rerun skips
+exactly the finished runs. ``--executor ray`` sends each run to a Ray cluster instead of running
+it here (Ray's own scheduling and retries; results and MLflow must be shared between machines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from benchmark import registry
+from benchmark.config import RunConfig, load_suite_file, resolve
+from benchmark.errors import BenchmarkError
+from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.plugin import Method, RunContext
+from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+RESULT_SCHEMA = 1
+
+
+@dataclass
+class RunRecord:
+    """What a finished (or skipped) run leaves in result.json; reports read only these."""
+
+    run_key: str
+    suite: str
+    method: str
+    display: str
+    paper_column: str | None
+    seed: int
+    scale: str
+    status: str  # "done" | "skipped"
+    reason: str = ""
+    dataset: dict = field(default_factory=dict)
+    manifest_hash: str = ""
+    encoders: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # group -> metric -> value (percent) + "n"
+    timings: dict = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    code_version: str = ""
+    tags: dict = field(default_factory=dict)
+    schema: int = RESULT_SCHEMA
+
+    @classmethod
+    def read(cls, folder: Path) -> RunRecord:
+        data = json.loads((folder / "result.json").read_text())
+        if data.get("schema") != RESULT_SCHEMA:
+            raise BenchmarkError(f"{folder}/result.json: result schema {data.get('schema')} is not {RESULT_SCHEMA}")
+        return cls(**data)
+
+
+def run_key(run: RunConfig, inputs: Inputs) -> str:
+    payload = run.canonical_json() + inputs.split.manifest_hash + inputs.dataset.fingerprint
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _progress(enabled: bool) -> Callable[..., Any]:
+    def wrap(iterable, desc: str = "", total: int | None = None):
+        return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=False, dynamic_ncols=True)
+
+    return wrap
+
+
+def _check_embeddings(name: str, emb: Any, n_items: int) -> np.ndarray:
+    if not isinstance(emb, np.ndarray) or emb.ndim != 2 or emb.shape[0] != n_items or emb.shape[1] < 1:
+        shape = getattr(emb, "shape", type(emb).__name__)
+        raise BenchmarkError(f"method {name!r} returned embeddings of shape {shape}, expected [{n_items}, d]")
+    if not np.isfinite(emb).all():
+        bad = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise BenchmarkError(f"method {name!r} returned non-finite embeddings (NaN/inf) for {bad} items")
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: str) -> dict[str, str]:
+    tags = {
+        "suite": run.suite,
+        "method": run.method,
+        "method_display": display,
+        "dataset": inputs.dataset.name,
+        "dataset_label": inputs.label,
+        "synthetic": "true" if inputs.synthetic else "false",
+        "manifest_hash": inputs.split.manifest_hash,
+        "scale": run.scale,
+        "seed": str(run.seed),
+        "run_key": key,
+        "code_version": code_version(),
+        "mlflow.runName": f"{run.method}-s{run.seed}",
+    }
+    for modality, encoder in inputs.features.encoder_ids().items():
+        tags[f"encoder.{modality}"] = encoder
+    tags.update({str(k): str(v) for k, v in cls.tags.items()})
+    return tags
+
+
+def _atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
+    """Write into a temporary sibling, then rename onto ``final`` (never a partial folder)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        write(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Tracker | None,
+                progress: bool = True) -> RunRecord:
+    """Fit one method at one seed, evaluate it, and store the result (or the reason it was skipped)."""
+    from benchmark.evaluation.breakdown import grouped_metrics
+    from benchmark.evaluation.ranking import target_ranks
+
+    cls = registry.get_method(run.method)
+    method = cls()
+    display = method.display(inputs.features)
+    key = run_key(run, inputs)
+    folder = results_dir / run.suite / key
+    if (folder / "result.json").exists():
+        return RunRecord.read(folder)
+    record = RunRecord(
+        run_key=key, suite=run.suite, method=run.method, display=display, paper_column=cls.paper_column,
+        seed=run.seed, scale=run.scale, status="done",
+        dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
+                 "fingerprint": inputs.dataset.fingerprint,
+                 "domain_interactions": inputs.domain_interactions()},
+        manifest_hash=inputs.split.manifest_hash, encoders=inputs.features.encoder_ids(),
+        code_version=code_version(), tags={str(k): str(v) for k, v in cls.tags.items()},
+    )
+    tags = _tags(run, inputs, cls, key, display)
+    missing = cls.requires - inputs.available()
+    curves: list[tuple[str, float, int]] = []
+    ranks = None
+    if missing:
+        record.status = "skipped"
+        record.reason = f"dataset lacks {', '.join(sorted(missing))} (method requires {', '.join(sorted(cls.requires))})"
+        log.warning("skipping %s: %s", run.method, record.reason)
+        tags["skipped"] = record.reason
+    else:
+        ctx = RunContext(
+            seed=run.seed, scale=run.scale, progress=_progress(progress),
+            log_metric=lambda name, value, step=None: curves.append((name, float(value), int(step or 0))),
+            logger=logging.getLogger(f"benchmark.methods.{run.method}"),
+        )
+        ctx.seed_everything()
+        t0 = time.perf_counter()
+        method.fit(inputs.train, inputs.features, run.method_config, ctx)
+        t1 = time.perf_counter()
+        n_items = inputs.train.n_items
+        emb = _check_embeddings(run.method, method.item_embeddings(), n_items)
+        query_emb = method.query_embeddings()
+        if query_emb is not None:
+            query_emb = _check_embeddings(run.method, query_emb, n_items)
+        cases = inputs.split.cases
+        pool_by_domain = run.evaluation["candidate_pool"] == "domain"
+        ranks = target_ranks(
+            emb, cases.query, cases.target,
+            candidate_domain=cases.target_domain if pool_by_domain else None,
+            item_domain=inputs.train.item_domain if pool_by_domain else None,
+            block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"],
+            progress=progress, query_embeddings=query_emb,
+        )
+        record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
+        record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(time.perf_counter() - t1, 3)}
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))
+        if ranks is not None:
+            np.save(tmp / "ranks.npy", ranks.astype(np.int32))
+        if curves:
+            lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in curves]
+            (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
+        if tracker is not None:
+            record.mlflow_run_id = tracker.log_run(
+                experiment=run.suite, run_name=tags["mlflow.runName"],
+                params={**run.as_dict(), "run_key": key}, tags=tags, metrics=record.metrics, curves=curves,
+                artefacts=sorted(p for p in tmp.iterdir()),
+            )
+        (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
+
+    _atomic_write_dir(folder, write)
+    return record
+
+
+@dataclass
+class SuiteRun:
+    suite: str
+    records: list[RunRecord]
+    inputs: Inputs
+    results_dir: Path
+
+
+def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
+         seeds: list[int] | None = None, overrides: tuple[str, ...] = ()) -> list[RunConfig]:
+    """Resolve a suite into its run configs (validates everything before any work starts)."""
+    suite_cfg = load_suite_file(registry.suite_path(suite))
+    names = methods or suite_cfg["methods"]
+    defaults = {name: registry.get_method(name).default_config() for name in names}
+    return resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
+
+
+def run_suite(
+    suite: str,
+    *,
+    scale: str | None = None,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+    overrides: tuple[str, ...] = (),
+    data_dir: Path = Path("data"),
+    results_dir: Path = Path("results"),
+    tracking_uri: str | None = None,
+    executor: str = "local",
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> SuiteRun:
+    """Run (or resume) every run of a suite and return their records."""
+    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
+    first = runs[0]
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    if inputs.banner:
+        echo(f"*** {inputs.banner}")
+    echo(f"suite {first.suite}: {len(runs)} run(s) on {inputs.label}; "
+         f"{len(inputs.split.cases)} test cases, manifest {inputs.split.manifest_hash[:12]}")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(results_dir, tracking_uri)
+    if executor == "ray":
+        from benchmark.ray_executor import run_on_ray
+
+        records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri)
+    elif executor == "local":
+        tracker = Tracker(uri, results_dir)
+        records = []
+        for run in runs:
+            t0 = time.perf_counter()
+            record = execute_run(run, inputs, results_dir, tracker, progress=progress)
+            took = time.perf_counter() - t0
+            if record.status == "skipped":
+                echo(f"  {run.method:<28} seed {run.seed}: SKIPPED - {record.reason}")
+            else:
+                overall = record.metrics.get("all", {})
+                echo(f"  {run.method:<28} seed {run.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
+                     f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  ({took:.1f}s, key {record.run_key})")
+            records.append(record)
+    else:
+        raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
+    return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)

@@ -1,0 +1,34 @@
+"""Shared fixtures: one tiny synthetic twin and one tiny suite run per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding the tiny synthetic twin (generated once per session)."""
+    from benchmark.data.sources import load_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    load_dataset("xmarket-sim", root, scale="tiny", seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_suite_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The xmarket-matching suite on the tiny preset, run once: (SuiteRun, results_dir, reports_dir)."""
+    from benchmark.runner import run_suite
+
+    out = tmp_path_factory.mktemp("out")
+    results, reports = out / "results", out / "reports"
+    run = run_suite("xmarket-matching", scale="tiny", methods=["clip", "item2vec", "popularity", "random"],
+                    data_dir=tiny_data_dir, results_dir=results, progress=False, echo=lambda s: None)
+    return run, results, reports

@@ -1,0 +1,89 @@
+"""The sanity baselines and the raw-content baseline behave as their cards say."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.data.model import Items, TrainView
+from benchmark.evaluation.ranking import target_ranks
+from benchmark.features.model import ItemFeatures
+from benchmark.plugin import RunContext
+from methods.clip import RawContent
+from methods.item2vec import Item2Vec
+from methods.popularity import Popularity
+from methods.random_vectors import RandomVectors
+
+
+def toy_view() -> TrainView:
+    # item 0 most popular, then 1, 2 ...; item 5 never seen
+    seqs = [[0, 1], [0, 1], [0, 2], [0, 3], [1, 2], [4, 0]]
+    return TrainView.from_sequences(seqs, [0, 0, 1, 1, 2, 2])
+
+
+def test_popularity_ranks_candidates_by_training_frequency_for_any_query() -> None:
+    view = toy_view()
+    m = Popularity()
+    m.fit(view, ItemFeatures(items=view.items), {}, RunContext())
+    ranks = target_ranks(m.item_embeddings(), np.array([3, 5]), np.array([0, 0]),
+                         query_embeddings=m.query_embeddings())
+    assert ranks.tolist() == [1, 1]  # the most popular item is first whatever the query
+    ranks = target_ranks(m.item_embeddings(), np.array([0]), np.array([2]), query_embeddings=m.query_embeddings())
+    assert ranks.tolist() == [2]  # counts: 0:5, 1:3, 2:2 -> with 0 as query, 1 then 2
+
+
+def test_random_is_seeded() -> None:
+    view = toy_view()
+    a, b, c = RandomVectors(), RandomVectors(), RandomVectors()
+    a.fit(view, None, {"dim": 8}, RunContext(seed=1))
+    b.fit(view, None, {"dim": 8}, RunContext(seed=1))
+    c.fit(view, None, {"dim": 8}, RunContext(seed=2))
+    assert np.array_equal(a.item_embeddings(), b.item_embeddings())
+    assert not np.array_equal(a.item_embeddings(), c.item_embeddings())
+
+
+def _features(joint: bool) -> ItemFeatures:
+    items = Items(domains=("A",), source_id=np.array(["a", "b", "c"], dtype=object), domain=np.zeros(3, np.int16))
+    text = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    image = np.array([[0, 2], [0, 0], [3, 0]], np.float32)
+    mask = np.array([True, False, True])
+    return ItemFeatures(items=items, text=text, image=image, image_mask=mask, text_encoder="t", image_encoder="i",
+                        joint_space=joint)
+
+
+def test_raw_content_concatenates_outside_a_joint_space() -> None:
+    m = RawContent()
+    f = _features(joint=False)
+    m.fit(None, f, {"use_image": True}, RunContext())
+    emb = m.item_embeddings()
+    assert emb.shape == (3, 4)
+    np.testing.assert_allclose(emb[1], [0, 1, 0, 0])  # missing image contributes zeros
+    np.testing.assert_allclose(emb[0], [1, 0, 0, 1])
+    assert m.display(f) == "CLIP [i + t]"
+
+
+def test_raw_content_averages_in_a_joint_space_with_text_for_missing_images() -> None:
+    m = RawContent()
+    m.fit(None, _features(joint=True), {"use_image": True}, RunContext())
+    emb = m.item_embeddings()
+    assert emb.shape == (3, 2)
+    np.testing.assert_allclose(emb[1], [0, 1], atol=1e-6)  # text stands in for the missing image
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-6)
+
+
+def test_item2vec_puts_co_occurring_items_together_and_cold_items_at_zero() -> None:
+    rng = np.random.default_rng(0)
+    seqs = [list(rng.choice(10, 4, replace=False) + (10 if k % 2 else 0)) for k in range(600)]
+    view = TrainView.from_sequences(seqs, [0] * 22)
+    m = Item2Vec()
+    cfg = {**Item2Vec.default_config(), "epochs": 10, "sample": 0.0, "vector_size": 16}
+    m.fit(view, None, cfg, RunContext(seed=3))
+    e = m.item_embeddings()
+    assert not e[20:].any()  # never seen -> zero rows
+    u = e[:20] / np.linalg.norm(e[:20], axis=1, keepdims=True)
+    sim = u @ u.T
+    within = (sim[:10, :10].sum() - 10) / 90
+    across = sim[:10, 10:].mean()
+    assert within > across + 0.2
+    m2 = Item2Vec()
+    m2.fit(view, None, cfg, RunContext(seed=3))
+    assert np.array_equal(e, m2.item_embeddings())  # deterministic per seed (workers: 1)

@@ -1,0 +1,113 @@
+"""The runner end to end on the tiny twin: results, resumability, MLflow, bad method output."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark import registry
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import Method
+from benchmark.runner import execute_run, plan, run_suite
+
+
+def test_every_run_leaves_a_complete_result_folder(tiny_suite_run) -> None:
+    run, results, _ = tiny_suite_run
+    assert {r.method for r in run.records} == {"clip", "item2vec", "popularity", "random"}
+    for record in run.records:
+        folder = results / "xmarket-matching" / record.run_key
+        assert record.status == "done"
+        assert {"result.json", "ranks.npy", "config.yaml"} <= {p.name for p in folder.iterdir()}
+        ranks = np.load(folder / "ranks.npy")
+        assert ranks.dtype == np.int32 and len(ranks) == len(run.inputs.split.cases) and ranks.min() >= 1
+        assert record.dataset["synthetic"] is True and "SYNTHETIC" in record.dataset["label"]
+    assert not list((results / "xmarket-matching").glob(".tmp-*"))
+
+
+def test_item2vec_beats_the_sanity_floors(tiny_suite_run) -> None:
+    run, _, _ = tiny_suite_run
+    hr = {r.method: r.metrics["all"]["HR@50"] for r in run.records}
+    assert hr["item2vec"] > hr["random"]
+    assert hr["item2vec"] > hr["popularity"]
+
+
+def test_every_run_is_in_mlflow_with_its_tags(tiny_suite_run) -> None:
+    import mlflow
+
+    run, results, _ = tiny_suite_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(results / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name("xmarket-matching")
+    runs = client.search_runs([exp.experiment_id])
+    by_key = {r.data.tags["run_key"]: r for r in runs}
+    for record in run.records:
+        logged = by_key[record.run_key]
+        assert logged.data.tags["synthetic"] == "true"
+        assert logged.data.tags["manifest_hash"] == record.manifest_hash
+        assert logged.data.tags["method"] == record.method
+        assert "encoder.text" in logged.data.tags
+        assert logged.data.metrics["overlapped/HR_10"] == pytest.approx(record.metrics["overlapped"]["HR@10"])
+        assert logged.data.params["method_config.epochs" if record.method == "item2vec" else "seed"]
+    item2vec = by_key[next(r.run_key for r in run.records if r.method == "item2vec")]
+    history = client.get_metric_history(item2vec.info.run_id, "item2vec_loss")
+    assert len(history) >= 2  # a loss curve, one point per epoch
+
+
+def test_rerun_skips_finished_runs(tiny_suite_run, tiny_data_dir: Path) -> None:
+    run, results, _ = tiny_suite_run
+    before = {r.run_key: (results / "xmarket-matching" / r.run_key / "result.json").stat().st_mtime_ns
+              for r in run.records}
+    again = run_suite("xmarket-matching", scale="tiny", methods=["clip", "item2vec", "popularity", "random"],
+                      data_dir=tiny_data_dir, results_dir=results, progress=False, echo=lambda s: None)
+    assert [r.run_key for r in again.records] == [r.run_key for r in run.records]
+    for key, mtime in before.items():
+        assert (results / "xmarket-matching" / key / "result.json").stat().st_mtime_ns == mtime
+
+
+class _Broken(Method):
+    """A method that returns garbage, to check the runner refuses it."""
+
+    name = "broken"
+    display_name = "Broken"
+    requires = frozenset({"ids"})
+    mode = "nan"
+
+    def fit(self, train, features, cfg, ctx) -> None:
+        self.n = train.n_items
+
+    def item_embeddings(self) -> np.ndarray:
+        if self.mode == "nan":
+            return np.full((self.n, 4), np.nan, np.float32)
+        return np.zeros((self.n + 1, 4), np.float32)
+
+
+@pytest.mark.parametrize("mode, message", [("nan", "non-finite"), ("shape", "shape")])
+def test_bad_method_output_is_refused_without_a_result_folder(tiny_suite_run, monkeypatch, tmp_path, mode, message):
+    run, _, _ = tiny_suite_run
+    monkeypatch.setattr(_Broken, "mode", mode)
+    known = dict(registry.methods())
+    known["broken"] = _Broken
+    monkeypatch.setattr(registry, "methods", lambda: known)
+    (cfg,) = plan("xmarket-matching", scale="tiny", methods=["broken"])
+    with pytest.raises(BenchmarkError, match=message):
+        execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
+    assert not any(p for p in (tmp_path / "xmarket-matching").glob("*") if p.name != ".")
+
+
+def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
+    from benchmark.reporting import write_suite_reports
+
+    _, results, reports = tiny_suite_run
+    text = write_suite_reports("xmarket-matching", results, reports)
+    ours = list(csv.reader((reports / "xmarket-matching" / "table1.csv").open()))
+    paper = list(csv.reader((Path(__file__).parents[1] / "benchmark/reporting/paper/table1_matching_xmarket.csv").open()))
+    assert ours[0][:2] == paper[0][:2] == ["test_users", "metric"]
+    assert [row[:2] for row in ours[1:]] == [row[:2] for row in paper[1:]]
+    assert "SYNTHETIC" in text and "(1.458)" in text  # the paper's CLIP number beside ours
+    assert (reports / "xmarket-matching" / "figure6_head_tail.png").exists()
+    claims = (reports / "xmarket-matching" / "claims.md").read_text()
+    assert "C1" in claims and "C12" in claims and "not run" in claims
+    assert json.loads(next((results / "xmarket-matching").glob("*/result.json")).read_text())["schema"] == 1
