@@ -1,0 +1,58 @@
+"""The claim checks can fail: each is computed from the numbers, not asserted."""
+
+from __future__ import annotations
+
+from benchmark.reporting.claims import check_claims
+from benchmark.reporting.results import METRICS, MethodResult
+from benchmark.runner import RunRecord
+
+
+def result(method: str, column: str | None, level: float, tail_factor: float = 0.5) -> MethodResult:
+    metrics = {}
+    for group in ("overlapped", "unseen", "all"):
+        metrics[group] = {m: level for m in METRICS}
+    metrics["head"] = {"HR@50": level}
+    metrics["tail"] = {"HR@50": level * tail_factor}
+    for d, share in (("Books", 1.0), ("Electronics", 1.0)):
+        metrics[f"domain={d}"] = {"HR@50": level * share}
+    record = RunRecord(run_key=method, suite="s", method=method, display=column or method, paper_column=column,
+                       seed=0, scale="tiny", status="done", metrics=metrics,
+                       dataset={"domain_interactions": {"Books": 10, "Electronics": 5}})
+    return MethodResult(method, column or method, column, "done", "", [record])
+
+
+def status(claims, cid: str) -> str:
+    return next(c.status for c in claims if c.cid == cid)
+
+
+def test_c1_c3_c4_hold_when_the_ordering_holds() -> None:
+    claims = check_claims([result("clip", "CLIP", 1), result("item2vec", "Item2Vec", 4),
+                           result("uniembedding-text", "UniEmb_Text", 6), result("uniembedding", "UniEmb", 7)], None)
+    assert status(claims, "C1") == "holds"
+    assert status(claims, "C2") == "holds"
+    assert status(claims, "C3") == "holds"
+    assert status(claims, "C4") == "holds"
+    assert status(claims, "C5") == "not run"
+    assert status(claims, "C6") == "not run"
+
+
+def test_claims_fail_when_the_ordering_breaks() -> None:
+    claims = check_claims([result("clip", "CLIP", 6.5), result("item2vec", "Item2Vec", 4),
+                           result("uniembedding-text", "UniEmb_Text", 7), result("uniembedding", "UniEmb", 6)], None)
+    assert status(claims, "C1") == "fails"
+    assert status(claims, "C2") == "fails"
+    assert status(claims, "C4") == "fails"
+
+
+def test_c6_reads_the_ablation_deltas() -> None:
+    holds = [["HR@10", "-1.0", "-0.2"], ["HR@50", "-2.0", "-0.1"]]
+    fails = [["HR@10", "-0.1", "-0.2"], ["HR@50", "0.5", "-0.1"]]
+    assert status(check_claims([], holds), "C6") == "holds"
+    assert status(check_claims([], fails), "C6") == "fails"
+
+
+def test_c7_needs_every_method_to_drop_on_tail() -> None:
+    ok = check_claims([result("item2vec", "Item2Vec", 4, tail_factor=0.2), result("uniembedding", "UniEmb", 7)], None)
+    assert status(ok, "C7") == "holds"
+    bad = check_claims([result("item2vec", "Item2Vec", 4, tail_factor=1.5), result("uniembedding", "UniEmb", 7)], None)
+    assert status(bad, "C7") == "fails"
