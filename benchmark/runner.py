@@ -136,7 +136,9 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     key = run_key(run, inputs)
     folder = results_dir / run.suite / key
     if (folder / "result.json").exists():
-        return RunRecord.read(folder)
+        record = RunRecord.read(folder)
+        record.timings = {**record.timings, "cached": True}
+        return record
     record = RunRecord(
         run_key=key, suite=run.suite, method=run.method, display=display, paper_column=cls.paper_column,
         seed=run.seed, scale=run.scale, status="done",
@@ -258,7 +260,8 @@ def run_suite(
             else:
                 overall = record.metrics.get("all", {})
                 echo(f"  {run.method:<28} seed {run.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
-                     f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  ({took:.1f}s, key {record.run_key})")
+                     f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  "
+                     f"({'finished earlier' if record.timings.get('cached') else f'{took:.1f}s'}, key {record.run_key})")
             records.append(record)
     else:
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")

@@ -34,6 +34,13 @@ def raw_content_vectors(features: ItemFeatures, use_image: bool = True) -> np.nd
     return np.concatenate([text, image], axis=1)
 
 
+def short_encoder(encoder_id: str) -> str:
+    """'minilm:sentence-transformers/...@sha256:..' -> 'minilm'; 'clip:ViT-B-32/openai@..' -> 'clip:ViT-B-32/openai'."""
+    if encoder_id.startswith(("clip:", "hf:")):
+        return encoder_id.split("@", 1)[0]
+    return encoder_id.split(":", 1)[0]
+
+
 class RawContent(Method):
     """CLIP / raw content: the suite's frozen text (+ image) features used as they are."""
 
@@ -52,6 +59,4 @@ class RawContent(Method):
     def display(self, features: ItemFeatures | None = None) -> str:
         if features is None:
             return self.display_name
-        encoders = sorted(set(features.encoder_ids().values()))
-        short = [e.split("/")[0] if e.startswith("offline") else e for e in encoders]
-        return f"CLIP [{' + '.join(short)}]"
+        return f"CLIP [{' + '.join(sorted({short_encoder(e) for e in features.encoder_ids().values()}))}]"

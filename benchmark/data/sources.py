@@ -1,0 +1,103 @@
+"""The dataset registry: a name -> a loaded :class:`Dataset` (design.md, Data sources).
+
+``xmarket`` (real files under DATA_DIR), ``xmarket-sim`` (the synthetic twin, generated on first
+use, always labelled synthetic) and ``recbole:<name>`` (RecBole atomic files). Item images named
+by the metadata are fetched into ``<dataset dir>/.cache/images`` so ``Items.image_path`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.model import Dataset
+from benchmark.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+_SUMMARIES = {
+    "xmarket": "XMarket FULL files (US Books / Electronics / Cell_Phones_and_Accessories by default) "
+    "under DATA_DIR or DATA_DIR/xmarket",
+    "xmarket-sim": "synthetic XMarket twin in XMarket's raw formats (spec/twin.md); generated on first use; "
+    "always labelled synthetic",
+    "recbole:ml-100k": "MovieLens-100k as bundled with RecBole (offline; one domain, or --domains <item field>)",
+    "recbole:<name>": "any RecBole atomic dataset: DATA_DIR/<name>/<name>.inter (+ .item), or a directory path",
+}
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """(name, one-line summary) for every dataset the suite can load."""
+    return list(_SUMMARIES.items())
+
+
+def sim_dir(data_dir: Path, scale: str, seed: int) -> Path:
+    """Where the twin of (scale, seed) lives: ``data_dir/xmarket-sim/<scale>-seed<seed>``."""
+    return Path(data_dir) / "xmarket-sim" / f"{scale}-seed{seed}"
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path,
+    scale: str = "small",
+    seed: int = 0,
+    domains: str | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Load dataset ``name``. ``domains``: an XMarket spec (``"us/Books,us/Electronics"``) for the
+    xmarket sources, or the ``.item`` field holding the domain for ``recbole:<name>``.
+    ``scale``/``seed`` select the synthetic twin's preset.
+    """
+    from benchmark.data.xmarket import DEFAULT_DOMAINS, load_xmarket, parse_domains, xmarket_files_present
+
+    data_dir = Path(data_dir)
+    if name == "xmarket":
+        doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
+        root = data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
+        if not xmarket_files_present(root, doms):
+            raise DataError(
+                f"XMarket files not found under {root}: run the data fetch command, copy the files there "
+                "(<market>/<Category>/ratings_<market>_<Category>.txt.gz + metadata_*.json.gz), "
+                "or use the synthetic twin (xmarket-sim)"
+            )
+        ds = load_xmarket(root, doms, cache_dir=root / ".cache" / "parsed", progress=progress, name="xmarket")
+        return _with_images(ds, root, progress)
+    if name == "xmarket-sim":
+        doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
+        out = sim_dir(data_dir, scale, seed)
+        if not (out / "SIMULATED.json").is_file():
+            from benchmark.data.simulator import generate
+
+            log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
+            generate(out, scale=scale, seed=seed, progress=progress)
+        ds = load_xmarket(
+            out, doms, cache_dir=out / ".cache" / "parsed", progress=progress, name="xmarket-sim"
+        )
+        if not ds.synthetic:
+            raise DataError("the synthetic twin's SIMULATED.json marker is missing", out)
+        return _with_images(ds, out, progress)
+    if name.startswith("recbole:") and len(name) > len("recbole:"):
+        from benchmark.data.recbole_source import load_recbole
+
+        return load_recbole(name.split(":", 1)[1], data_dir=data_dir, domain_field=domains, progress=progress)
+    known = ", ".join(n for n, _ in list_datasets())
+    raise ConfigError(f"unknown dataset {name!r}; known: {known}")
+
+
+def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:
+    """Fill ``Items.image_path`` from the local image cache, fetching what is not there yet."""
+    urls = ds.items.image_url
+    if urls is None or not any(bool(u) for u in urls):
+        return ds
+    from benchmark.data.images import fetch_images
+
+    try:
+        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress)
+    except OSError as exc:  # e.g. a read-only copy of the data: run without local images
+        log.warning("images: cannot use the image cache under %s (%s); items keep no image path", root, exc)
+        return ds
+    n_img = int(np.count_nonzero(items.image_path != ""))
+    meta = dict(ds.meta, images_with_url=int(sum(bool(u) for u in urls)), images_local=n_img)
+    return replace(ds, items=items, meta=meta)
