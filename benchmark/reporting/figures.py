@@ -39,7 +39,7 @@ def figure6_head_tail(results: list[MethodResult], title: str, out: Path) -> lis
     ax.set_xticks(x, [m.display for m in done], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("HR@50 (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     paths = _save(fig, out)
     plt.close(fig)
     return paths
@@ -73,7 +73,7 @@ def figure7_domains(results: list[MethodResult], domain_share: dict[str, float],
     ax2.set_ylabel(f"relative HR@50 improvement of {ref.display} (%)")
     ax.set_xticks(x, domains, fontsize=8)
     ax.set_title(title, fontsize=9)
-    ax2.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0))
     paths = _save(fig, out)
     plt.close(fig)
     return paths
