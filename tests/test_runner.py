@@ -107,6 +107,7 @@ def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
     assert ours[0][:2] == paper[0][:2] == ["test_users", "metric"]
     assert [row[:2] for row in ours[1:]] == [row[:2] for row in paper[1:]]
     assert "SYNTHETIC" in text and "(1.458)" in text  # the paper's CLIP number beside ours
+    assert "Paired Wilcoxon" in text and "Holm" in text
     assert (reports / "xmarket-matching" / "figure6_head_tail.png").exists()
     claims = (reports / "xmarket-matching" / "claims.md").read_text()
     assert "C1" in claims and "C12" in claims and "not run" in claims

@@ -8,6 +8,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.reporting import figures, tables
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
+from benchmark.reporting.significance import significance_lines
 
 ABLATION_SUITE = "xmarket-ablation"
 
@@ -34,6 +35,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     _write(out / "table1.csv", tables.to_csv(header, rows))
     _write(out / "table1.tex", tables.table1_latex(results, title1))
     parts.append(tables.table1_markdown(results, title1))
+    sig = significance_lines(results, results_dir)
+    if sig:
+        parts += ["", *sig]
 
     t3 = tables.table3_rows(results)
     ablation_rows = t3[1] if t3 else None
