@@ -247,6 +247,8 @@ def run_suite(
     if executor == "ray":
         from benchmark.ray_executor import run_on_ray
 
+        Tracker(uri, results_dir).experiment_id(first.suite)  # create the store once, before workers race
+
         records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri)
     elif executor == "local":
         tracker = Tracker(uri, results_dir)
