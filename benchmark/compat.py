@@ -55,10 +55,9 @@ def recbole_torch_load_full() -> None:
     call torch.load with ``weights_only=False`` (checkpoints it wrote itself), nothing else."""
     if importlib.util.find_spec("recbole") is None:
         return
-    import torch
-
     import recbole.quick_start.quick_start as qs
     import recbole.trainer.trainer as tr
+    import torch
 
     @functools.wraps(torch.load)
     def load(*args, **kwargs):

@@ -84,7 +84,7 @@ class Tracker:
         artefacts: list[Path],
     ) -> str:
         """Log a finished run in one go (params, tags, grouped metrics, curves, files); return its id."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         exp_id = self.experiment_id(experiment)
         run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags))

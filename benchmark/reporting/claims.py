@@ -103,7 +103,7 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
         best_both = all(uni.value(g, "HR@50") >= m.value(g, "HR@50") for m in done for g in ("head", "tail"))
         add("C7", "every method drops on tail items; ID-only methods drop most; UniEmb best on head and tail",
             every_drops and id_most and best_both,
-            f"relative head->tail HR@50 drop: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in drops.items())
+            "relative head->tail HR@50 drop: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in drops.items())
             + f"; every method drops: {every_drops}; ID-only drop most: {id_most}; UniEmb best on both: {best_both}")
     else:
         add("C7", "every method drops on tail items; ID-only drop most; UniEmb best on both", None, "UniEmb not run")
