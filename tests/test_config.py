@@ -20,7 +20,7 @@ def suite(**extra) -> dict:
 
 
 def test_shipped_suites_validate() -> None:
-    for name in ("xmarket-matching",):
+    for name in ("xmarket-matching", "xmarket-ablation"):
         cfg = load_suite_file(suite_path(name))
         assert cfg["name"] == name
 
