@@ -51,7 +51,7 @@ class RunContext:
     log_metric: Callable[[str, float, int | None], None] = _no_metric
     progress: Callable[..., Iterable[Any]] = _plain_progress
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("benchmark.method"))
-    workers: int = 2
+    workers: int = 1  # CPU threads a method may use; 1 = reproducible across machines
 
     def rng(self, offset: int = 0) -> np.random.Generator:
         """A numpy generator derived from the run seed (offset separates independent streams)."""

@@ -1,0 +1,42 @@
+"""CPU settings for the embedding-table loops (MF, SGNS) and the runs' thread budget.
+
+``RunContext.seed_everything`` turns on ``torch.use_deterministic_algorithms``. On CPU the
+embedding-gradient and sparse-coalesce kernels used here are already deterministic for a fixed
+thread count; the flag only swaps in sort-based scatter kernels that made the SGNS/MF loops
+3-8x slower on this machine. The loops' ops are small and memory-bound, so they run on one
+intra-op thread: on the shared 2-core machine two threads were 2x (MF) to 8x (SGNS) slower.
+Tests check bit-identical embeddings for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def standard_cpu_kernels() -> Iterator[None]:
+    """One thread, deterministic-algorithms mode lifted; the caller's settings are restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(False)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` intra-op threads (the run's worker budget), then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

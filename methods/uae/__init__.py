@@ -1,0 +1,5 @@
+"""UAE (Chen et al., ICASSP'21): content tower matched to fixed CF user vectors (methods.md 11)."""
+
+from methods.uae.model import UAE
+
+__all__ = ["UAE"]
