@@ -9,10 +9,11 @@ The evaluator never imports a method.
 from __future__ import annotations
 
 import abc
+import contextlib
 import inspect
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -56,6 +57,18 @@ class RunContext:
     def rng(self, offset: int = 0) -> np.random.Generator:
         """A numpy generator derived from the run seed (offset separates independent streams)."""
         return np.random.default_rng([self.seed, offset])
+
+    @contextlib.contextmanager
+    def threads(self) -> Iterator[None]:
+        """Give torch ``workers`` CPU threads while a method trains; restore the caller's setting."""
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(self.workers)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     def seed_everything(self) -> None:
         """Seed python, numpy and torch so a run is deterministic per seed."""

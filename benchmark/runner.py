@@ -165,7 +165,8 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
         )
         ctx.seed_everything()
         t0 = time.perf_counter()
-        method.fit(inputs.train, inputs.features, run.method_config, ctx)
+        with ctx.threads():
+            method.fit(inputs.train, inputs.features, run.method_config, ctx)
         t1 = time.perf_counter()
         n_items = inputs.train.n_items
         emb = _check_embeddings(run.method, method.item_embeddings(), n_items)

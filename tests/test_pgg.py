@@ -11,7 +11,6 @@ from benchmark.plugin import RunContext
 from methods.pgg import PGG
 from methods.pgg.confidence import set_confidence, set_scores, train_user_item_mf
 from methods.pgg.generate import cooccurrence_graph, graph_statistics, item_embedding, train_generative_graph
-from methods.pgg.kernels import torch_threads
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import PAD, short_term_sets
 
@@ -40,7 +39,7 @@ def small_cfg(**over: object) -> dict:
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    with torch_threads(1):
+    with RunContext(workers=1).threads():
         yield
 
 
@@ -146,7 +145,7 @@ def _fit(seed: int = 0, **over: object) -> tuple[PGG, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def fitted() -> tuple[PGG, np.ndarray]:
-    with torch_threads(1):
+    with RunContext(workers=1).threads():
         return _fit(seed=0)
 
 

@@ -21,7 +21,6 @@ from benchmark.plugin import Method, RunContext
 from methods.cb2cf.network import MultiviewRegressor
 from methods.cb2cf.views import MultiHot, category_multihot, image_view, numeric_view, text_view
 from methods.item2vec import train_item2vec
-from methods.pgg.kernels import torch_threads
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:
@@ -63,10 +62,6 @@ class CB2CF(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         ctx.seed_everything()
-        with torch_threads(ctx.workers):
-            self._fit(train, features, cfg, ctx)
-
-    def _fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         log = ctx.logger
         n = train.n_items
 

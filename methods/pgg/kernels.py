@@ -31,12 +31,3 @@ def standard_cpu_kernels() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` intra-op threads (the run's worker budget), then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

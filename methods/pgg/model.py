@@ -22,7 +22,6 @@ from methods.pgg.generate import (
     item_embedding,
     train_generative_graph,
 )
-from methods.pgg.kernels import torch_threads
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import short_term_sets
 
@@ -39,10 +38,6 @@ class PGG(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         ctx.seed_everything()
-        with torch_threads(ctx.workers):
-            self._fit(train, features, cfg, ctx)
-
-    def _fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         log = ctx.logger
         seqs = train.sequences
 

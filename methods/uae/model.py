@@ -21,7 +21,6 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.cb2cf.views import content_input
 from methods.pgg.confidence import train_user_item_mf
-from methods.pgg.kernels import torch_threads
 from methods.uae.negatives import build_examples, sample_negatives
 from methods.uae.towers import ContentTower, MeanPoolUserTower
 
@@ -64,10 +63,6 @@ class UAE(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         ctx.seed_everything()
-        with torch_threads(ctx.workers):
-            self._fit(train, features, cfg, ctx)
-
-    def _fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         log, n = ctx.logger, train.n_items
         if cfg["user_tower"] not in USER_TOWERS:
             raise ValueError(f"uae: user_tower must be one of {USER_TOWERS}, got {cfg['user_tower']!r}")
