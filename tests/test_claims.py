@@ -56,3 +56,12 @@ def test_c7_needs_every_method_to_drop_on_tail() -> None:
     assert status(ok, "C7") == "holds"
     bad = check_claims([result("item2vec", "Item2Vec", 4, tail_factor=1.5), result("uniembedding", "UniEmb", 7)], None)
     assert status(bad, "C7") == "fails"
+
+
+def test_table3_needs_an_ablation_run() -> None:
+    from benchmark.reporting.tables import table3_rows
+
+    assert table3_rows([result("uniembedding", "UniEmb", 7)]) is None
+    header, rows = table3_rows([result("uniembedding", "UniEmb", 7), result("uniembedding-wo-user-view", None, 5)])
+    assert header == ["metric", "wo_user_view_delta", "wo_cross_domain_delta"]
+    assert rows[0] == ["HR@10", "-2.000", ""]

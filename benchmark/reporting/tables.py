@@ -84,7 +84,7 @@ def table3_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]
     """Metric deltas of the two ablations against the full model (paper Table 3's shape)."""
     by_name = {m.method: m for m in results if m.status == "done"}
     full = by_name.get("uniembedding")
-    if full is None:
+    if full is None or not any(method in by_name for method in ABLATIONS.values()):
         return None
     header = ["metric"] + list(ABLATIONS)
     rows = []
