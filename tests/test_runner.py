@@ -112,3 +112,19 @@ def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
     claims = (reports / "xmarket-matching" / "claims.md").read_text()
     assert "C1" in claims and "C12" in claims and "not run" in claims
     assert json.loads(next((results / "xmarket-matching").glob("*/result.json")).read_text())["schema"] == 1
+
+
+def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite_run, tmp_path) -> None:
+    import dataclasses
+
+    from benchmark.features.model import ItemFeatures
+    from benchmark.reporting import write_suite_reports
+
+    run, _, _ = tiny_suite_run
+    id_only = dataclasses.replace(run.inputs, features=ItemFeatures(items=run.inputs.dataset.items))
+    (cfg,) = plan("xmarket-matching", scale="tiny", methods=["cb2cf"])
+    record = execute_run(cfg, id_only, tmp_path / "results", tracker=None, progress=False)
+    assert record.status == "skipped" and "text" in record.reason
+    assert not (tmp_path / "results" / "xmarket-matching" / record.run_key / "ranks.npy").exists()
+    text = write_suite_reports("xmarket-matching", tmp_path / "results", tmp_path / "reports")
+    assert "CB2CF: skipped - dataset lacks text" in text
