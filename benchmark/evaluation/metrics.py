@@ -10,6 +10,7 @@ can recompute any of them without re-running a model.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 
 import numpy as np
@@ -26,7 +27,7 @@ def _as_ranks(ranks: np.ndarray) -> np.ndarray:
     return ranks
 
 
-class RankMetric:
+class RankMetric(abc.ABC):
     """A cut-off metric of one target's rank; ``metric(ranks)`` gives float64 per-case values."""
 
     name: str = ""
@@ -48,9 +49,9 @@ class RankMetric:
         values[hit] = self.gain(ranks[hit].astype(np.float64))
         return values
 
+    @abc.abstractmethod
     def gain(self, ranks: np.ndarray) -> np.ndarray:
         """Value of a hit at (float) rank ``ranks``; misses are 0."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.k})"
