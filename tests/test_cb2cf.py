@@ -11,7 +11,7 @@ from benchmark.data.model import Items, TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
 from methods.cb2cf import CB2CF
-from methods.cb2cf.views import category_multihot, image_view, numeric_view
+from methods.shared.content import category_multihot, image_view, numeric_view
 
 N_THEMES, PER_THEME = 3, 20
 N_WARM = N_THEMES * PER_THEME

@@ -9,10 +9,11 @@ from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
 from methods.pgg import PGG
-from methods.pgg.confidence import set_confidence, set_scores, train_user_item_mf
+from methods.pgg.confidence import set_confidence, set_scores
 from methods.pgg.generate import cooccurrence_graph, graph_statistics, item_embedding, train_generative_graph
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import PAD, short_term_sets
+from methods.shared.mf import train_user_item_mf
 
 N_ITEMS = 41  # items 0-19 cluster A, 20-39 cluster B, 40 never in training
 

@@ -19,8 +19,8 @@ from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.cb2cf.network import MultiviewRegressor
-from methods.cb2cf.views import MultiHot, category_multihot, image_view, numeric_view, text_view
 from methods.item2vec import train_item2vec
+from methods.shared.content import MultiHot, category_multihot, image_view, numeric_view, text_view
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:

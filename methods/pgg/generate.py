@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.plugin import RunContext
-from methods.pgg.confidence import unigram_distribution
-from methods.pgg.kernels import standard_cpu_kernels
+from methods.shared.kernels import standard_cpu_kernels
+from methods.shared.mf import unigram_distribution
 
 
 def cooccurrence_graph(src: np.ndarray, dst: np.ndarray) -> nx.Graph:

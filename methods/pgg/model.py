@@ -15,7 +15,7 @@ import numpy as np
 from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.pgg.confidence import set_confidence, set_scores, train_user_item_mf
+from methods.pgg.confidence import set_confidence, set_scores
 from methods.pgg.generate import (
     cooccurrence_graph,
     graph_statistics,
@@ -24,6 +24,7 @@ from methods.pgg.generate import (
 )
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import short_term_sets
+from methods.shared.mf import train_user_item_mf
 
 
 class PGG(Method):

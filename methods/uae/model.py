@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.cb2cf.views import content_input
-from methods.pgg.confidence import train_user_item_mf
+from methods.shared.content import content_input
+from methods.shared.mf import train_user_item_mf
 from methods.uae.negatives import build_examples, sample_negatives
 from methods.uae.towers import ContentTower, MeanPoolUserTower
 

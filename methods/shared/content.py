@@ -1,4 +1,4 @@
-"""Content views of an item (CB2CF, methods.md 10.4; UAE's content input, 11.3).
+"""Content views of an item, shared by CB2CF (methods.md 10.4) and UAE's content tower (11.3).
 
 CB2CF is a *multiview* regression (Barkan et al., RecSys'19): each view has its own component
 and the components are concatenated. Here every view is a float matrix with one row per item

@@ -1,0 +1,1 @@
+"""Parts two or more methods share (one place, never a sibling method's package)."""
