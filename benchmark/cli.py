@@ -19,6 +19,7 @@ EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
   python -m benchmark list methods
+  python -m benchmark embeddings export --suite xmarket-matching --method item2vec --out item2vec_s0
   python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
   python -m benchmark data stats --dataset xmarket-sim --scale small
   python -m benchmark data fetch xmarket --data-dir data/xmarket   # needs internet
@@ -71,12 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--log-embeddings", action="store_true",
+                     help="also copy each run's item embeddings into MLflow (default: path and checksum only)")
 
     report = sub.add_parser("report", help="rebuild a suite's tables, figures and claim checks from stored results",
                             description="Reads results/<suite>/*/result.json only; never re-runs a model.")
     report.add_argument("--suite", required=True)
     report.add_argument("--results-dir", type=Path, default=Path("results"))
     report.add_argument("--reports-dir", type=Path, default=Path("reports"))
+
+    emb = sub.add_parser("embeddings", help="export a finished run's stored item embeddings",
+                         description="Item embeddings are a stored product of every run (result folder, "
+                         "checksummed). Export writes <out>.npy, <out>.ids.tsv and <out>.parquet.")
+    esub = emb.add_subparsers(dest="embeddings_command", required=True, metavar="ACTION")
+    export = esub.add_parser("export", help="write a run's item embeddings for use elsewhere")
+    export.add_argument("--suite", required=True)
+    export.add_argument("--method", required=True)
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--results-dir", type=Path, default=Path("results"))
+    export.add_argument("--out", type=Path, required=True, help="output path stem (e.g. exports/item2vec_s0)")
 
     lister = sub.add_parser("list", help="list methods, suites, datasets or encoders")
     lister.add_argument("what", choices=("methods", "suites", "datasets", "encoders"))
@@ -112,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
         overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
+        log_embeddings=args.log_embeddings,
     )
     text = write_suite_reports(result.suite, args.results_dir, args.reports_dir,
                                keys={r.run_key for r in result.records})
@@ -122,6 +137,18 @@ def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.reporting import write_suite_reports
 
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
+
+
+def cmd_embeddings(args: argparse.Namespace) -> None:
+    from benchmark.embeddings import export_embeddings, load_embeddings
+
+    stored = load_embeddings(args.results_dir, args.suite, args.method, args.seed)
+    paths = export_embeddings(stored, args.out)
+    n, d = stored.vectors.shape
+    synthetic = " (SYNTHETIC data)" if stored.dataset.get("synthetic") else ""
+    print(f"exported {n} x {d} item embeddings of {args.method} seed {args.seed} from {stored.folder}{synthetic}:")
+    for path in paths:
+        print(f"  {path}")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -178,7 +205,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(format_stats(dataset_stats(dataset, split)))
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "card": cmd_card, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "card": cmd_card, "data": cmd_data,
+            "embeddings": cmd_embeddings}
 
 
 def main(argv: list[str] | None = None) -> int:

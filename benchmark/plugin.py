@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import yaml
 
-from benchmark.data.model import TrainView
+from benchmark.data.model import Histories, TrainView
 from benchmark.features.model import ItemFeatures
 
 T = TypeVar("T")
@@ -99,6 +99,8 @@ class Method(abc.ABC):
     requires: ClassVar[frozenset[str]] = frozenset({"ids"})
     uses: ClassVar[frozenset[str]] = frozenset()
     tags: ClassVar[dict[str, str]] = {}
+    #: How the next-item protocol scores a user vector against candidates: "cosine" or "dot".
+    next_item_scoring: ClassVar[str] = "cosine"
 
     @abc.abstractmethod
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
@@ -115,6 +117,26 @@ class Method(abc.ABC):
         paper's methods are all symmetric item-to-item MIPS.
         """
         return None
+
+    # -- optional: the next-item protocol (methods with a user / sequence encoder) ---------------
+    def user_embeddings(self, histories: Histories) -> np.ndarray:
+        """float32 [len(histories), d]: one user vector per case from its item history.
+
+        Optional. Methods that learn a user or sequence encoder (UniSRec, VQ-Rec, MISSRec,
+        UniM2Rec, TransRec, SASRec) implement it and are then also judged by next-item retrieval
+        (their papers' protocol); the others are simply absent from that table. ``histories`` are
+        time-ordered, mixed-domain item indices; for unseen users none of them were training data.
+        """
+        raise NotImplementedError
+
+    def next_item_embeddings(self) -> np.ndarray:
+        """Candidate vectors [n_items, d] for the next-item protocol (default: ``item_embeddings``)."""
+        return self.item_embeddings()
+
+    @classmethod
+    def supports_next_item(cls) -> bool:
+        """True when the class overrides :meth:`user_embeddings`."""
+        return cls.user_embeddings is not Method.user_embeddings
 
     def display(self, features: ItemFeatures | None = None) -> str:
         """The column name in tables (may depend on the run's encoders, e.g. the CLIP baseline)."""

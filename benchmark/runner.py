@@ -33,7 +33,8 @@ from benchmark.plugin import Method, RunContext
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2
+_READABLE_SCHEMAS = (1, 2)  # v1 records lack embeddings and next-item metrics; they read with defaults
 
 
 @dataclass
@@ -53,6 +54,8 @@ class RunRecord:
     manifest_hash: str = ""
     encoders: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # group -> metric -> value (percent) + "n"
+    next_item_metrics: dict = field(default_factory=dict)  # same shape; only methods with user_embeddings
+    embeddings: dict = field(default_factory=dict)  # file, sha256, shape, ids_file, ids_sha256
     timings: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
     code_version: str = ""
@@ -62,8 +65,9 @@ class RunRecord:
     @classmethod
     def read(cls, folder: Path) -> RunRecord:
         data = json.loads((folder / "result.json").read_text())
-        if data.get("schema") != RESULT_SCHEMA:
+        if data.get("schema") not in _READABLE_SCHEMAS:
             raise BenchmarkError(f"{folder}/result.json: result schema {data.get('schema')} is not {RESULT_SCHEMA}")
+        data["schema"] = RESULT_SCHEMA
         return cls(**data)
 
 
@@ -79,13 +83,13 @@ def _progress(enabled: bool) -> Callable[..., Any]:
     return wrap
 
 
-def _check_embeddings(name: str, emb: Any, n_items: int) -> np.ndarray:
-    if not isinstance(emb, np.ndarray) or emb.ndim != 2 or emb.shape[0] != n_items or emb.shape[1] < 1:
+def _check_embeddings(name: str, emb: Any, n_rows: int, what: str = "embeddings", rows: str = "items") -> np.ndarray:
+    if not isinstance(emb, np.ndarray) or emb.ndim != 2 or emb.shape[0] != n_rows or emb.shape[1] < 1:
         shape = getattr(emb, "shape", type(emb).__name__)
-        raise BenchmarkError(f"method {name!r} returned embeddings of shape {shape}, expected [{n_items}, d]")
+        raise BenchmarkError(f"method {name!r} returned {what} of shape {shape}, expected [{n_rows}, d]")
     if not np.isfinite(emb).all():
         bad = int((~np.isfinite(emb)).any(axis=1).sum())
-        raise BenchmarkError(f"method {name!r} returned non-finite embeddings (NaN/inf) for {bad} items")
+        raise BenchmarkError(f"method {name!r} returned non-finite {what} (NaN/inf) for {bad} {rows}")
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
@@ -124,10 +128,34 @@ def _atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _next_item(method: Method, cls: type[Method], run: RunConfig, inputs: Inputs, progress: bool) -> np.ndarray:
+    """Per-case ranks of the next-item protocol (user vector from the history -> held-out item)."""
+    from benchmark.evaluation.next_item import next_item_ranks
+
+    cases, histories = inputs.split.cases, inputs.split.histories
+    users = _check_embeddings(run.method, method.user_embeddings(histories), len(cases),
+                              what="user embeddings", rows="cases")
+    candidates = _check_embeddings(run.method, method.next_item_embeddings(), inputs.train.n_items,
+                                   what="next-item candidate embeddings")
+    return next_item_ranks(
+        candidates, users, cases.target, scoring=cls.next_item_scoring, histories=histories,
+        exclude_history=bool(run.evaluation.get("exclude_history", False)),
+        block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"], progress=progress,
+    )
+
+
 def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Tracker | None,
-                progress: bool = True) -> RunRecord:
-    """Fit one method at one seed, evaluate it, and store the result (or the reason it was skipped)."""
+                progress: bool = True, log_embeddings: bool = False) -> RunRecord:
+    """Fit one method at one seed, evaluate it, and store the result (or the reason it was skipped).
+
+    The result folder holds the per-case ranks of both protocols (``ranks.npy`` item-to-item,
+    ``next_item_ranks.npy`` when the method has a user encoder) and the item embeddings with
+    their ids (benchmark/embeddings.py). MLflow gets the embeddings' path and checksum, and the
+    array itself only with ``log_embeddings``.
+    """
+    from benchmark.embeddings import EMBEDDINGS_FILE, write_embeddings
     from benchmark.evaluation.breakdown import grouped_metrics
+    from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
     from benchmark.evaluation.ranking import target_ranks
 
     cls = registry.get_method(run.method)
@@ -151,7 +179,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     tags = _tags(run, inputs, cls, key, display)
     missing = cls.requires - inputs.available()
     curves: list[tuple[str, float, int]] = []
-    ranks = None
+    ranks = next_ranks = emb = None
     if missing:
         record.status = "skipped"
         record.reason = f"dataset lacks {', '.join(sorted(missing))} (method requires {', '.join(sorted(cls.requires))})"
@@ -183,20 +211,35 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
             progress=progress, query_embeddings=query_emb,
         )
         record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
-        record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(time.perf_counter() - t1, 3)}
+        t2 = time.perf_counter()
+        record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3)}
+        if cls.supports_next_item():
+            next_ranks = _next_item(method, cls, run, inputs, progress)
+            record.next_item_metrics = grouped_metrics(next_ranks, cases, inputs.train.domains, NEXT_ITEM_METRICS)
+            record.timings["next_item_s"] = round(time.perf_counter() - t2, 3)
 
     def write(tmp: Path) -> None:
         (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))
         if ranks is not None:
             np.save(tmp / "ranks.npy", ranks.astype(np.int32))
+        if next_ranks is not None:
+            np.save(tmp / "next_item_ranks.npy", next_ranks.astype(np.int32))
+        if emb is not None:
+            record.embeddings = write_embeddings(tmp, emb, inputs.train.items)
+            record.embeddings["path"] = str((folder / EMBEDDINGS_FILE).resolve())
+            tags["embeddings.path"] = record.embeddings["path"]
+            tags["embeddings.sha256"] = record.embeddings["sha256"]
+            tags["embeddings.shape"] = "x".join(str(x) for x in record.embeddings["shape"])
         if curves:
             lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in curves]
             (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
         if tracker is not None:
+            metrics = dict(record.metrics)
+            metrics.update({f"next_item/{group}": values for group, values in record.next_item_metrics.items()})
             record.mlflow_run_id = tracker.log_run(
                 experiment=run.suite, run_name=tags["mlflow.runName"],
-                params={**run.as_dict(), "run_key": key}, tags=tags, metrics=record.metrics, curves=curves,
-                artefacts=sorted(p for p in tmp.iterdir()),
+                params={**run.as_dict(), "run_key": key}, tags=tags, metrics=metrics, curves=curves,
+                artefacts=sorted(p for p in tmp.iterdir() if log_embeddings or p.name != EMBEDDINGS_FILE),
             )
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
@@ -233,6 +276,7 @@ def run_suite(
     tracking_uri: str | None = None,
     executor: str = "local",
     progress: bool = True,
+    log_embeddings: bool = False,
     echo: Callable[[str], None] = print,
 ) -> SuiteRun:
     """Run (or resume) every run of a suite and return their records."""
@@ -250,13 +294,14 @@ def run_suite(
 
         Tracker(uri, results_dir).experiment_id(first.suite)  # create the store once, before workers race
 
-        records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri)
+        records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
+                             log_embeddings=log_embeddings)
     elif executor == "local":
         tracker = Tracker(uri, results_dir)
         records = []
         for run in runs:
             t0 = time.perf_counter()
-            record = execute_run(run, inputs, results_dir, tracker, progress=progress)
+            record = execute_run(run, inputs, results_dir, tracker, progress=progress, log_embeddings=log_embeddings)
             took = time.perf_counter() - t0
             if record.status == "skipped":
                 echo(f"  {run.method:<28} seed {run.seed}: SKIPPED - {record.reason}")
@@ -264,7 +309,9 @@ def run_suite(
                 overall = record.metrics.get("all", {})
                 echo(f"  {run.method:<28} seed {run.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
                      f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  "
-                     f"({'finished earlier' if record.timings.get('cached') else f'{took:.1f}s'}, key {record.run_key})")
+                     + (f"next-item HR@10 {record.next_item_metrics['all']['HR@10']:6.2f}  "
+                        if record.next_item_metrics else "")
+                     + f"({'finished earlier' if record.timings.get('cached') else f'{took:.1f}s'}, key {record.run_key})")
             records.append(record)
     else:
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")

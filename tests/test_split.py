@@ -182,7 +182,8 @@ def test_hash_ignores_byte_order_and_memory_layout(hand):
         split.train, items=split.train.items.astype(">i4"), offsets=split.train.offsets.astype(">i8")
     )
     again = compute_manifest_hash(
-        swapped, split.cases, split.item_train_count.astype(">i8"), split.item_head, split.meta["settings"]
+        swapped, split.cases, split.histories, split.item_train_count.astype(">i8"), split.item_head,
+        split.meta["settings"]
     )
     assert again == split.manifest_hash
     assert split.meta["split_version"] == SPLIT_VERSION

@@ -162,14 +162,73 @@ class TestCases:
 
 
 @dataclass(frozen=True, eq=False)
+class Histories:
+    """CSR of item histories, one row per case: row ``c`` is ``items[offsets[c]:offsets[c+1]]``.
+
+    For a test case it is the user's whole mixed-domain, time-ordered sequence before the target
+    (the input of the next-item protocol); for an unseen user none of it is training data.
+    """
+
+    offsets: np.ndarray  # int64 [C+1]
+    items: np.ndarray  # int32 [nnz]
+
+    def __post_init__(self) -> None:
+        if self.offsets.ndim != 1 or len(self.offsets) < 1 or self.offsets[0] != 0 \
+                or self.offsets[-1] != len(self.items) or np.any(np.diff(self.offsets) < 0):
+            raise DataError("histories: offsets are not a valid CSR index into items")
+        _freeze(self)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def history(self, c: int) -> np.ndarray:
+        return self.items[self.offsets[c] : self.offsets[c + 1]]
+
+    def subset(self, rows: np.ndarray) -> Histories:
+        """The histories of ``rows`` (in that order), as a new CSR."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        flat = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return Histories(offsets=offsets, items=self.items[flat])
+
+    def padded(self, max_len: int, pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``max_len`` items of each history, left-aligned: (int64 [C, L], lengths [C]).
+
+        Position ``t`` holds the t-th of the kept items in time order and ``pad`` fills the rest,
+        the layout of RecBole's SASRec (output read at position length-1).
+        """
+        lengths = np.minimum(self.lengths, max_len)
+        out = np.full((len(self), max(int(max_len), 1)), pad, dtype=np.int64)
+        col = np.arange(out.shape[1])[None, :]
+        keep = col < lengths[:, None]
+        src = (self.offsets[1:] - lengths)[:, None] + col
+        out[keep] = self.items[src[keep]]
+        return out, lengths.astype(np.int64)
+
+    @classmethod
+    def from_lists(cls, histories: Sequence[Sequence[int]]) -> Histories:
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        items = np.array([i for h in histories for i in h], dtype=np.int32)
+        return cls(offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64), items=items)
+
+
+@dataclass(frozen=True, eq=False)
 class Split:
     """The split manifest (methods.md 0.2): training sequences + labelled test cases.
+
+    ``histories`` (one row per case) feeds the next-item protocol of the sequence methods.
 
     ``manifest_hash`` is a content hash of everything here and is logged with every run.
     """
 
     train: Sequences
     cases: TestCases
+    histories: Histories  # per case: the user's items before the target (next-item protocol)
     item_train_count: np.ndarray  # int64 [N]
     item_head: np.ndarray  # bool [N]
     manifest_hash: str

@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmark.data.model import Dataset, Interactions, Sequences, Split, TestCases, TrainView
+from benchmark.data.model import Dataset, Histories, Interactions, Sequences, Split, TestCases, TrainView
 from benchmark.errors import ConfigError, DataError
 
-SPLIT_VERSION: int = 1
-"""Bump when the construction changes: it is part of the manifest hash and of the cache key."""
+SPLIT_VERSION: int = 2
+"""Bump when the construction changes: it is part of the manifest hash and of the cache key.
+
+v2: per-case histories (the next-item protocol) are part of the manifest."""
 
 DEFAULT_SETTINGS: dict = {"test_user_frac": 0.1, "overlapped_frac": 0.1, "min_interactions": 2}
 
@@ -57,6 +59,8 @@ _DTYPES = {
     "cases.query_domain": np.int16,
     "cases.target_cold": np.bool_,
     "cases.query_cold": np.bool_,
+    "histories.offsets": np.int64,
+    "histories.items": np.int32,
     "item_train_count": np.int64,
     "item_head": np.bool_,
 }
@@ -251,6 +255,12 @@ def build_split(
         target_cold=item_train_count[target] == 0,
         query_cold=item_train_count[query] == 0,
     )
+    # Next-item protocol: each case's whole time-ordered history before its target.
+    history_len = od.lengths[cp] - 1
+    histories = Histories(
+        offsets=np.r_[0, np.cumsum(history_len)].astype(np.int64),
+        items=od.item[_ranges(od.starts[cp], history_len)].astype(np.int32),
+    )
 
     counts = {
         "users_total": int(inter.n_users),
@@ -289,9 +299,10 @@ def build_split(
     split = Split(
         train=train,
         cases=cases,
+        histories=histories,
         item_train_count=item_train_count,
         item_head=item_head,
-        manifest_hash=compute_manifest_hash(train, cases, item_train_count, item_head, settings),
+        manifest_hash=compute_manifest_hash(train, cases, histories, item_train_count, item_head, settings),
         meta=meta,
     )
     _check(split, od)
@@ -320,6 +331,8 @@ def _construction_text(s: dict, c: dict) -> str:
         f"{c['dropped_overlapped_cases']:,} overlapped, who then keep their whole sequence in training, and "
         f"{c['dropped_unseen_cases']:,} unseen). "
         f"Result: {c['overlapped_cases']:,} overlapped and {c['unseen_cases']:,} unseen cases. "
+        "Every case also keeps its user's whole time-ordered history before the target (the input of the "
+        "next-item protocol; for unseen users none of it is training data). "
         f"Head items are the top 50% of all {c['items']:,} items by training frequency ({c['head_items']:,} "
         "items; ties go to the lower item index, items never in training are tail); "
         f"{c['cold_targets']:,} targets and {c['cold_queries']:,} queries never occur in training (cold)."
@@ -340,10 +353,12 @@ def train_view(dataset: Dataset, split: Split) -> TrainView:
 
 
 def _named_arrays(
-    train: Sequences, cases: TestCases, item_train_count: np.ndarray, item_head: np.ndarray
+    train: Sequences, cases: TestCases, histories: Histories, item_train_count: np.ndarray, item_head: np.ndarray
 ) -> dict[str, np.ndarray]:
     out = {f"train.{f}": getattr(train, f) for f in _TRAIN_FIELDS}
     out.update({f"cases.{f}": getattr(cases, f) for f in _CASE_FIELDS})
+    out["histories.offsets"] = histories.offsets
+    out["histories.items"] = histories.items
     out["item_train_count"] = item_train_count
     out["item_head"] = item_head
     return out
@@ -352,6 +367,7 @@ def _named_arrays(
 def compute_manifest_hash(
     train: Sequences,
     cases: TestCases,
+    histories: Histories,
     item_train_count: np.ndarray,
     item_head: np.ndarray,
     settings: dict,
@@ -364,7 +380,7 @@ def compute_manifest_hash(
     h = hashlib.sha256()
     h.update(f"uie-bench split v{SPLIT_VERSION}\n".encode())
     h.update(json.dumps(settings, sort_keys=True).encode() + b"\n")
-    for name, arr in _named_arrays(train, cases, item_train_count, item_head).items():
+    for name, arr in _named_arrays(train, cases, histories, item_train_count, item_head).items():
         dtype = np.dtype(_DTYPES[name]).newbyteorder("<")
         a = np.ascontiguousarray(np.asarray(arr).astype(dtype, copy=False))
         h.update(f"{name}:{dtype.str}:{a.shape}\n".encode())
@@ -421,6 +437,17 @@ def _check(split: Split, od: _Ordered) -> None:
     last = od.last[k]
     note(od.item[last] != cases.target, "targets that are not the user's last interaction", cases.user)
     note(cases.query == cases.target, "queries equal to their target", cases.user)
+    hist = split.histories
+    if len(hist) != n_cases:
+        problems.append(f"{len(hist)} histories for {n_cases} cases")
+    else:
+        note(hist.lengths != od.lengths[k] - 1, "histories that are not all the user's items before the target",
+             cases.user)
+        if not problems:
+            rows = _ranges(od.starts[k], od.lengths[k] - 1)
+            owner = np.repeat(np.arange(n_cases), od.lengths[k] - 1)
+            wrong = np.bincount(owner[od.item[rows] != hist.items], minlength=n_cases) > 0
+            note(wrong, "histories that differ from the user's time-ordered items", cases.user)
 
     # Query precedes target: (user, query) occurs among the user's rows before the last one.
     before = od.lengths[k] - 1
@@ -480,7 +507,7 @@ def save_split(split: Split, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"split_version": SPLIT_VERSION, "manifest_hash": split.manifest_hash, "meta": split.meta}
-    arrays = _named_arrays(split.train, split.cases, split.item_train_count, split.item_head)
+    arrays = _named_arrays(split.train, split.cases, split.histories, split.item_train_count, split.item_head)
     arrays[_META_KEY] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -519,17 +546,19 @@ def load_split(path: Path) -> Split:
     try:
         train = Sequences(**{f: arrays[f"train.{f}"] for f in _TRAIN_FIELDS})
         cases = TestCases(**{f: arrays[f"cases.{f}"] for f in _CASE_FIELDS})
+        histories = Histories(offsets=arrays["histories.offsets"], items=arrays["histories.items"])
         meta = header["meta"]
         digest = compute_manifest_hash(
-            train, cases, arrays["item_train_count"], arrays["item_head"], meta["settings"]
+            train, cases, histories, arrays["item_train_count"], arrays["item_head"], meta["settings"]
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, DataError) as exc:
         raise DataError(f"split file is malformed ({exc}); delete it to rebuild", path) from None
     if digest != header.get("manifest_hash"):
         raise DataError("split file content does not match its manifest hash; delete it to rebuild", path)
     return Split(
         train=train,
         cases=cases,
+        histories=histories,
         item_train_count=arrays["item_train_count"],
         item_head=arrays["item_head"],
         manifest_hash=digest,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["HR", "MRR", "NDCG", "DEFAULT_METRICS", "RankMetric", "metric_from_key", "summarise"]
+__all__ = ["HR", "MRR", "NDCG", "DEFAULT_METRICS", "NEXT_ITEM_METRICS", "RankMetric", "metric_from_key", "summarise"]
 
 
 def _as_ranks(ranks: np.ndarray) -> np.ndarray:
@@ -91,6 +91,8 @@ class NDCG(RankMetric):
 
 
 DEFAULT_METRICS: tuple = (HR(10), HR(50), MRR(10), MRR(50), NDCG(10), NDCG(50))
+#: The next-item protocol of the sequence methods' papers: cut-offs 10, 20 and 50.
+NEXT_ITEM_METRICS: tuple = tuple(cls(k) for cls in (HR, MRR, NDCG) for k in (10, 20, 50))
 
 _BY_NAME = {cls.name.lower(): cls for cls in (HR, MRR, NDCG)} | {"recall": HR, "hit": HR}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data.model import TrainView
+from benchmark.data.model import Histories, TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 
@@ -39,3 +39,7 @@ class Popularity(Method):
 
     def query_embeddings(self) -> np.ndarray:
         return self._query
+
+    def user_embeddings(self, histories: Histories) -> np.ndarray:
+        """Every user gets the same vector: the most popular items first (next-item floor)."""
+        return np.tile(self._query[:1], (len(histories), 1))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data.model import TrainView
+from benchmark.data.model import Histories, TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 
@@ -21,6 +21,11 @@ class RandomVectors(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         self._emb = ctx.rng(0).standard_normal((train.n_items, int(cfg["dim"]))).astype(np.float32)
+        self._user_rng = ctx.rng(1)
+
+    def user_embeddings(self, histories: Histories) -> np.ndarray:
+        """A random user vector per case: the chance floor of the next-item protocol."""
+        return self._user_rng.standard_normal((len(histories), self._emb.shape[1])).astype(np.float32)
 
     def item_embeddings(self) -> np.ndarray:
         return self._emb
