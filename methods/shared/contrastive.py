@@ -1,0 +1,41 @@
+"""In-batch contrastive (InfoNCE) losses of the text-based sequence methods (methods.md 3.4, 4.4, 15).
+
+Sequence-item: ``-log exp(s.v+/tau) / sum_b exp(s.v_b/tau)`` over the batch's targets, vectors
+L2-normalised, the positive kept in the denominator. Other in-batch entries whose target equals
+the anchor's target ("same_pos_id") are false negatives; the authors' code sets their *logit to 0*
+before the exponential (each still adds e^0 = 1 to the denominator) -- ``same_target="zero"``
+replicates that; ``"remove"`` drops them (-inf); ``"none"`` keeps them (MISSRec's code).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SAME_TARGET_RULES = ("zero", "remove", "none")
+
+
+def seq_item_infonce(seq: torch.Tensor, items: torch.Tensor, tau: float, targets: torch.Tensor | None = None,
+                     same_target: str = "zero", extra_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean InfoNCE of sequences [B, d] against in-batch items [B, d] (positive of row b = item b).
+
+    ``targets`` [B] are the item ids (for same-target masking); ``extra_logits`` [B, k] (already
+    divided by tau) are appended negatives, e.g. VQ-Rec's semi-synthetic hard negative.
+    """
+    if same_target not in SAME_TARGET_RULES:
+        raise ValueError(f"same_target must be one of {SAME_TARGET_RULES}, got {same_target!r}")
+    s, v = F.normalize(seq, dim=-1), F.normalize(items, dim=-1)
+    logits = s @ v.T / tau
+    if targets is not None and same_target != "none":
+        same = targets.unsqueeze(0) == targets.unsqueeze(1)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, 0.0 if same_target == "zero" else float("-inf"))
+    if extra_logits is not None:
+        logits = torch.cat([logits, extra_logits], dim=1)
+    return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
+
+
+def seq_seq_infonce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
+    """Sequence-sequence InfoNCE between two views [B, d] of the same sequences (row b <-> row b)."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    return F.cross_entropy(a @ b.T / tau, torch.arange(len(a), device=a.device))
