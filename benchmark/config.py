@@ -35,7 +35,8 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
         "overlapped_frac": (float,),
         "min_interactions": (int,),
     },
-    "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,)},
+    "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
+                 "word_drop": (float,)},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
                    "exclude_history": (bool,)},
     "methods_config": (dict,),
@@ -49,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0],
     "dataset": {"domains": "us/Books,us/Electronics,us/Cell_Phones_and_Accessories", "fallback": "xmarket-sim"},
     "split": {"seed": 0, "test_user_frac": 0.1, "overlapped_frac": 0.1, "min_interactions": 2},
-    "features": {"text_encoder": "minilm", "image_encoder": "offline-descriptor", "batch_size": 64},
+    # word_drop > 0: also encode UniSRec's word-drop text view (its seq-seq augmentation; MISSRec's too)
+    "features": {"text_encoder": "minilm", "image_encoder": "offline-descriptor", "batch_size": 64,
+                 "word_drop": 0.0},
     # exclude_history: the next-item protocol drops the user's history items from the candidates
     "evaluation": {"candidate_pool": "all", "block_queries": 256, "block_items": 8192, "exclude_history": False},
     "methods_config": {},

@@ -103,6 +103,20 @@ def _cached(cache, modality, enc, fingerprint, n, with_mask, compute):
     return vectors, mask
 
 
+def word_drop_prompts(prompts: list[str], ratio: float, seed: int = 0) -> list[str]:
+    """UniSRec's word-drop augmentation (``feat2CLS``): keep each space-separated word w.p. 1 - ratio.
+
+    As the authors' ``generate_text_embedding(word_drop_ratio=...)``, once per item, seeded.
+    """
+    rng = np.random.default_rng([int(seed), 0xD209])
+    out = []
+    for prompt in prompts:
+        words = prompt.split(" ")
+        keep = rng.random(len(words)) > ratio
+        out.append(" ".join(w for w, k in zip(words, keep, strict=True) if k))
+    return out
+
+
 def compute_features(
     items: Items,
     text_encoder: str | TextEncoder | None = "minilm",
@@ -110,17 +124,21 @@ def compute_features(
     cache_dir: Path | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    word_drop: float = 0.0,
 ) -> ItemFeatures:
     """Frozen text and image vectors for every item (methods.md 1.4 step 7; UniEmbedding 4.3).
 
     Encoders may be given by name (see :func:`list_encoders`) or as objects. Items without a
     (readable) image get a zero row and ``image_mask`` False; with no image at all, or no image
     encoder, ``image`` is None. Text and image share a space (``joint_space``) only when both
-    come from the same CLIP model.
+    come from the same CLIP model. ``word_drop`` > 0 also encodes the word-drop text view
+    (``ItemFeatures.text_word_drop``), cached like any feature.
     """
+    if not 0.0 <= float(word_drop) < 1.0:
+        raise BenchmarkError(f"features.word_drop must be in [0, 1), got {word_drop!r}")
     n = len(items)
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
-    text = image = mask = None
+    text = image = mask = dropped = None
     text_id = image_id = None
 
     if text_encoder is not None:
@@ -141,6 +159,12 @@ def compute_features(
             lambda: (_encode_texts(enc, prompts, batch_size, progress), None),
         )
         text_id = enc.id
+        if word_drop > 0:
+            aug = word_drop_prompts(prompts, float(word_drop))
+            dropped, _ = _cached(
+                cache, "text", enc, fingerprint_texts(aug), n, False,
+                lambda: (_encode_texts(enc, aug, batch_size, progress), None),
+            )
 
     if image_encoder is not None and items.has_images:
         enc = get_image_encoder(image_encoder) if isinstance(image_encoder, str) else image_encoder
@@ -168,4 +192,6 @@ def compute_features(
         text_encoder=text_id,
         image_encoder=image_id,
         joint_space=joint,
+        text_word_drop=dropped,
+        word_drop=float(word_drop) if dropped is not None else 0.0,
     )

@@ -26,10 +26,14 @@ class ItemFeatures:
     text_encoder: str | None = None  # e.g. "minilm", "clip:ViT-B-32/openai"
     image_encoder: str | None = None  # e.g. "offline-descriptor", "clip:ViT-B-32/openai"
     joint_space: bool = False
+    #: The word-drop text view (UniSRec's ``feat2CLS``; MISSRec reuses it): the same encoder on
+    #: prompts with each word dropped w.p. ``word_drop`` (seeded); None unless the suite asks for it.
+    text_word_drop: np.ndarray | None = None  # float32 [N, d_text]
+    word_drop: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(self.items)
-        for name in ("text", "image", "image_mask"):
+        for name in ("text", "image", "image_mask", "text_word_drop"):
             value = getattr(self, name)
             if value is not None:
                 if len(value) != n:
