@@ -8,7 +8,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.reporting import figures, tables
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
-from benchmark.reporting.significance import significance_lines
+from benchmark.reporting.significance import competence_lines, significance_lines
 
 ABLATION_SUITE = "xmarket-ablation"
 
@@ -38,6 +38,16 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     sig = significance_lines(results, results_dir)
     if sig:
         parts += ["", *sig]
+
+    next_rows = tables.next_item_rows(results)
+    if next_rows:
+        title_n = f"Next-item retrieval (the sequence methods' protocol), {label}{synthetic}"
+        _write(out / "next_item.csv", tables.to_csv(*next_rows))
+        parts += ["", tables.next_item_markdown(results, title_n) or ""]
+        parts += competence_lines(results, results_dir)
+        sig_n = significance_lines(results, results_dir, protocol="next-item")
+        if sig_n:
+            parts += ["", *sig_n]
 
     t3 = tables.table3_rows(results)
     ablation_rows = t3[1] if t3 else None

@@ -14,6 +14,8 @@ from benchmark.errors import BenchmarkError
 from benchmark.runner import RunRecord
 
 METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
+#: The next-item table (the sequence methods' own protocol): cut-offs 10, 20, 50.
+NEXT_ITEM_METRICS = tuple(f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in (10, 20, 50))
 #: Table 1's column order in the paper; other methods follow in suite order.
 PAPER_ORDER = ("CLIP", "UniSRec", "MISSRec", "VQRec", "Item2Vec", "PGG", "CB2CF", "UAE", "UniEmb_Text", "UniEmb")
 
@@ -49,6 +51,21 @@ class MethodResult:
 
     def std(self, group: str, metric: str) -> float:
         vals = [r.metrics.get(group, {}).get(metric, np.nan) for r in self.records if r.status == "done"]
+        return float(np.std(vals)) if len(vals) > 1 else float("nan")
+
+    @property
+    def has_next_item(self) -> bool:
+        """True when the method was also judged on the next-item protocol (it has a user encoder)."""
+        return any(r.status == "done" and r.next_item_metrics for r in self.records)
+
+    def next_value(self, group: str, metric: str) -> float:
+        vals = [r.next_item_metrics.get(group, {}).get(metric, np.nan) for r in self.records
+                if r.status == "done" and r.next_item_metrics]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def next_std(self, group: str, metric: str) -> float:
+        vals = [r.next_item_metrics.get(group, {}).get(metric, np.nan) for r in self.records
+                if r.status == "done" and r.next_item_metrics]
         return float(np.std(vals)) if len(vals) > 1 else float("nan")
 
     @property

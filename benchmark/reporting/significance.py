@@ -10,36 +10,73 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.evaluation.metrics import NDCG
+from benchmark.evaluation.metrics import HR, NDCG, RankMetric
 from benchmark.evaluation.significance import holm, paired_test
 from benchmark.reporting.results import MethodResult
 
 METRIC = NDCG(10)
 
 
-def _per_case(result: MethodResult, results_dir: Path) -> np.ndarray | None:
-    """Per-case NDCG@10, averaged over the method's seeds (None when no ranks are stored)."""
+#: Per-case rank files of the two protocols, as the runner stores them.
+RANK_FILES = {"item-to-item": "ranks.npy", "next-item": "next_item_ranks.npy"}
+
+
+def per_case(result: MethodResult, results_dir: Path, protocol: str = "item-to-item",
+             metric: RankMetric = METRIC) -> np.ndarray | None:
+    """Per-case metric values, averaged over the method's seeds (None when no ranks are stored)."""
     values = []
     for record in result.records:
-        path = results_dir / record.suite / record.run_key / "ranks.npy"
+        path = results_dir / record.suite / record.run_key / RANK_FILES[protocol]
         if record.status == "done" and path.exists():
-            values.append(METRIC(np.load(path)))
+            values.append(metric(np.load(path)))
     return np.mean(values, axis=0) if values else None
 
 
-def significance_lines(results: list[MethodResult], results_dir: Path) -> list[str]:
-    """Markdown lines: best method (by mean NDCG@10 over all cases) vs each other, Holm-corrected."""
-    per_case = {m.display: v for m in results if (v := _per_case(m, results_dir)) is not None}
-    if len(per_case) < 2:
-        return []
-    best = max(per_case, key=lambda name: per_case[name].mean())
-    tests = {name: paired_test(per_case[best], values) for name, values in per_case.items() if name != best}
+def _p(p: float) -> str:
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
+
+
+def _table(anchor: str, tests: dict, lines: list[str]) -> list[str]:
     adjusted = holm({name: t.p_value for name, t in tests.items()})
-    lines = [f"Paired Wilcoxon signed-rank tests on per-case {METRIC.key} (all test cases), "
-             f"{best} against each other method, Holm-corrected:", "",
-             "| vs | mean diff (pp) | 95% CI | p | Holm p | significant (0.05) |", "|---|---|---|---|---|---|"]
+    lines += ["| vs | mean diff (pp) | 95% CI | p | Holm p | significant (0.05) |", "|---|---|---|---|---|---|"]
     for name, t in tests.items():
         p_holm, significant = adjusted[name]
         lines.append(f"| {name} | {100 * t.mean_diff:+.3f} | [{100 * t.ci_low:+.3f}, {100 * t.ci_high:+.3f}] | "
-                     f"{t.p_value:.2g} | {p_holm:.2g} | {'yes' if significant else 'no'} |")
+                     f"{_p(t.p_value)} | {_p(p_holm)} | {'yes' if significant else 'no'} |")
+    return lines
+
+
+def significance_lines(results: list[MethodResult], results_dir: Path, protocol: str = "item-to-item") -> list[str]:
+    """Markdown lines: best method (by mean NDCG@10 over all cases) vs each other, Holm-corrected."""
+    per = {m.display: v for m in results if (v := per_case(m, results_dir, protocol)) is not None}
+    if len(per) < 2:
+        return []
+    best = max(per, key=lambda name: per[name].mean())
+    tests = {name: paired_test(per[best], values) for name, values in per.items() if name != best}
+    lines = [f"Paired Wilcoxon signed-rank tests on per-case {METRIC.key} ({protocol}, all test cases), "
+             f"{best} against each other method, Holm-corrected:", ""]
+    return _table(best, tests, lines)
+
+
+def competence_lines(results: list[MethodResult], results_dir: Path,
+                     references: tuple[str, ...] = ("popularity", "sasrec")) -> list[str]:
+    """Next-item HR@10 of every sequence method against the references (Popularity, SASRec), paired.
+
+    "Competent before compared": a method that loses at item-to-item matching must first show it
+    works on its own task; this table is that check, per case, Holm-corrected per reference.
+    """
+    hr10 = HR(10)
+    per = {m.method: (m, v) for m in results if (v := per_case(m, results_dir, "next-item", hr10)) is not None}
+    lines: list[str] = []
+    for ref in references:
+        if ref not in per:
+            continue
+        ref_result, ref_values = per[ref]
+        tests = {m.display: paired_test(values, ref_values) for name, (m, values) in per.items()
+                 if name not in ("random", "popularity", ref)}
+        if not tests:
+            continue
+        lines += ["", f"Competence on the next-item protocol: per-case HR@10 of each method minus "
+                  f"{ref_result.display}'s (positive = better), paired Wilcoxon, Holm-corrected:", ""]
+        _table(ref_result.display, tests, lines)
     return lines

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data.model import TrainView
+from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.content import content_input
@@ -77,12 +78,17 @@ class UAE(Method):
                  len(ex.item), ex.n_disliked, cfg["disliked_max_rating"],
                  "" if has_ratings else " (no ratings in the data: random negatives only)")
 
+        # Early stopping data: the suite's one carve-out (last training item of a share of training
+        # users); the user MF never sees those items.
+        carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed)
+        held_out = np.isin(ex.position, carve.positions)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 53)
         self.user_tower, self.seconds_user_mf = None, 0.0
         if cfg["user_tower"] == "pretrained_mf":
             t0 = time.perf_counter()
             mf_cfg = {**cfg["user_mf"], "dim": int(cfg["dim"])}  # the user vector lives in the tower's space
-            user_vec, _ = train_user_item_mf(train.sequences, n, mf_cfg, seed=ctx.seed, ctx=ctx, prefix="uae_user_mf")
+            user_vec, _ = train_user_item_mf(carve.fit.sequences, n, mf_cfg, seed=ctx.seed, ctx=ctx,
+                                             prefix="uae_user_mf")
             self.user_vectors = F.normalize(torch.from_numpy(user_vec), dim=1)
             self.seconds_user_mf = time.perf_counter() - t0
             keep = np.arange(len(ex.item))
@@ -94,13 +100,11 @@ class UAE(Method):
         self.examples = ex
 
         self.tower = ContentTower(x.shape[1], int(cfg["hidden"]), int(cfg["dim"]), float(cfg["dropout"]))
-        rng = ctx.rng(1)
-        keep = rng.permutation(keep)
-        n_valid = int(round(float(cfg["valid_fraction"]) * len(keep))) if len(keep) >= 20 else 0
-        valid, fit_rows = np.sort(keep[:n_valid]), keep[n_valid:]
+        valid, fit_rows = keep[held_out[keep]], keep[~held_out[keep]]
         self.stats: dict[str, Any] = {"examples_per_epoch": len(fit_rows), "epochs": 0, "unit": "positives",
                                       "disliked_negative_share": 0.0, "losses": [],
-                                      "seconds_user_mf": self.seconds_user_mf}
+                                      "seconds_user_mf": self.seconds_user_mf, **carve.describe(),
+                                      "validation_positives": len(valid)}
         t0 = time.perf_counter()
         if len(fit_rows):
             self._train(fit_rows, valid, cfg, ctx, n)

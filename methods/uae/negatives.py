@@ -22,6 +22,7 @@ class Examples:
     item: np.ndarray  # int64 [P]
     disliked_offsets: np.ndarray  # int64 [K+1]
     disliked_items: np.ndarray  # int64 [D]
+    position: np.ndarray  # int64 [P], flat position of each positive in sequences.items
 
     @property
     def n_disliked(self) -> int:
@@ -45,6 +46,7 @@ def build_examples(sequences: Sequences, max_disliked_rating: float, use_dislike
         item=items[~disliked],
         disliked_offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
         disliked_items=items[disliked],  # rows are sorted, so this is already grouped by row
+        position=np.flatnonzero(~disliked).astype(np.int64),
     )
 
 
