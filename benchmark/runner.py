@@ -56,6 +56,7 @@ class RunRecord:
     metrics: dict = field(default_factory=dict)  # group -> metric -> value (percent) + "n"
     next_item_metrics: dict = field(default_factory=dict)  # same shape; only methods with user_embeddings
     embeddings: dict = field(default_factory=dict)  # file, sha256, shape, ids_file, ids_sha256
+    method_stats: dict = field(default_factory=dict)  # the method's own ``stats`` (epochs, what it held out, ...)
     timings: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
     code_version: str = ""
@@ -91,6 +92,19 @@ def _check_embeddings(name: str, emb: Any, n_rows: int, what: str = "embeddings"
         bad = int((~np.isfinite(emb)).any(axis=1).sum())
         raise BenchmarkError(f"method {name!r} returned non-finite {what} (NaN/inf) for {bad} {rows}")
     return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a method's stats: numbers, strings, booleans and lists/dicts of them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value[:1000]]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
 
 
 def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: str) -> dict[str, str]:
@@ -211,6 +225,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
             progress=progress, query_embeddings=query_emb,
         )
         record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
+        record.method_stats = _plain(getattr(method, "stats", {}) or {})
         t2 = time.perf_counter()
         record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3)}
         if cls.supports_next_item():
