@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--suite", required=True)
     report.add_argument("--results-dir", type=Path, default=Path("results"))
     report.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    report.add_argument("--dataset", help="report the runs on this dataset (default: the newest runs')")
+    report.add_argument("--scale", choices=("tiny", "small", "paper"), help="report the runs at this size preset")
 
     emb = sub.add_parser("embeddings", help="export a finished run's stored item embeddings",
                          description="Item embeddings are a stored product of every run (result folder, "
@@ -119,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from benchmark.reporting import write_suite_reports
+    from benchmark.reporting import report_dir, write_suite_reports
+    from benchmark.reporting.results import load_records
     from benchmark.runner import run_suite
 
     result = run_suite(
@@ -128,15 +131,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
         log_embeddings=args.log_embeddings,
     )
-    text = write_suite_reports(result.suite, args.results_dir, args.reports_dir,
-                               keys={r.run_key for r in result.records})
-    print(text)
+    keys = {r.run_key for r in result.records}
+    write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)
+    out = report_dir(args.reports_dir, result.suite, load_records(args.results_dir, result.suite, keys))
+    done = sum(r.status == "done" for r in result.records)
+    print(f"{done} of {len(result.records)} run(s) finished ({len(result.records) - done} skipped); "
+          f"report: {out / 'report.md'}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.reporting import write_suite_reports
 
-    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
+    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=args.dataset, scale=args.scale))
 
 
 def cmd_embeddings(args: argparse.Namespace) -> None:

@@ -102,14 +102,14 @@ def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
 
     _, results, reports = tiny_suite_run
     text = write_suite_reports("xmarket-matching", results, reports)
-    ours = list(csv.reader((reports / "xmarket-matching" / "table1.csv").open()))
+    ours = list(csv.reader((reports / "xmarket-matching" / "xmarket-sim-tiny-subset" / "table1.csv").open()))
     paper = list(csv.reader((Path(__file__).parents[1] / "benchmark/reporting/paper/table1_matching_xmarket.csv").open()))
     assert ours[0][:2] == paper[0][:2] == ["test_users", "metric"]
     assert [row[:2] for row in ours[1:]] == [row[:2] for row in paper[1:]]
     assert "SYNTHETIC" in text and "(1.458)" in text  # the paper's CLIP number beside ours
     assert "Paired Wilcoxon" in text and "Holm" in text
-    assert (reports / "xmarket-matching" / "figure6_head_tail.png").exists()
-    claims = (reports / "xmarket-matching" / "claims.md").read_text()
+    assert (reports / "xmarket-matching" / "xmarket-sim-tiny-subset" / "figure6_head_tail.png").exists()
+    claims = (reports / "xmarket-matching" / "xmarket-sim-tiny-subset" / "claims.md").read_text()
     assert "C1" in claims and "C12" in claims and "not run" in claims
     assert json.loads(next((results / "xmarket-matching").glob("*/result.json")).read_text())["schema"] == 2
 
@@ -128,3 +128,18 @@ def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite
     assert not (tmp_path / "results" / "xmarket-matching" / record.run_key / "ranks.npy").exists()
     text = write_suite_reports("xmarket-matching", tmp_path / "results", tmp_path / "reports")
     assert "CB2CF: skipped - dataset lacks text" in text
+
+
+def test_reports_are_keyed_by_dataset_and_scale_and_rewrite_identically(tiny_suite_run, tmp_path) -> None:
+    from benchmark.reporting import write_suite_reports
+
+    _, results, _ = tiny_suite_run
+    write_suite_reports("xmarket-matching", results, tmp_path)
+    out = tmp_path / "xmarket-matching" / "xmarket-sim-tiny-subset"  # 4 of the suite's methods: a subset
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_suite_reports("xmarket-matching", results, tmp_path, scale="tiny")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # no timestamps in PNG/PDF/Markdown
+    assert [p.name for p in (tmp_path / "xmarket-matching").iterdir()] == ["xmarket-sim-tiny-subset"]
+    text = (out / "report.md").read_text()
+    assert "Next-item retrieval" in text and "Competence" not in text  # popularity/random only: nothing to test
+    assert (out / "next_item.csv").read_text().startswith("test_users,metric,Popularity,Random")

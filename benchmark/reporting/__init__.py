@@ -21,13 +21,40 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None) -> str:
-    """Write every table/figure the suite's results support; return the Markdown report text."""
-    records = load_records(results_dir, suite, keys)
+def _suite_methods(suite: str) -> set[str] | None:
+    from benchmark import registry
+    from benchmark.config import load_suite_file
+
+    try:
+        return set(load_suite_file(registry.suite_path(suite))["methods"])
+    except BenchmarkError:
+        return None
+
+
+def report_dir(reports_dir: Path, suite: str, records: list) -> Path:
+    """``reports/<suite>/<dataset>-<scale>/``; ``-subset`` when not all the suite's methods ran.
+
+    Reports are keyed by what produced them, so a quick tiny or subset run never overwrites the
+    default suite's committed report.
+    """
+    first = records[0]
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(first.dataset.get("name", "data")))
+    wanted = _suite_methods(suite)
+    complete = wanted is None or wanted <= {r.method for r in records}
+    return reports_dir / suite / f"{name}-{first.scale}{'' if complete else '-subset'}"
+
+
+def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None,
+                        dataset: str | None = None, scale: str | None = None) -> str:
+    """Write every table/figure the suite's results support; return the Markdown report text.
+
+    Without ``keys``, the newest results (optionally of ``dataset`` and ``scale``) are reported.
+    """
+    records = load_records(results_dir, suite, keys, dataset=dataset, scale=scale)
     results = aggregate(records)
     label = dataset_label(records)
     synthetic = " - SYNTHETIC DATA, not XMarket" if is_synthetic(records) else ""
-    out = reports_dir / suite
+    out = report_dir(reports_dir, suite, records)
     parts = [f"# {suite} on {label}{synthetic}", ""]
 
     header, rows = tables.table1_rows(results)
@@ -81,7 +108,11 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     for r in sorted(records, key=lambda r: (r.method, r.seed)):
         prov.append(f"| {r.method} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | {r.manifest_hash[:12]} | "
                     f"{r.timings.get('fit_s', '-')} | {r.timings.get('eval_s', '-')} | {r.code_version} |")
-    parts += ["", "### Provenance", "", *prov]
+    versions = sorted({r.code_version for r in records})
+    parts += ["", "### Provenance", "",
+              f"Built from {len(records)} stored run(s) made by code version(s) {', '.join(versions)}; "
+              f"written to `{suite}/{out.name}/`.",
+              "", *prov]
     text = "\n".join(parts) + "\n"
     _write(out / "report.md", text)
     return text

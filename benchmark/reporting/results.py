@@ -73,13 +73,22 @@ class MethodResult:
         return sorted(r.seed for r in self.records)
 
 
-def load_records(results_dir: Path, suite: str, keys: set[str] | None = None) -> list[RunRecord]:
-    """Records of a suite; without ``keys``, those on the newest run's manifest and scale."""
+def load_records(results_dir: Path, suite: str, keys: set[str] | None = None, dataset: str | None = None,
+                 scale: str | None = None) -> list[RunRecord]:
+    """Records of a suite; without ``keys``, those on the newest run's manifest and scale.
+
+    ``dataset`` / ``scale`` restrict the choice to runs on that dataset and size preset.
+    """
     folder = results_dir / suite
     if not folder.is_dir():
         raise BenchmarkError(f"no results for suite {suite!r} under {results_dir} (run it first)")
-    paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime)
+    paths = sorted((p for p in folder.glob("*/result.json") if not p.parent.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime)
     records = [RunRecord.read(p.parent) for p in paths]
+    if dataset is not None:
+        records = [r for r in records if r.dataset.get("name") == dataset]
+    if scale is not None:
+        records = [r for r in records if r.scale == scale]
     if keys is not None:
         records = [r for r in records if r.run_key in keys]
     elif records:
