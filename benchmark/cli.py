@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", required=True, help="suite name (see `list suites`) or a suite YAML file")
     run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    run.add_argument("--allow-extra-methods", action="store_true",
+                     help="let --methods name methods outside the suite (they run with their own defaults, "
+                     "no scale preset; the config is logged)")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
     run.add_argument("--data-dir", type=Path, default=_default_data_dir(),
                      help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data)")
@@ -120,14 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_dir(path: Path, flag: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, not a directory")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from benchmark.reporting import report_dir, write_suite_reports
     from benchmark.reporting.results import load_records
     from benchmark.runner import run_suite
 
+    for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
+                       (args.reports_dir, "--reports-dir")):
+        _check_dir(path, flag)
+
     result = run_suite(
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-        overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
+        overrides=tuple(args.overrides), allow_extra_methods=args.allow_extra_methods,
+        data_dir=args.data_dir, results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
         log_embeddings=args.log_embeddings,
     )

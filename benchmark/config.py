@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, did_you_mean
 
 SCALES = ("tiny", "small", "paper")
 
@@ -161,20 +161,24 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def _assign(target: dict, key: str, value: Any, where: str) -> None:
+def _assign(target: dict, key: str, value: Any, where: str, shown: str | None = None) -> None:
+    """Set ``key`` (dotted) in ``target``; errors name the key as the user wrote it (``shown``)."""
+    shown = shown or key
     parts = key.split(".")
     node = target
     for part in parts[:-1]:
         if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-            raise ConfigError(f"--set {key}: unknown key (no section {part!r} in {where})")
+            hint = did_you_mean(part, list(node)) if isinstance(node, dict) else ""
+            raise ConfigError(f"--set {shown}: unknown key (no section {part!r} in {where}){hint}")
         node = node[part]
     leaf = parts[-1]
     if not isinstance(node, dict) or leaf not in node:
-        raise ConfigError(f"--set {key}: unknown key in {where}")
+        hint = did_you_mean(leaf, list(node)) if isinstance(node, dict) else ""
+        raise ConfigError(f"--set {shown}: unknown key in {where}{hint}")
     current = node[leaf]
     if current is not None and value is not None and not _type_ok(value, (type(current),)):
         raise ConfigError(
-            f"--set {key}={value!r}: expected {type(current).__name__} (current value {current!r})"
+            f"--set {shown}={value!r}: expected {type(current).__name__} (current value {current!r})"
         )
     node[leaf] = value
 
@@ -254,10 +258,11 @@ def resolve(
         if head in base:
             _assign(base, key, value, "suite")
         elif head in method_cfgs and "." in key:
-            _assign(method_cfgs[head], key.split(".", 1)[1], value, f"method {head!r} config")
+            _assign(method_cfgs[head], key.split(".", 1)[1], value, f"method {head!r} config", shown=key)
         else:
             known = ", ".join(list(base) + sorted(method_cfgs))
-            raise ConfigError(f"--set {key}: unknown key (first part must be one of: {known})")
+            raise ConfigError(f"--set {key}: unknown key{did_you_mean(head, list(base) + sorted(method_cfgs))} "
+                              f"(first part must be one of: {known})")
     if base["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
         raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
     return [

@@ -30,3 +30,11 @@ class ConfigError(BenchmarkError):
 
 class MissingRequirementError(BenchmarkError):
     """A method needs an input (text, image, ...) the dataset does not have; the run is skipped."""
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
+    """' (did you mean 'x'?)' for a close match among ``known``, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

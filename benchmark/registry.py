@@ -13,7 +13,7 @@ from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, did_you_mean
 from benchmark.plugin import REQUIREMENTS, Method
 
 ENTRY_POINT_GROUP = "benchmark.methods"
@@ -44,7 +44,7 @@ def methods() -> dict[str, type[Method]]:
 def get_method(name: str) -> type[Method]:
     known = methods()
     if name not in known:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown method {name!r}{did_you_mean(name, known)}; known: {', '.join(sorted(known))}")
     return known[name]
 
 
@@ -65,4 +65,4 @@ def suite_path(name: str) -> Path:
     candidate = Path(name)
     if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
         return candidate
-    raise ConfigError(f"unknown suite {name!r}; known: {', '.join(known)}")
+    raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")

@@ -26,7 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from benchmark import registry
-from benchmark.config import RunConfig, load_suite_file, resolve
+from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.errors import BenchmarkError
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import Method, RunContext
@@ -77,9 +77,21 @@ def run_key(run: RunConfig, inputs: Inputs) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _logged(iterable, desc: str, total: int | None):
+    """Without progress bars, a long loop still reports its steps (epochs) at INFO level."""
+    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+    every = 1 if not total or total <= 50 else max(total // 20, 1)
+    for i, item in enumerate(iterable, start=1):
+        yield item
+        if i % every == 0 or i == total:
+            log.info("%s %d/%s", desc or "step", i, total if total else "?")
+
+
 def _progress(enabled: bool) -> Callable[..., Any]:
     def wrap(iterable, desc: str = "", total: int | None = None):
-        return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=False, dynamic_ncols=True)
+        if not enabled:
+            return _logged(iterable, desc, total)
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
     return wrap
 
@@ -271,12 +283,30 @@ class SuiteRun:
 
 
 def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
-         seeds: list[int] | None = None, overrides: tuple[str, ...] = ()) -> list[RunConfig]:
-    """Resolve a suite into its run configs (validates everything before any work starts)."""
+         seeds: list[int] | None = None, overrides: tuple[str, ...] = (),
+         allow_extra_methods: bool = False) -> list[RunConfig]:
+    """Resolve a suite into its run configs (validates everything before any work starts).
+
+    ``methods`` must be among the suite's own methods (their scale presets live in the suite
+    file); others only with ``allow_extra_methods``, and then the config they run with is logged.
+    """
     suite_cfg = load_suite_file(registry.suite_path(suite))
     names = methods or suite_cfg["methods"]
     defaults = {name: registry.get_method(name).default_config() for name in names}
-    return resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
+    extra = [n for n in names if n not in suite_cfg["methods"]]
+    if extra and not allow_extra_methods:
+        raise BenchmarkError(
+            f"method(s) {', '.join(extra)} are not in suite {suite_cfg['name']!r} (its methods: "
+            f"{', '.join(suite_cfg['methods'])}); the suite's scale presets do not cover them. "
+            "Pass --allow-extra-methods to run them with their own defaults")
+    runs = resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
+    for run in runs:
+        if run.method in extra and run.seed == runs[0].seed:
+            shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()
+                              if any(w in k for w in ("epoch", "batch", "dim", "lr")))
+            log.warning("%s is not a method of suite %s: it runs with its own defaults (no scale preset): %s",
+                        run.method, run.suite, shown or "see its config.yaml")
+    return runs
 
 
 def run_suite(
@@ -286,6 +316,7 @@ def run_suite(
     methods: list[str] | None = None,
     seeds: list[int] | None = None,
     overrides: tuple[str, ...] = (),
+    allow_extra_methods: bool = False,
     data_dir: Path = Path("data"),
     results_dir: Path = Path("results"),
     tracking_uri: str | None = None,
@@ -295,7 +326,8 @@ def run_suite(
     echo: Callable[[str], None] = print,
 ) -> SuiteRun:
     """Run (or resume) every run of a suite and return their records."""
-    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
+    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides,
+                allow_extra_methods=allow_extra_methods)
     first = runs[0]
     inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
     if inputs.banner:

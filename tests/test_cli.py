@@ -50,3 +50,42 @@ def test_malformed_suite_file_is_rejected(tmp_path: Path, capsys) -> None:
 def test_card_prints_the_methods_card(capsys) -> None:
     assert main(["card", "item2vec"]) == 0
     assert "Barkan" in capsys.readouterr().out
+
+
+def test_misspelled_names_get_a_did_you_mean_and_exit_2(capsys):
+    from benchmark.cli import main
+
+    assert main(["run", "--suite", "xmarket-matchng", "--scale", "tiny"]) == 2
+    assert "did you mean 'xmarket-matching'" in capsys.readouterr().err
+    assert main(["card", "item2vc"]) == 2
+    assert "did you mean 'item2vec'" in capsys.readouterr().err
+
+
+def test_set_errors_name_the_full_key_and_suggest(capsys):
+    from benchmark.cli import main
+
+    assert main(["run", "--suite", "xmarket-matching", "--scale", "tiny", "--methods", "item2vec",
+                 "--set", "item2vec.epochz=5"]) == 2
+    err = capsys.readouterr().err
+    assert "--set item2vec.epochz" in err and "did you mean 'epochs'" in err
+
+
+def test_methods_outside_the_suite_need_a_flag(capsys, caplog):
+    from benchmark.cli import main
+    from benchmark.runner import plan
+
+    assert main(["run", "--suite", "xmarket-matching", "--scale", "tiny",
+                 "--methods", "uniembedding-wo-user-view"]) == 2
+    assert "--allow-extra-methods" in capsys.readouterr().err
+    with caplog.at_level("WARNING"):
+        (run,) = plan("xmarket-matching", scale="tiny", methods=["uniembedding-wo-user-view"], allow_extra_methods=True)
+    assert "not a method of suite" in caplog.text and "epochs=300" in caplog.text
+
+
+def test_a_file_as_data_dir_is_one_line_and_exit_2(capsys, tmp_path):
+    from benchmark.cli import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["run", "--suite", "xmarket-matching", "--data-dir", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file, not a directory" in err and "\n" not in err

@@ -150,7 +150,7 @@ def test_bad_user_embeddings_are_refused_without_a_result_folder(tiny_suite_run,
     known = dict(registry.methods())
     known["bad-users"] = _BadUsers
     monkeypatch.setattr(registry, "methods", lambda: known)
-    (cfg,) = plan(SUITE, scale="tiny", methods=["bad-users"])
+    (cfg,) = plan(SUITE, scale="tiny", methods=["bad-users"], allow_extra_methods=True)
     with pytest.raises(BenchmarkError, match=message):
         execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
     assert not list((tmp_path / SUITE).glob("*")) if (tmp_path / SUITE).exists() else True

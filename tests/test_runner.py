@@ -91,7 +91,7 @@ def test_bad_method_output_is_refused_without_a_result_folder(tiny_suite_run, mo
     known = dict(registry.methods())
     known["broken"] = _Broken
     monkeypatch.setattr(registry, "methods", lambda: known)
-    (cfg,) = plan("xmarket-matching", scale="tiny", methods=["broken"])
+    (cfg,) = plan("xmarket-matching", scale="tiny", methods=["broken"], allow_extra_methods=True)
     with pytest.raises(BenchmarkError, match=message):
         execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
     assert not any(p for p in (tmp_path / "xmarket-matching").glob("*") if p.name != ".")

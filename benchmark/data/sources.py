@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.model import Dataset
-from benchmark.errors import ConfigError, DataError
+from benchmark.errors import ConfigError, DataError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def load_dataset(
 
         return load_recbole(name.split(":", 1)[1], data_dir=data_dir, domain_field=domains, progress=progress)
     known = ", ".join(n for n, _ in list_datasets())
-    raise ConfigError(f"unknown dataset {name!r}; known: {known}")
+    raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, list(_SUMMARIES))}; known: {known}")
 
 
 def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:
