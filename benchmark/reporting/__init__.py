@@ -99,8 +99,13 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
 
     claims = check_claims(results, ablation_rows)
-    claim_lines = ["| claim | status | evidence |", "|---|---|---|"] + [
-        f"| {c.cid} {c.text} | **{c.status}** | {c.evidence} |" for c in claims]
+    on_xmarket = {r.dataset.get("name") for r in records} <= {"xmarket", "xmarket-sim"}
+    claim_lines = [] if on_xmarket else [
+        "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "
+        "below describe it and do not confirm or refute the papers.", ""]
+    claim_lines += ["| claim | status | evidence |", "|---|---|---|"] + [
+        f"| {c.cid} {c.text} | **{c.status if on_xmarket else c.status + ' (informational)'}** | {c.evidence} |"
+        for c in claims]
     _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
     parts += ["", "### Claims (C1..C12)", "", *claim_lines]
 
