@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. item2vec.epochs=5 or features.text_encoder=minilm")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="runs at once on this machine (through a local Ray; same keys and metrics as 1; "
+                     "default 1)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log-embeddings", action="store_true",
                      help="also copy each run's item embeddings into MLflow (default: path and checksum only)")
@@ -142,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         overrides=tuple(args.overrides), allow_extra_methods=args.allow_extra_methods,
         data_dir=args.data_dir, results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
-        log_embeddings=args.log_embeddings,
+        log_embeddings=args.log_embeddings, jobs=args.jobs,
     )
     keys = {r.run_key for r in result.records}
     write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)

@@ -27,13 +27,20 @@ def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, l
 
 def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, tracking_uri: str,
                address: str | None = None, cpus_per_run: float = 1.0,
-               log_embeddings: bool = False) -> list[RunRecord]:
-    """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster)."""
+               log_embeddings: bool = False, local_cpus: int | None = None) -> list[RunRecord]:
+    """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster).
+
+    ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``).
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 ignore_reinit_error=True, logging_level="WARNING")
+        if local_cpus is not None:
+            ray.init(address="local", num_cpus=int(local_cpus), include_dashboard=False,
+                     ignore_reinit_error=True, logging_level="WARNING")
+        else:
+            ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                     ignore_reinit_error=True, logging_level="WARNING")
     task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
     futures = [task.remote(asdict(run), str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
                            log_embeddings) for run in runs]

@@ -323,9 +323,16 @@ def run_suite(
     executor: str = "local",
     progress: bool = True,
     log_embeddings: bool = False,
+    jobs: int = 1,
     echo: Callable[[str], None] = print,
 ) -> SuiteRun:
-    """Run (or resume) every run of a suite and return their records."""
+    """Run (or resume) every run of a suite and return their records.
+
+    ``jobs`` > 1 runs that many runs at once on this machine, through the same Ray executor that
+    scales out to a cluster (one mechanism); each run keeps its own 1-thread budget, so run keys
+    and metrics are those of ``jobs=1``.
+    """
+    jobs = check_jobs(jobs)
     runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides,
                 allow_extra_methods=allow_extra_methods)
     first = runs[0]
@@ -336,30 +343,49 @@ def run_suite(
          f"{len(inputs.split.cases)} test cases, manifest {inputs.split.manifest_hash[:12]}")
     results_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(results_dir, tracking_uri)
-    if executor == "ray":
+    if executor not in ("local", "ray"):
+        raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
+    if executor == "ray" or jobs > 1:
         from benchmark.ray_executor import run_on_ray
 
         Tracker(uri, results_dir).experiment_id(first.suite)  # create the store once, before workers race
-
+        t0 = time.perf_counter()
         records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
-                             log_embeddings=log_embeddings)
-    elif executor == "local":
+                             log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None)
+        for record in records:
+            _echo_record(echo, record, None)
+        echo(f"  ({len(records)} run(s) in {time.perf_counter() - t0:.1f}s with {jobs if executor == 'local' else 'Ray'} "
+             f"{'parallel jobs' if executor == 'local' else 'cluster'})")
+    else:
         tracker = Tracker(uri, results_dir)
         records = []
         for run in runs:
             t0 = time.perf_counter()
             record = execute_run(run, inputs, results_dir, tracker, progress=progress, log_embeddings=log_embeddings)
-            took = time.perf_counter() - t0
-            if record.status == "skipped":
-                echo(f"  {run.method:<28} seed {run.seed}: SKIPPED - {record.reason}")
-            else:
-                overall = record.metrics.get("all", {})
-                echo(f"  {run.method:<28} seed {run.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
-                     f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  "
-                     + (f"next-item HR@10 {record.next_item_metrics['all']['HR@10']:6.2f}  "
-                        if record.next_item_metrics else "")
-                     + f"({'finished earlier' if record.timings.get('cached') else f'{took:.1f}s'}, key {record.run_key})")
+            _echo_record(echo, record, time.perf_counter() - t0)
             records.append(record)
-    else:
-        raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
     return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)
+
+
+def check_jobs(jobs: int) -> int:
+    """``--jobs``: a positive integer; more than the machine's cores is clamped with a warning."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BenchmarkError(f"--jobs must be a positive integer, got {jobs!r}")
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        log.warning("--jobs %d is more than this machine's %d cores: using %d (one thread per run)", jobs, cores, cores)
+        return cores
+    return jobs
+
+
+def _echo_record(echo: Callable[[str], None], record: RunRecord, took: float | None) -> None:
+    if record.status == "skipped":
+        echo(f"  {record.method:<28} seed {record.seed}: SKIPPED - {record.reason}")
+        return
+    overall = record.metrics.get("all", {})
+    when = "finished earlier" if record.timings.get("cached") else (
+        f"{took:.1f}s" if took is not None else f"fit {record.timings.get('fit_s', 0):.1f}s")
+    echo(f"  {record.method:<28} seed {record.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
+         f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  "
+         + (f"next-item HR@10 {record.next_item_metrics['all']['HR@10']:6.2f}  " if record.next_item_metrics else "")
+         + f"({when}, key {record.run_key})")

@@ -26,3 +26,28 @@ def test_ray_executor_matches_local(tiny_suite_run, tiny_data_dir, tmp_path) -> 
         assert json.dumps(record.metrics, sort_keys=True) == json.dumps(by_key[record.run_key].metrics, sort_keys=True)
         assert (tmp_path / "results" / "xmarket-matching" / record.run_key / "ranks.npy").exists()
         assert record.mlflow_run_id
+
+
+@pytest.mark.slow
+def test_jobs_runs_in_parallel_with_the_same_keys_and_metrics(tiny_suite_run, tiny_data_dir, tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    local, _, _ = tiny_suite_run
+    try:
+        par = run_suite("xmarket-matching", scale="tiny", methods=["random", "popularity", "item2vec"], jobs=2,
+                        data_dir=tiny_data_dir, results_dir=tmp_path / "results", progress=False, echo=lambda s: None)
+    finally:
+        ray.shutdown()
+    by_key = {r.run_key: r for r in local.records}
+    assert sorted(r.method for r in par.records) == ["item2vec", "popularity", "random"]
+    for record in par.records:
+        assert json.dumps(record.metrics, sort_keys=True) == json.dumps(by_key[record.run_key].metrics, sort_keys=True)
+
+
+@pytest.mark.parametrize("jobs", [0, -2])
+def test_bad_jobs_values_are_refused(jobs) -> None:
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import check_jobs
+
+    with pytest.raises(BenchmarkError, match="--jobs"):
+        check_jobs(jobs)
+    assert check_jobs(10_000) >= 1  # clamped to the machine's cores
