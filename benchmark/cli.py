@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,report,list,data,card} ...``.
+"""Command line: ``python -m benchmark {run,report,sync,embeddings,list,data,card} ...``.
 
 Every user error (bad input, bad config, unknown name) is one line on stderr and exit code 2.
 """
@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching --scale tiny --methods item2vec,clip --seeds 0,1
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
+  python -m benchmark sync --results-dir results                  # log results MLflow lacks (after an outage)
   python -m benchmark list methods
   python -m benchmark embeddings export --suite xmarket-matching --method item2vec --out item2vec_s0
   python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
@@ -92,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results-dir", type=Path, default=Path("results"))
     export.add_argument("--out", type=Path, required=True, help="output path stem (e.g. exports/item2vec_s0)")
 
+    sync = sub.add_parser("sync", help="log every stored result that MLflow lacks (after a tracking outage)",
+                          description="Idempotent: a run key is logged once; MLflow runs left RUNNING by "
+                          "killed processes are closed as KILLED. Results being computed are skipped.")
+    sync.add_argument("--suite", help="only this suite (default: every suite under --results-dir)")
+    sync.add_argument("--results-dir", type=Path, default=Path("results"))
+    sync.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
+    sync.add_argument("--log-embeddings", action="store_true", help="also copy item embeddings into MLflow")
+
     lister = sub.add_parser("list", help="list methods, suites, datasets or encoders")
     lister.add_argument("what", choices=("methods", "suites", "datasets", "encoders"))
 
@@ -137,6 +146,24 @@ def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.reporting import write_suite_reports
 
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    from benchmark.fsutil import safe_name
+    from benchmark.sync import sync_results
+    from benchmark.tracking import Tracker, resolve_tracking_uri
+
+    if not args.results_dir.is_dir():
+        raise BenchmarkError(f"{args.results_dir}: no results directory")
+    if args.suite:
+        safe_name(args.suite, "suite name")
+    tracker = Tracker(resolve_tracking_uri(args.results_dir, args.tracking_uri), args.results_dir)
+    counts = sync_results(args.results_dir, tracker, args.suite, args.log_embeddings)
+    print(f"sync to {tracker.uri}: {counts['logged']} logged, {counts['already']} already logged, "
+          f"{counts['busy']} busy (being computed), {counts['no_tracking_info']} without tracking info "
+          f"(made by an older version), {counts['failed']} failed")
+    if tracker.down:
+        raise BenchmarkError(f"MLflow tracking unavailable ({tracker.down}); results are unchanged, run sync again later")
 
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
@@ -205,7 +232,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(format_stats(dataset_stats(dataset, split)))
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "card": cmd_card, "data": cmd_data,
+COMMANDS = {"run": cmd_run, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "card": cmd_card, "data": cmd_data,
             "embeddings": cmd_embeddings}
 
 
@@ -215,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retries: the runner says it once
     from benchmark import compat
 
     compat.apply()

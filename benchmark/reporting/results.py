@@ -61,7 +61,9 @@ def load_records(results_dir: Path, suite: str, keys: set[str] | None = None) ->
     folder = results_dir / suite
     if not folder.is_dir():
         raise BenchmarkError(f"no results for suite {suite!r} under {results_dir} (run it first)")
-    paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime)
+    # dot-folders are unfinished temporary writes (.tmp-*), never results
+    paths = sorted((p for p in folder.glob("*/result.json") if not p.parent.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime)
     records = [RunRecord.read(p.parent) for p in paths]
     if keys is not None:
         records = [r for r in records if r.run_key in keys]
