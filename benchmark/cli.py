@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--data-dir", type=Path, default=_default_data_dir() / "xmarket")
     fetch.add_argument("--domains", default="us/Books,us/Electronics,us/Cell_Phones_and_Accessories",
                        help="market/Category pairs, comma-separated")
+    fetch.add_argument("--allow-unverified", action="store_true",
+                       help="download files the dataset card has no sha256 for (printed for the card)")
     gen = dsub.add_parser("generate", help="write the synthetic XMarket twin in XMarket's raw formats")
     gen.add_argument("dataset", choices=("xmarket-sim",))
     gen.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
@@ -215,7 +217,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         from benchmark.data.fetch import fetch_xmarket
         from benchmark.data.xmarket import parse_domains
 
-        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains))
+        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
         print(f"fetched {len(paths)} file(s) into {args.data_dir}")
     elif args.data_command == "generate":
         from benchmark.data.simulator import generate

@@ -9,7 +9,11 @@ written outside the data and results directories, and user errors are one line w
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -124,3 +128,82 @@ def test_every_result_records_the_machine(tiny_inputs, tmp_path) -> None:
     machine = json.loads((tmp_path / SUITE / record.run_key / "result.json").read_text())["machine"]
     assert machine["cpu"] and isinstance(machine["isa"], list) and machine["libraries"]["numpy"] == np.__version__
     assert "blas" in machine and machine["python"]
+
+
+# -- 2. concurrency and kills ---------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+
+
+def test_two_processes_on_one_fresh_results_dir_compute_each_run_once(tiny_data_dir, tmp_path) -> None:
+    results = tmp_path / "results"
+    procs = [_cli("run", "--suite", SUITE, "--scale", "tiny", "--methods", "popularity,random",
+                  "--data-dir", str(tiny_data_dir), "--results-dir", str(results),
+                  "--reports-dir", str(tmp_path / f"reports{i}"), "--no-progress") for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert "Traceback" not in err
+    lines = [line for out, _ in outs for line in out.splitlines() if " seed 0: " in line]
+    for method in ("popularity", "random"):
+        mine = [line for line in lines if line.strip().startswith(method)]
+        assert len(mine) == 2 and sum("finished earlier" in line for line in mine) == 1, mine
+    tracker = Tracker(f"sqlite:///{results / 'mlflow.db'}", results)
+    for folder in (results / SUITE).iterdir():
+        assert not folder.name.startswith(".")
+        runs = tracker.runs_for_key(SUITE, folder.name)
+        assert [r.info.status for r in runs] == ["FINISHED"]
+
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from benchmark import runner, sync, tracking
+from benchmark.inputs import prepare_inputs
+data, results, where = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+def die(*a, **k):
+    os.kill(os.getpid(), signal.SIGKILL)
+if where == "write":  # mid-way through writing the temporary result folder
+    import benchmark.embeddings as emb
+    emb.write_embeddings = die
+elif where == "tracking":  # the folder is final, MLflow not called yet
+    runner.log_result = die
+elif where == "logging":  # the MLflow run exists (RUNNING), its metrics are being logged
+    def half(self, **kw):
+        exp = self.experiment_id(kw["experiment"])
+        self.client.create_run(exp, tags=dict(kw["tags"]))
+        die()
+    tracking.Tracker.log_run = half
+(cfg,) = runner.plan("xmarket-matching", scale="tiny", methods=["popularity"])
+inputs = prepare_inputs(cfg.dataset, cfg.split, cfg.features, data, cfg.scale, progress=False)
+tracker = tracking.Tracker("sqlite:///" + str(results / "mlflow.db"), results)
+runner.execute_run(cfg, inputs, results, tracker, progress=False)
+"""
+
+
+@pytest.mark.parametrize("where", ["write", "tracking", "logging"])
+def test_kill_9_at_each_write_step_loses_nothing_and_logs_once(tiny_data_dir, tiny_inputs, tmp_path, where) -> None:
+    from benchmark.reporting.results import load_records
+    from benchmark.sync import sync_results
+
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tiny_data_dir), str(results), where],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    suite_dir = results / SUITE
+    if where == "write":
+        assert [p.name[:5] for p in suite_dir.iterdir()] == [".tmp-"]  # only the dead writer's temp folder
+        with pytest.raises(Exception, match="no finished runs"):
+            load_records(results, SUITE)  # never read as a result
+    tracker = Tracker(f"sqlite:///{results / 'mlflow.db'}", results)
+    record = _run("popularity", tiny_inputs, results, tracker)  # the rerun (resume)
+    assert [p.name for p in suite_dir.iterdir()] == [record.run_key]  # temp folders of the dead are gone
+    sync_results(results, tracker)
+    stored = RunRecord.read(suite_dir / record.run_key)
+    assert stored.tracking["status"] == "logged"
+    statuses = sorted(r.info.status for r in tracker.runs_for_key(SUITE, record.run_key))
+    assert statuses == (["FINISHED", "KILLED"] if where == "logging" else ["FINISHED"])

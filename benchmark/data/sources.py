@@ -94,7 +94,7 @@ def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:
     from benchmark.data.images import fetch_images
 
     try:
-        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress)
+        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress, allowed_root=root)
     except OSError as exc:  # e.g. a read-only copy of the data: run without local images
         log.warning("images: cannot use the image cache under %s (%s); items keep no image path", root, exc)
         return ds

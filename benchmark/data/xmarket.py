@@ -21,9 +21,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, replace
@@ -38,6 +36,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data.model import Dataset, Interactions, Items
 from benchmark.errors import ConfigError, DataError
+from benchmark.fsutil import verify_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -746,15 +745,7 @@ def _cache_save(path: Path, ds: Dataset) -> None:
         arrays["price"], arrays["avg_rating"] = it.price, it.avg_rating
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_checked(path, lambda fh: np.savez(fh, **arrays))  # + <name>.sha256, checked on every load
     except OSError as exc:
         log.warning("xmarket: could not write the parse cache %s (%s); continuing without it", path, exc)
 
@@ -762,12 +753,16 @@ def _cache_save(path: Path, ds: Dataset) -> None:
 def _cache_load(path: Path, name: str, fingerprint: str) -> Dataset | None:
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        blob = json.loads(a["blob"].tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, zlib.error) as exc:
-        log.warning("xmarket: ignoring unreadable cache %s (%s)", path, exc)
+    problem = verify_checked(path)
+    if problem is None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            blob = json.loads(a["blob"].tobytes().decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib, JSON, ...: any unreadable cache is rebuilt
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        log.warning("xmarket: parse cache %s is not used (%s); parsing the raw files again", path, problem)
         return None
     if blob.get("fingerprint") != fingerprint:
         return None
