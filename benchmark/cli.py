@@ -16,6 +16,7 @@ from benchmark.errors import BenchmarkError, ConfigError
 EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching                 # default: small synthetic twin if no real data
   python -m benchmark run --suite xmarket-matching --scale tiny --methods item2vec,clip --seeds 0,1
+  python -m benchmark run --suite xmarket-matching --dataset xmarket-sim --data-dir /tmp/d   # the twin, explicitly
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
   python -m benchmark sync --results-dir results                  # log results MLflow lacks (after an outage)
@@ -63,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
-    run.add_argument("--data-dir", type=Path, default=_default_data_dir(),
-                     help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data)")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data). Without "
+                     "it, a suite on XMarket falls back to the synthetic twin; with it, missing files are an error")
+    run.add_argument("--dataset", choices=("xmarket", "xmarket-sim"),
+                     help="override the suite's dataset (xmarket-sim = the synthetic twin, generated if absent)")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="run outputs (default: results)")
     run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="tables/figures (default: reports)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
@@ -133,11 +137,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     from benchmark.reporting import write_suite_reports
     from benchmark.runner import run_suite
 
+    given = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))
+    overrides = tuple(args.overrides) + ((f"dataset.name={args.dataset}",) if args.dataset else ())
     result = run_suite(
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-        overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
+        overrides=overrides, data_dir=args.data_dir or _default_data_dir(), results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
-        log_embeddings=args.log_embeddings,
+        log_embeddings=args.log_embeddings, twin_fallback=not given,
     )
     text = write_suite_reports(result.suite, args.results_dir, args.reports_dir,
                                keys={r.run_key for r in result.records})
@@ -253,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # e.g. a read-only or full data/results directory: nothing half-written stays
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
         return 130

@@ -308,11 +308,17 @@ def run_suite(
     progress: bool = True,
     log_embeddings: bool = False,
     echo: Callable[[str], None] = print,
+    twin_fallback: bool = True,
 ) -> SuiteRun:
-    """Run (or resume) every run of a suite and return their records."""
+    """Run (or resume) every run of a suite and return their records.
+
+    ``twin_fallback=False`` (the CLI, when a data directory was given): a suite on real XMarket
+    fails if the files are missing instead of switching to the synthetic twin.
+    """
     runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
     first = runs[0]
-    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress,
+                            twin_fallback=twin_fallback)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
     echo(f"suite {first.suite}: {len(runs)} run(s) on {inputs.label}; "

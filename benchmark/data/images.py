@@ -60,7 +60,7 @@ def best_image_url(img_url_field) -> str:
         if s[0] in "{[":
             try:
                 value = json.loads(s)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # malformed, too deep, or a number too long
                 try:
                     value = ast.literal_eval(s)
                 except (ValueError, SyntaxError, MemoryError, RecursionError):

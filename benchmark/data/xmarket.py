@@ -186,6 +186,21 @@ def _gzip_error(path: Path, exc: BaseException) -> DataError:
     return DataError(f"truncated or corrupt gzip ({exc}); re-download or re-copy the file", path, line)
 
 
+def _first_non_utf8_line(path: Path) -> int | None:
+    """The 1-based number of the first line that is not valid UTF-8 (None if every line is)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
 def _first_line(mask: np.ndarray, start: int) -> int:
     return start + int(np.flatnonzero(mask)[0]) + 1
 
@@ -272,7 +287,7 @@ def _read_ratings_strict(path: Path, label: str, progress: bool) -> _DomainRatin
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise _gzip_error(path, exc) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+        raise DataError(f"not UTF-8 text ({exc.reason})", path, _first_non_utf8_line(path)) from None
     except ValueError as exc:
         raise _diagnose_rating(path, exc) from None
     finally:
@@ -447,15 +462,19 @@ def _as_text(value: object) -> str:
 
 
 def _parse_meta_line(path: Path, line: str, lineno: int) -> list[dict]:
-    """json.loads, then ast.literal_eval (the official sample prints Python dicts); a list extends."""
+    """json.loads, then ast.literal_eval (the official sample prints Python dicts); a list extends.
+
+    Hostile lines (a 5000-digit number, 100k nested brackets) are a DataError naming the line.
+    """
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, nesting
+        first = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
         try:
             obj = ast.literal_eval(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             raise DataError(
-                "malformed metadata line (neither JSON nor a Python dict literal)", path, lineno
+                f"malformed metadata line (neither JSON nor a Python dict literal: {first})", path, lineno
             ) from None
     recs = obj if isinstance(obj, list) else [obj]
     for rec in recs:
@@ -471,8 +490,8 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
     out: dict[str, tuple] = {}
     lineno = 0
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(
+        with gzip.open(path, "rb") as f:  # decoded per line, so a bad byte is reported on its own line
+            for lineno, raw in enumerate(
                 tqdm(
                     f,
                     desc=f"metadata {label}",
@@ -483,6 +502,7 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
                 ),
                 start=1,
             ):
+                line = raw.decode("utf-8")
                 if not line.strip():
                     continue
                 for rec in _parse_meta_line(path, line, lineno):
@@ -506,7 +526,7 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
             f"truncated or corrupt gzip ({exc}); re-download or re-copy the file", path, lineno + 1
         ) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path, lineno + 1) from None
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", path, lineno) from None
     if lineno == 0:
         raise DataError("metadata file is empty", path)
     return out
