@@ -151,8 +151,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from benchmark.fsutil import safe_name
     from benchmark.reporting import write_suite_reports
 
+    safe_name(args.suite, "suite name")
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
 
 
@@ -176,7 +178,9 @@ def cmd_sync(args: argparse.Namespace) -> None:
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
     from benchmark.embeddings import export_embeddings, load_embeddings
+    from benchmark.fsutil import safe_name
 
+    safe_name(args.suite, "suite name")
     stored = load_embeddings(args.results_dir, args.suite, args.method, args.seed)
     paths = export_embeddings(stored, args.out)
     n, d = stored.vectors.shape

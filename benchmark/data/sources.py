@@ -69,9 +69,12 @@ def load_dataset(
         out = sim_dir(data_dir, scale, seed)
         if not (out / "SIMULATED.json").is_file():
             from benchmark.data.simulator import generate
+            from benchmark.fsutil import file_lock
 
-            log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
-            generate(out, scale=scale, seed=seed, progress=progress)
+            with file_lock(out.parent / f".{out.name}.lock"):  # two processes generate it once
+                if not (out / "SIMULATED.json").is_file():
+                    log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
+                    generate(out, scale=scale, seed=seed, progress=progress)
         ds = load_xmarket(
             out, doms, cache_dir=out / ".cache" / "parsed", progress=progress, name="xmarket-sim"
         )
