@@ -213,9 +213,9 @@ def test_kill_9_at_each_write_step_loses_nothing_and_logs_once(tiny_data_dir, ti
 # -- 3. caches: checksummed, named, recomputed ----------------------------------------------------
 
 
-def _flip_last_byte(path: Path) -> None:
+def _flip_last_byte(path: Path, at: float = 1.0) -> None:
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01  # inside the array payload: the file stays well-formed
+    data[min(len(data) - 1, int(len(data) * at))] ^= 0x01  # inside an array payload: still well-formed
     path.write_bytes(bytes(data))
 
 
@@ -266,7 +266,7 @@ def test_a_bit_flipped_split_cache_is_named_and_rebuilt(tiny_inputs, tmp_path, c
 
     split = cached_split(tiny_inputs.dataset, tmp_path)
     (path,) = tmp_path.glob("split-*.npz")
-    _flip_last_byte(path)
+    _flip_last_byte(path, at=0.5)
     again = cached_split(tiny_inputs.dataset, tmp_path)
     assert again.manifest_hash == split.manifest_hash and str(path) in caplog.text
 
