@@ -171,11 +171,12 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     safe_name(run.suite, "suite name")
     key = run_key(run, inputs)
     folder = results_dir / run.suite / key
+    lock = run_lock_path(results_dir, run.suite, key)
     if (folder / "result.json").exists():
-        return _cached(folder)
-    with file_lock(run_lock_path(results_dir, run.suite, key)):  # each run key is computed once
+        return _cached(folder, tracker, lock, log_embeddings)
+    with file_lock(lock):  # each run key is computed once
         if (folder / "result.json").exists():  # another process finished it while we waited
-            return _cached(folder)
+            return _cached(folder, None, lock, log_embeddings)
         for stale in folder.parent.glob(f".tmp-{key}-*"):  # we hold the key's lock: its writer is dead
             shutil.rmtree(stale, ignore_errors=True)
         record = _compute(run, inputs, key, folder, progress)
@@ -184,8 +185,14 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
         return record
 
 
-def _cached(folder: Path) -> RunRecord:
+def _cached(folder: Path, tracker: Tracker | None, lock: Path, log_embeddings: bool) -> RunRecord:
+    """A finished run; one that a tracking outage (or a kill) left unlogged is logged now if possible."""
     record = RunRecord.read(folder)
+    unlogged = record.tracking.get("status") in ("pending", "not logged") and (folder / TRACKING_FILE).is_file()
+    if unlogged and tracker is not None and tracker.down is None:
+        with file_lock(lock, blocking=False) as mine:
+            if mine:  # else a live process is still logging it
+                record = log_result(tracker, folder, log_embeddings)
     record.timings = {**record.timings, "cached": True}
     return record
 

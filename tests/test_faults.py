@@ -73,6 +73,8 @@ def test_refused_tracking_server_keeps_results_and_the_grid_goes_on(tiny_inputs,
     for record in (first, second):
         _assert_kept_not_logged(record, tmp_path)
     assert tracker.down  # the second run did not wait for the dead server again
+    healed = _run("popularity", tiny_inputs, tmp_path, Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path))
+    assert healed.timings["cached"] and healed.tracking["status"] == "logged"  # a rerun logs what was missed
 
 
 def test_hanging_tracking_server_times_out_in_seconds(tiny_inputs, tmp_path, quick_http) -> None:
