@@ -137,7 +137,7 @@ class FeatureCache:
                 if mask.dtype != np.bool_ or mask.shape != (n,):
                     raise ValueError(f"mask has {mask.dtype} {mask.shape}, expected bool ({n},)")
         except Exception as e:  # noqa: BLE001 - any unreadable entry is recomputed
-            log.warning("feature cache entry %s is not used (%s: %s); recomputing", vec_path, type(e).__name__, e)
+            log.warning("feature cache entry %s is unreadable or corrupt (%s: %s); recomputing", vec_path, type(e).__name__, e)
             return None
         return vectors, mask
 
