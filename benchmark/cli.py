@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,report,list,data,card} ...``.
+"""Command line: ``python -m benchmark {run,report,sync,embeddings,list,data,card} ...``.
 
 Every user error (bad input, bad config, unknown name) is one line on stderr and exit code 2.
 """
@@ -16,8 +16,10 @@ from benchmark.errors import BenchmarkError, ConfigError
 EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching                 # default: small synthetic twin if no real data
   python -m benchmark run --suite xmarket-matching --scale tiny --methods item2vec,clip --seeds 0,1
+  python -m benchmark run --suite xmarket-matching --dataset xmarket-sim --data-dir /tmp/d   # the twin, explicitly
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
+  python -m benchmark sync --results-dir results                  # log results MLflow lacks (after an outage)
   python -m benchmark list methods
   python -m benchmark embeddings export --suite xmarket-matching --method item2vec --out item2vec_s0
   python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
@@ -65,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let --methods name methods outside the suite (they run with their own defaults, "
                      "no scale preset; the config is logged)")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
-    run.add_argument("--data-dir", type=Path, default=_default_data_dir(),
-                     help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data)")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data). Without "
+                     "it, a suite on XMarket falls back to the synthetic twin; with it, missing files are an error")
+    run.add_argument("--dataset", choices=("xmarket", "xmarket-sim"),
+                     help="override the suite's dataset (xmarket-sim = the synthetic twin, generated if absent)")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="run outputs (default: results)")
     run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="tables/figures (default: reports)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
@@ -100,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results-dir", type=Path, default=Path("results"))
     export.add_argument("--out", type=Path, required=True, help="output path stem (e.g. exports/item2vec_s0)")
 
+    sync = sub.add_parser("sync", help="log every stored result that MLflow lacks (after a tracking outage)",
+                          description="Idempotent: a run key is logged once; MLflow runs left RUNNING by "
+                          "killed processes are closed as KILLED. Results being computed are skipped.")
+    sync.add_argument("--suite", help="only this suite (default: every suite under --results-dir)")
+    sync.add_argument("--results-dir", type=Path, default=Path("results"))
+    sync.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
+    sync.add_argument("--log-embeddings", action="store_true", help="also copy item embeddings into MLflow")
+
     lister = sub.add_parser("list", help="list methods, suites, datasets or encoders")
     lister.add_argument("what", choices=("methods", "suites", "datasets", "encoders"))
 
@@ -113,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--data-dir", type=Path, default=_default_data_dir() / "xmarket")
     fetch.add_argument("--domains", default="us/Books,us/Electronics,us/Cell_Phones_and_Accessories",
                        help="market/Category pairs, comma-separated")
+    fetch.add_argument("--allow-unverified", action="store_true",
+                       help="download files the dataset card has no sha256 for (printed for the card)")
     gen = dsub.add_parser("generate", help="write the synthetic XMarket twin in XMarket's raw formats")
     gen.add_argument("dataset", choices=("xmarket-sim",))
     gen.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
@@ -138,14 +153,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
                        (args.reports_dir, "--reports-dir")):
-        _check_dir(path, flag)
-
+        if path is not None:
+            _check_dir(path, flag)
+    given = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))
+    overrides = tuple(args.overrides) + ((f"dataset.name={args.dataset}",) if args.dataset else ())
     result = run_suite(
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-        overrides=tuple(args.overrides), allow_extra_methods=args.allow_extra_methods,
-        data_dir=args.data_dir, results_dir=args.results_dir,
+        overrides=overrides, allow_extra_methods=args.allow_extra_methods,
+        data_dir=args.data_dir or _default_data_dir(), results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
-        log_embeddings=args.log_embeddings, jobs=args.jobs,
+        log_embeddings=args.log_embeddings, jobs=args.jobs, twin_fallback=not given,
     )
     keys = {r.run_key for r in result.records}
     write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)
@@ -156,14 +173,36 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from benchmark.fsutil import safe_name
     from benchmark.reporting import write_suite_reports
 
+    safe_name(args.suite, "suite name")
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=args.dataset, scale=args.scale))
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    from benchmark.fsutil import safe_name
+    from benchmark.sync import sync_results
+    from benchmark.tracking import Tracker, resolve_tracking_uri
+
+    if not args.results_dir.is_dir():
+        raise BenchmarkError(f"{args.results_dir}: no results directory")
+    if args.suite:
+        safe_name(args.suite, "suite name")
+    tracker = Tracker(resolve_tracking_uri(args.results_dir, args.tracking_uri), args.results_dir)
+    counts = sync_results(args.results_dir, tracker, args.suite, args.log_embeddings)
+    print(f"sync to {tracker.uri}: {counts['logged']} logged, {counts['already']} already logged, "
+          f"{counts['busy']} busy (being computed), {counts['no_tracking_info']} without tracking info "
+          f"(made by an older version), {counts['failed']} failed")
+    if tracker.down:
+        raise BenchmarkError(f"MLflow tracking unavailable ({tracker.down}); results are unchanged, run sync again later")
 
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
     from benchmark.embeddings import export_embeddings, load_embeddings
+    from benchmark.fsutil import safe_name
 
+    safe_name(args.suite, "suite name")
     stored = load_embeddings(args.results_dir, args.suite, args.method, args.seed)
     paths = export_embeddings(stored, args.out)
     n, d = stored.vectors.shape
@@ -210,7 +249,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         from benchmark.data.fetch import fetch_xmarket
         from benchmark.data.xmarket import parse_domains
 
-        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains))
+        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
         print(f"fetched {len(paths)} file(s) into {args.data_dir}")
     elif args.data_command == "generate":
         from benchmark.data.simulator import generate
@@ -228,7 +267,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(format_stats(dataset_stats(dataset, split), reference=XMARKET_PUBLISHED if xmarket_like else None))
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "card": cmd_card, "data": cmd_data,
+COMMANDS = {"run": cmd_run, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "card": cmd_card, "data": cmd_data,
             "embeddings": cmd_embeddings}
 
 
@@ -238,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retries: the runner says it once
     from benchmark import compat
 
     compat.apply()
@@ -246,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # e.g. a read-only or full data/results directory: nothing half-written stays
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
         return 130

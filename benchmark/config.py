@@ -59,6 +59,48 @@ DEFAULTS: dict[str, Any] = {
     "scales": {},
 }
 CANDIDATE_POOLS = ("all", "domain")
+#: Suite-level ranges, checked on the resolved config before any data is loaded: key -> (low, high,
+#: low inclusive). Method values are checked by :func:`_check_method_ranges`.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "split.test_user_frac": (0.0, 1.0, False),
+    "split.overlapped_frac": (0.0, 1.0, True),
+    "split.min_interactions": (1, float("inf"), True),
+    "features.batch_size": (1, float("inf"), True),
+    "features.word_drop": (0.0, 1.0, True),
+    "evaluation.block_queries": (1, float("inf"), True),
+    "evaluation.block_items": (1, float("inf"), True),
+}
+#: Integer method settings that count something (epochs, sizes, lengths): a default >= 1 stays >= 1.
+_COUNT_WORDS = ("epoch", "dim", "size", "len", "hidden", "heads", "layers", "workers", "window", "threads",
+                "experts", "stride", "inner", "ffn", "batch")
+
+
+def _check_ranges(base: dict) -> None:
+    flat = flatten(base)
+    for key, (low, high, low_ok) in RANGES.items():
+        value = flat.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not (low <= value if low_ok else low < value) or not value <= high:
+            lo = f"[{low}" if low_ok else f"({low}"
+            raise ConfigError(f"{key}={value!r} is out of range {lo}, {high}]")
+
+
+def _check_method_ranges(name: str, cfg: dict, defaults: dict) -> None:
+    """Numbers may not leave the sign/domain of their default: -3 epochs is an error here, not in gensim."""
+    given, base = flatten(cfg), flatten(defaults)
+    for key, value in given.items():
+        default = base.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(default, bool) \
+                or not isinstance(default, (int, float)):
+            continue
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name}.{key}={value!r}: must be a finite number")
+        leaf = key.rsplit(".", 1)[-1].lower()
+        if isinstance(default, int) and default >= 1 and any(w in leaf for w in _COUNT_WORDS) and value < 1:
+            raise ConfigError(f"{name}.{key}={value!r}: must be at least 1")
+        if default >= 0 and value < 0:
+            raise ConfigError(f"{name}.{key}={value!r}: must not be negative")
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -109,6 +151,10 @@ def validate_suite(raw: Any, source: str) -> dict:
     for key in REQUIRED:
         if key not in raw:
             raise ConfigError(f"{source}: missing required key {key!r}")
+    if isinstance(raw["name"], str):
+        from benchmark.fsutil import safe_name
+
+        safe_name(raw["name"], f"{source}: suite name")  # it names folders under results/ and reports/
     for key, value in raw.items():
         spec = SCHEMA.get(key)
         if spec is None:
@@ -265,6 +311,9 @@ def resolve(
                               f"(first part must be one of: {known})")
     if base["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
         raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
+    _check_ranges(base)
+    for name, cfg in method_cfgs.items():
+        _check_method_ranges(name, cfg, defaults_for[name])
     return [
         RunConfig(
             suite=suite["name"], method=name, seed=seed, scale=scale,

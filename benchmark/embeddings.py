@@ -94,6 +94,8 @@ def read_stored(folder: Path) -> StoredEmbeddings:
     """Load and verify the embeddings of one result folder."""
     folder = Path(folder)
     result = folder / "result.json"
+    if folder.name.startswith("."):
+        raise BenchmarkError(f"{folder}: an unfinished temporary folder, not a result")
     if not result.is_file():
         raise BenchmarkError(f"{folder}: no finished run here (no result.json)")
     try:

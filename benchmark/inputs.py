@@ -1,7 +1,9 @@
 """Prepare what every run of a suite shares: dataset, split manifest, train view, item features.
 
-The real XMarket files are used when present in the data directory; otherwise the suite falls
-back to the synthetic twin, and says so (banner, table titles, MLflow tags).
+The real XMarket files are used when present in the data directory. When none are there and no
+data directory was given, the suite falls back to the synthetic twin and says so (banner, table
+titles, MLflow tags); a given data directory without them, or with some domains missing, is an
+error (``--dataset xmarket-sim`` asks for the twin explicitly).
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ def dataset_label(dataset: Dataset, scale: str | None) -> str:
     return f"{dataset.name} (real)"
 
 
-def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool) -> tuple[Dataset, str | None]:
+def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool,
+          twin_fallback: bool = True) -> tuple[Dataset, str | None]:
+    """The suite's dataset. Real XMarket with some domain files missing is an error; with none at
+    all the twin is used only when ``twin_fallback`` (no data directory was given)."""
     from benchmark.data import sources
+    from benchmark.errors import DataError
 
     name = dataset_cfg["name"]
     domains = dataset_cfg.get("domains")
@@ -62,7 +68,16 @@ def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool) -> tupl
         from benchmark.data.xmarket import parse_domains, xmarket_files_present
 
         root = data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
-        if not xmarket_files_present(root, parse_domains(domains)):
+        doms = parse_domains(domains)
+        present = [xmarket_files_present(root, (dom,)) for dom in doms]
+        if any(present) and not all(present):
+            absent = ", ".join(f"{m}/{c}" for (m, c), ok in zip(doms, present, strict=True) if not ok)
+            raise DataError(f"real XMarket files found, but not for {absent}; fetch or copy them "
+                            "(or choose --dataset xmarket-sim for the synthetic twin)", root)
+        if not any(present) and not twin_fallback:
+            raise DataError("no real XMarket files here; fetch them (`python -m benchmark data fetch xmarket`) "
+                            "or ask for the synthetic twin with --dataset xmarket-sim", root)
+        if not any(present):
             fallback = dataset_cfg.get("fallback", "xmarket-sim")
             banner = (
                 f"Real XMarket files not found under {root}: running on the SYNTHETIC twin "
@@ -76,7 +91,7 @@ def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool) -> tupl
 
 @functools.lru_cache(maxsize=2)
 def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_dir: str, scale: str,
-                    progress: bool) -> Inputs:
+                    progress: bool, twin_fallback: bool = True) -> Inputs:
     import json
 
     from benchmark.data.split import cached_split, train_view
@@ -84,7 +99,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
 
     dataset_cfg, split_cfg, features_cfg = (json.loads(k) for k in (dataset_key, split_key, features_key))
     root = Path(data_dir)
-    dataset, banner = _load(dataset_cfg, root, scale, progress)
+    dataset, banner = _load(dataset_cfg, root, scale, progress, twin_fallback)
     split = cached_split(
         dataset, root / ".cache" / "splits", seed=split_cfg["seed"],
         test_user_frac=split_cfg["test_user_frac"], overlapped_frac=split_cfg["overlapped_frac"],
@@ -106,7 +121,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
 
 
 def prepare_inputs(dataset_cfg: dict, split_cfg: dict, features_cfg: dict, data_dir: Path, scale: str,
-                   progress: bool = True) -> Inputs:
+                   progress: bool = True, twin_fallback: bool = True) -> Inputs:
     """Load (or reuse, within one process) the dataset, split and features a run needs."""
     import json
 
@@ -114,4 +129,4 @@ def prepare_inputs(dataset_cfg: dict, split_cfg: dict, features_cfg: dict, data_
         return json.dumps(d, sort_keys=True)
 
     return _prepare_cached(key(dataset_cfg), key(split_cfg), key(features_cfg), str(data_dir.resolve()),
-                           scale, progress)
+                           scale, progress, twin_fallback)

@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 from benchmark import registry
 from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.errors import BenchmarkError
+from benchmark.fsutil import file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import Method, RunContext
+from benchmark.sync import TRACKING_FILE, log_result, run_lock_path
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class RunRecord:
     method_stats: dict = field(default_factory=dict)  # the method's own ``stats`` (epochs, what it held out, ...)
     timings: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    tracking: dict = field(default_factory=dict)  # status "logged" | "not logged" | "pending", uri, run_id/reason
+    machine: dict = field(default_factory=dict)  # CPU, instruction sets, BLAS, library versions (benchmark/machine.py)
     code_version: str = ""
     tags: dict = field(default_factory=dict)
     schema: int = RESULT_SCHEMA
@@ -141,11 +145,18 @@ def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: 
 
 
 def _atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
-    """Write into a temporary sibling, then rename onto ``final`` (never a partial folder)."""
+    """Write into a temporary sibling, then rename onto ``final`` (never a partial folder).
+
+    The temporary name carries the writer's pid (``.tmp-<key>-p<pid>-*``) so folders of dead
+    processes can be told apart and removed; readers skip every dot-folder.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-p{os.getpid()}-", dir=final.parent))
     try:
         write(tmp)
+        for path in tmp.iterdir():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -178,21 +189,51 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     ``next_item_ranks.npy`` when the method has a user encoder) and the item embeddings with
     their ids (benchmark/embeddings.py). MLflow gets the embeddings' path and checksum, and the
     array itself only with ``log_embeddings``.
+
+    Results first, tracking second: the folder is complete and renamed into place before any
+    MLflow call; a tracking failure is recorded in result.json ("not logged") and never raises.
+    Under a per-key file lock, so processes sharing ``results_dir`` compute each key once.
     """
+    safe_name(run.suite, "suite name")
+    key = run_key(run, inputs)
+    folder = results_dir / run.suite / key
+    lock = run_lock_path(results_dir, run.suite, key)
+    if (folder / "result.json").exists():
+        return _cached(folder, tracker, lock, log_embeddings)
+    with file_lock(lock):  # each run key is computed once
+        if (folder / "result.json").exists():  # another process finished it while we waited
+            return _cached(folder, None, lock, log_embeddings)
+        for stale in folder.parent.glob(f".tmp-{key}-*"):  # we hold the key's lock: its writer is dead
+            shutil.rmtree(stale, ignore_errors=True)
+        record = _compute(run, inputs, key, folder, progress)
+        if tracker is not None:
+            record = log_result(tracker, folder, log_embeddings)
+        return record
+
+
+def _cached(folder: Path, tracker: Tracker | None, lock: Path, log_embeddings: bool) -> RunRecord:
+    """A finished run; one that a tracking outage (or a kill) left unlogged is logged now if possible."""
+    record = RunRecord.read(folder)
+    unlogged = record.tracking.get("status") in ("pending", "not logged") and (folder / TRACKING_FILE).is_file()
+    if unlogged and tracker is not None and tracker.down is None:
+        with file_lock(lock, blocking=False) as mine:
+            if mine:  # else a live process is still logging it
+                record = log_result(tracker, folder, log_embeddings)
+    record.timings = {**record.timings, "cached": True}
+    return record
+
+
+def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: bool) -> RunRecord:
+    """Fit, evaluate and write the complete result folder (atomically); no tracking here."""
     from benchmark.embeddings import EMBEDDINGS_FILE, write_embeddings
     from benchmark.evaluation.breakdown import grouped_metrics
     from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
     from benchmark.evaluation.ranking import target_ranks
+    from benchmark.machine import machine_info
 
     cls = registry.get_method(run.method)
     method = cls()
     display = method.display(inputs.features)
-    key = run_key(run, inputs)
-    folder = results_dir / run.suite / key
-    if (folder / "result.json").exists():
-        record = RunRecord.read(folder)
-        record.timings = {**record.timings, "cached": True}
-        return record
     record = RunRecord(
         run_key=key, suite=run.suite, method=run.method, display=display, paper_column=cls.paper_column,
         seed=run.seed, scale=run.scale, status="done",
@@ -201,6 +242,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
                  "domain_interactions": inputs.domain_interactions()},
         manifest_hash=inputs.split.manifest_hash, encoders=inputs.features.encoder_ids(),
         code_version=code_version(), tags={str(k): str(v) for k, v in cls.tags.items()},
+        tracking={"status": "pending"}, machine=machine_info(),
     )
     tags = _tags(run, inputs, cls, key, display)
     missing = cls.requires - inputs.available()
@@ -260,14 +302,9 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
         if curves:
             lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in curves]
             (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
-        if tracker is not None:
-            metrics = dict(record.metrics)
-            metrics.update({f"next_item/{group}": values for group, values in record.next_item_metrics.items()})
-            record.mlflow_run_id = tracker.log_run(
-                experiment=run.suite, run_name=tags["mlflow.runName"],
-                params={**run.as_dict(), "run_key": key}, tags=tags, metrics=metrics, curves=curves,
-                artefacts=sorted(p for p in tmp.iterdir() if log_embeddings or p.name != EMBEDDINGS_FILE),
-            )
+        (tmp / TRACKING_FILE).write_text(json.dumps({
+            "experiment": run.suite, "run_name": tags["mlflow.runName"],
+            "params": {**run.as_dict(), "run_key": key}, "tags": tags}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
     _atomic_write_dir(folder, write)
@@ -325,30 +362,42 @@ def run_suite(
     log_embeddings: bool = False,
     jobs: int = 1,
     echo: Callable[[str], None] = print,
+    twin_fallback: bool = True,
 ) -> SuiteRun:
     """Run (or resume) every run of a suite and return their records.
 
     ``jobs`` > 1 runs that many runs at once on this machine, through the same Ray executor that
     scales out to a cluster (one mechanism); each run keeps its own 1-thread budget, so run keys
-    and metrics are those of ``jobs=1``.
+    and metrics are those of ``jobs=1``. ``twin_fallback=False`` (the CLI, when a data directory
+    was given): a suite on real XMarket fails if the files are missing instead of switching to the
+    synthetic twin.
     """
     jobs = check_jobs(jobs)
     runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides,
                 allow_extra_methods=allow_extra_methods)
     first = runs[0]
-    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress,
+                            twin_fallback=twin_fallback)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
     echo(f"suite {first.suite}: {len(runs)} run(s) on {inputs.label}; "
          f"{len(inputs.split.cases)} test cases, manifest {inputs.split.manifest_hash[:12]}")
-    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"{results_dir}: cannot create the results directory ({exc.strerror})") from None
+    remove_dead_tmp_dirs(results_dir / safe_name(first.suite, "suite name"))
     uri = resolve_tracking_uri(results_dir, tracking_uri)
     if executor not in ("local", "ray"):
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
     if executor == "ray" or jobs > 1:
         from benchmark.ray_executor import run_on_ray
 
-        Tracker(uri, results_dir).experiment_id(first.suite)  # create the store once, before workers race
+        try:  # create the store once, before workers race
+            Tracker(uri, results_dir).experiment_id(first.suite)
+        except Exception as exc:  # noqa: BLE001 - the workers record "not logged" themselves
+            log.warning("MLflow store %s unavailable (%s); results are kept, `python -m benchmark sync` "
+                        "logs them later", uri, exc)
         t0 = time.perf_counter()
         records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
                              log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None)
@@ -364,6 +413,11 @@ def run_suite(
             record = execute_run(run, inputs, results_dir, tracker, progress=progress, log_embeddings=log_embeddings)
             _echo_record(echo, record, time.perf_counter() - t0)
             records.append(record)
+    unlogged = [r for r in records if r.tracking.get("status") == "not logged"]
+    if unlogged:
+        log.warning("MLflow tracking failed (%s): %d run(s) kept in %s but not logged; "
+                    "`python -m benchmark sync --results-dir %s` logs them later",
+                    unlogged[0].tracking.get("reason", "?"), len(unlogged), results_dir, results_dir)
     return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)
 
 

@@ -1,27 +1,44 @@
-"""MLflow tracking: every run of the grid becomes one MLflow run.
+"""MLflow tracking: every run of the grid becomes one MLflow run -- after its result is safe.
 
 Default store: sqlite under ``results/`` with artefacts beside it; ``--tracking-uri`` or
 ``MLFLOW_TRACKING_URI`` points at a shared server instead (the scale-out path: one MLflow
 server for many machines). The local results store (``results/<suite>/<run-key>/``) is the
-source of truth for reports; MLflow is the browsable log.
+source of truth for reports; MLflow is the browsable log. Logging is therefore second: it is
+tried briefly (short connect/read timeouts, few retries), a failure is recorded in the run's
+result.json as "not logged", and ``python -m benchmark sync`` logs it later. A run key is logged
+once, ever (a finished MLflow run with its ``run_key`` tag is reused; RUNNING leftovers of killed
+processes are closed as KILLED).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shutil
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from benchmark import __version__
 from benchmark.config import flatten
+from benchmark.fsutil import file_lock
 
 log = logging.getLogger(__name__)
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")
+#: MLflow's HTTP client defaults retry for ~4 minutes with a 120 s timeout per request; a tracking
+#: outage must cost seconds. A user's own environment values win (setdefault).
+QUICK_HTTP = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",  # seconds, requests' connect and read timeout
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+}
+ATTEMPTS = 2  # our own tries per run (each with MLflow's single quick retry)
 
 
 def resolve_tracking_uri(results_dir: Path, uri: str | None = None) -> str:
@@ -52,26 +69,109 @@ def code_version() -> str:
     return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
 
 
+class TrackingError(Exception):
+    """MLflow could not be reached or written; the run's result is kept and marked "not logged"."""
+
+
 class Tracker:
-    """Thin wrapper over the MLflow client: one experiment per suite, one run per grid cell."""
+    """Thin wrapper over the MLflow client: one experiment per suite, one run per run key.
+
+    The store is opened lazily, under a file lock for sqlite stores (schema creation and
+    migration happen once even when processes start together). After one failure the tracker
+    is ``down`` and the rest of the grid does not wait for it again.
+    """
 
     def __init__(self, uri: str, results_dir: Path):
-        import mlflow
-
+        for key, value in QUICK_HTTP.items():
+            os.environ.setdefault(key, value)
         self.uri = uri
-        self.results_dir = results_dir
-        self._mlflow = mlflow
-        mlflow.set_tracking_uri(uri)
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        self.results_dir = Path(results_dir)
+        self.down: str | None = None
+        self._client = None
+        self._depth = 0
+
+    @property
+    def local(self) -> bool:
+        return self.uri.startswith("sqlite:")
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """Serialise sqlite store access between processes (re-entrant within this tracker)."""
+        if not self.local or self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with file_lock(self.results_dir / ".locks" / "mlflow.lock"):
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    def _check_sqlite(self) -> None:
+        """Fail fast on a store sqlite cannot use (MLflow would retry opening it for minutes)."""
+        path = Path(self.uri.split("sqlite:///", 1)[-1].split("?", 1)[0])
+        if not path.exists():
+            if not os.access(path.parent if path.parent.exists() else self.results_dir, os.W_OK):
+                raise TrackingError(f"{path.parent}: cannot create the MLflow store here (not writable)")
+            return
+        if not path.is_file():
+            raise TrackingError(f"{path}: MLflow store is not a file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise TrackingError(f"{path}: MLflow store is not writable")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise TrackingError(f"{path}: MLflow store is not an sqlite database (corrupt?)")
+
+    @property
+    def client(self):
+        if self._client is None:
+            import mlflow
+
+            if self.local:
+                self._check_sqlite()
+            with self._store_lock():
+                client = mlflow.MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)  # creates/migrates a sqlite schema now, locked
+            self._client = client
+        return self._client
 
     def experiment_id(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (self.results_dir / "mlartifacts" / name).resolve().as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        with self._store_lock():
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            location = None
+            if self.local:
+                location = (self.results_dir / "mlartifacts" / name).resolve().as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+
+    def _artifact_dir(self, experiment: str, run_id: str) -> Path:
+        """Local stores: artefacts go under the *current* results dir, even if it was moved."""
+        return self.results_dir / "mlartifacts" / experiment / run_id / "artifacts"
+
+    def runs_for_key(self, experiment: str, run_key: str) -> list:
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        return self.client.search_runs([found.experiment_id], filter_string=f"tags.run_key = '{run_key}'",
+                                       max_results=100)
+
+    def close_leftovers(self, experiment: str, run_key: str) -> str | None:
+        """Mark RUNNING runs of ``run_key`` KILLED (call with the run's lock held); return a FINISHED id."""
+        finished = None
+        for run in self.runs_for_key(experiment, run_key):
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                log.info("closed MLflow run %s of %s (left RUNNING by a killed process) as KILLED",
+                         run.info.run_id, run_key)
+            elif run.info.status == "FINISHED" and finished is None:
+                finished = run.info.run_id
+        return finished
 
     def log_run(
         self,
@@ -83,11 +183,20 @@ class Tracker:
         curves: list[tuple[str, float, int]],
         artefacts: list[Path],
     ) -> str:
-        """Log a finished run in one go (params, tags, grouped metrics, curves, files); return its id."""
+        """Log a finished run in one go (params, tags, grouped metrics, curves, files); return its id.
+
+        Idempotent per ``tags["run_key"]``: an already finished MLflow run of the key is returned.
+        """
         from mlflow.entities import Metric, Param
 
         exp_id = self.experiment_id(experiment)
-        run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags))
+        with self._store_lock():
+            key = tags.get("run_key")
+            if key:
+                done = self.close_leftovers(experiment, key)
+                if done is not None:
+                    return done
+            run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags))
         run_id = run.info.run_id
         try:
             flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(dict(params)).items()}
@@ -99,17 +208,44 @@ class Tracker:
                         values.append(Metric(metric_key(group, name), float(value), 0, 0))
             for name, value, step in curves:
                 values.append(Metric(_KEY_BAD.sub("_", name), float(value), 0, int(step)))
-            for start in range(0, len(param_list), 100):  # MLflow's per-request limits
-                self.client.log_batch(run_id, params=param_list[start:start + 100])
-            for start in range(0, len(values), 1000):
-                self.client.log_batch(run_id, metrics=values[start:start + 1000])
-            for path in artefacts:
-                self.client.log_artifact(run_id, str(path))
-        except Exception:
-            self.client.set_terminated(run_id, status="FAILED")
+            with self._store_lock():
+                for start in range(0, len(param_list), 100):  # MLflow's per-request limits
+                    self.client.log_batch(run_id, params=param_list[start:start + 100])
+                for start in range(0, len(values), 1000):
+                    self.client.log_batch(run_id, metrics=values[start:start + 1000])
+            if self.local:
+                dest = self._artifact_dir(experiment, run_id)
+                dest.mkdir(parents=True, exist_ok=True)
+                for path in artefacts:
+                    shutil.copyfile(path, dest / path.name)
+                self.client.set_tag(run_id, "artifacts.relative",
+                                    str(dest.relative_to(self.results_dir)))
+            else:
+                for path in artefacts:
+                    self.client.log_artifact(run_id, str(path))
+        except BaseException:
+            with contextlib.suppress(Exception), self._store_lock():
+                self.client.set_terminated(run_id, status="FAILED")
             raise
-        self.client.set_terminated(run_id, status="FINISHED")
+        with self._store_lock():
+            self.client.set_terminated(run_id, status="FINISHED")
         return run_id
+
+    def try_log_run(self, **kwargs: Any) -> tuple[str | None, str]:
+        """``log_run`` with a brief retry; (run id, "") or (None, why) -- never raises for tracking faults."""
+        if self.down is not None:
+            return None, f"tracking unavailable earlier in this process ({self.down})"
+        reason = ""
+        for attempt in range(ATTEMPTS):
+            try:
+                return self.log_run(**kwargs), ""
+            except Exception as exc:  # noqa: BLE001 - any store/network fault means "not logged"
+                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+                if attempt + 1 < ATTEMPTS:
+                    time.sleep(1.0)
+        self.down = reason
+        self._client = None
+        return None, reason
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
@@ -117,9 +253,7 @@ class Tracker:
 
     def find_run(self, experiment: str, run_key: str) -> str | None:
         """The finished MLflow run already logged for a run key (so a resumed suite logs once)."""
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            return None
-        runs = self.client.search_runs([found.experiment_id], filter_string=f"tags.run_key = '{run_key}'",
-                                       max_results=1)
-        return runs[0].info.run_id if runs else None
+        for run in self.runs_for_key(experiment, run_key):
+            if run.info.status == "FINISHED":
+                return run.info.run_id
+        return None

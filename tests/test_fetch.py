@@ -86,7 +86,7 @@ def sha(path: Path) -> str:
 
 
 def test_full_download_writes_the_layout_the_loader_reads(server, tmp_path, capsys):
-    got = fetch_xmarket(tmp_path, base_url=server.url, progress=False)
+    got = fetch_xmarket(tmp_path, base_url=server.url, progress=False, allow_unverified=True)
     assert len(got) == 6 and all(p.is_file() for p in got)
     for p in got:
         assert p.read_bytes() == (FIXTURE / p.relative_to(tmp_path)).read_bytes()
@@ -101,7 +101,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     part = tmp_path / (METADATA + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(src[:300])
-    fetch_xmarket(tmp_path, BOOKS, kinds=("metadata",), base_url=server.url, progress=False)
+    fetch_xmarket(tmp_path, BOOKS, kinds=("metadata",), base_url=server.url, progress=False, allow_unverified=True)
     assert (tmp_path / METADATA).read_bytes() == src and not part.exists()
     assert server.ranges == [(METADATA, "bytes=300-")]
 
@@ -112,7 +112,7 @@ def test_a_server_ignoring_range_restarts_the_file(tmp_path):
         part = tmp_path / (RATINGS + ".part")
         part.parent.mkdir(parents=True)
         part.write_bytes(b"stale bytes")
-        fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=s.url, progress=False)
+        fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=s.url, progress=False, allow_unverified=True)
     finally:
         s.close()
     assert (tmp_path / RATINGS).read_bytes() == (FIXTURE / RATINGS).read_bytes()
@@ -122,7 +122,7 @@ def test_a_complete_part_file_is_verified_and_renamed(server, tmp_path):
     part = tmp_path / (RATINGS + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes((FIXTURE / RATINGS).read_bytes())
-    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False)
+    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True)
     assert (tmp_path / RATINGS).is_file() and not part.exists()
 
 
@@ -136,7 +136,7 @@ def test_checksum_mismatch_is_an_error_and_keeps_the_part_file(server, tmp_path)
     data = tmp_path / "data"
     bad = card(tmp_path, None, "0" * 64)
     with pytest.raises(DataError, match="sha256 .* differs from the card's 0000") as exc:
-        fetch_xmarket(data, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, card=bad)
+        fetch_xmarket(data, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True, card=bad)
     assert "\n" not in str(exc.value)
     assert (data / (RATINGS + ".part")).is_file() and not (data / RATINGS).exists()
 
@@ -144,25 +144,25 @@ def test_checksum_mismatch_is_an_error_and_keeps_the_part_file(server, tmp_path)
 def test_matching_checksum_passes_and_a_wrong_size_fails(server, tmp_path):
     size, digest = (FIXTURE / RATINGS).stat().st_size, sha(FIXTURE / RATINGS)
     good = card(tmp_path, size, digest)
-    fetch_xmarket(tmp_path / "a", BOOKS, kinds=("ratings",), base_url=server.url, progress=False, card=good)
+    fetch_xmarket(tmp_path / "a", BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True, card=good)
     assert sha(tmp_path / "a" / RATINGS) == digest
     wrong = card(tmp_path, size + 1, None)
     with pytest.raises(DataError, match=f"size {size} differs from the card's {size + 1}"):
         fetch_xmarket(
-            tmp_path / "b", BOOKS, kinds=("ratings",), base_url=server.url, progress=False, card=wrong
+            tmp_path / "b", BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True, card=wrong
         )
 
 
 def test_files_already_present_are_not_downloaded_again(server, tmp_path):
-    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False)
+    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True)
     n = len(server.ranges)
-    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False)
+    fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True)
     assert len(server.ranges) == n
 
 
 def test_http_404_names_the_url(server, tmp_path):
     with pytest.raises(DataError, match="HTTP 404"):
-        fetch_xmarket(tmp_path, BOOKS, kinds=("reviews",), base_url=server.url, progress=False)
+        fetch_xmarket(tmp_path, BOOKS, kinds=("reviews",), base_url=server.url, progress=False, allow_unverified=True)
 
 
 def test_unreachable_host_says_to_copy_the_files(tmp_path):
@@ -170,7 +170,7 @@ def test_unreachable_host_says_to_copy_the_files(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DataError) as exc:
-        fetch_xmarket(tmp_path, BOOKS, base_url=f"http://127.0.0.1:{port}/FULL", progress=False)
+        fetch_xmarket(tmp_path, BOOKS, base_url=f"http://127.0.0.1:{port}/FULL", progress=False, allow_unverified=True)
     msg = str(exc.value)
     assert f"cannot reach 127.0.0.1:{port}" in msg and f"copy the XMarket files to {tmp_path}" in msg
     assert "\n" not in msg
@@ -219,7 +219,7 @@ def make_items(tmp_path: Path) -> Items:
 def test_fetch_images_caches_file_urls_and_lists_the_missing(tmp_path):
     items = make_items(tmp_path)
     cache = tmp_path / "cache"
-    out = fetch_images(items, cache, progress=False)
+    out = fetch_images(items, cache, progress=False, allowed_root=tmp_path)
     paths = out.image_path.tolist()
     assert paths[1] == "" and paths[3] == ""
     assert Path(paths[0]).name == "X1-d0.png" and Path(paths[4]).name == "X1-d1.png"
@@ -234,10 +234,10 @@ def test_fetch_images_caches_file_urls_and_lists_the_missing(tmp_path):
 
 def test_cached_images_are_reused_without_the_source(tmp_path):
     items = make_items(tmp_path)
-    first = fetch_images(items, tmp_path / "cache", progress=False)
+    first = fetch_images(items, tmp_path / "cache", progress=False, allowed_root=tmp_path)
     for p in (tmp_path / "src").iterdir():
         p.unlink()
-    again = fetch_images(items, tmp_path / "cache", progress=False)
+    again = fetch_images(items, tmp_path / "cache", progress=False, allowed_root=tmp_path)
     assert again.image_path.tolist() == first.image_path.tolist()
 
 
@@ -248,12 +248,15 @@ def test_a_file_that_is_not_an_image_is_recorded(tmp_path):
         domains=("A",), source_id=np.array(["Z"], dtype=object), domain=np.zeros(1, dtype=np.int16),
         image_url=np.array([bogus.as_uri()], dtype=object),
     )  # fmt: skip
-    out = fetch_images(items, tmp_path / "cache", progress=False)
+    out = fetch_images(items, tmp_path / "cache", progress=False, allowed_root=tmp_path)
     assert out.image_path.tolist() == [""]
     assert "not an image" in (tmp_path / "cache" / MISSING_TSV).read_text()
 
 
-def test_an_unreachable_image_host_is_given_up_on_quickly(tmp_path):
+def test_an_unreachable_image_host_is_given_up_on_quickly(tmp_path, monkeypatch):
+    from benchmark.data import images
+
+    monkeypatch.setattr(images, "_host_refusal", lambda host: "")  # pretend 127.0.0.1 were a public host
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

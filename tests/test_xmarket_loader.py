@@ -165,7 +165,8 @@ def test_cache_round_trips_the_dataset_and_is_written_atomically(mini, tmp_path)
     cache = tmp_path / "cache"
     first = load_xmarket(mini, cache_dir=cache, progress=False)
     files = sorted(p.name for p in cache.iterdir())
-    assert len(files) == 1 and files[0].endswith(".npz")  # no temp file left behind
+    assert len(files) == 2 and files[0].endswith(".npz")  # no temp file left behind
+    assert files[1] == files[0] + ".sha256"  # its content checksum, checked on every load
     second = load_xmarket(mini, cache_dir=cache, progress=False)
     assert "from_cache" in second.meta and "from_cache" not in first.meta
     assert second.fingerprint == first.fingerprint and second.items.domains == first.items.domains

@@ -71,15 +71,26 @@ def fetch_xmarket(
     progress: bool = True,
     *,
     card: Path | None = None,
+    allow_unverified: bool = False,
 ) -> list[Path]:
     """Download the XMarket files of ``domains`` x ``kinds`` into ``data_dir``; return their paths.
 
     Files already in place are kept (their size is checked when the card knows it). Offline or
     unreachable -> DataError telling the user to copy the files into ``data_dir`` instead.
+    Without a sha256 in the card for every file, nothing is fetched unless ``allow_unverified``
+    (success must mean "verified"); the measured checksums are then printed for the card.
     """
     data_dir = Path(data_dir)
     domains = check_domains(domains)
     known = card_checksums(card)
+    unverified = [xmarket_relpath(m, c, k) for m, c in domains for k in kinds
+                  if known.get(xmarket_relpath(m, c, k), (None, None))[1] is None]
+    if unverified and not allow_unverified:
+        raise DataError(
+            f"no sha256 to verify {', '.join(unverified)} against; add them to the card or pass "
+            "--allow-unverified to download anyway (the measured checksums are printed)",
+            card if card is not None else CARD_PATH,
+        )
     out: list[Path] = []
     for market, category in domains:
         for kind in kinds:
@@ -127,8 +138,9 @@ def download(
     if have:
         headers["Range"] = f"bytes={have}-"
     total: int | None = None
+    opener = urllib.request.build_opener(_SameHostRedirects(verified=expected_sha256 is not None))
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+        resp = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the .part already holds every byte
             resp, total = None, have
@@ -170,6 +182,26 @@ def download(
         )
     os.replace(part, dest)
     return size, sha
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects within the host are followed; to another host only when the content has a checksum
+    to verify against (and then it is said), else the download stops with a DataError."""
+
+    def __init__(self, verified: bool):
+        super().__init__()
+        self.verified = verified
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlparse(req.full_url), urllib.parse.urlparse(newurl)
+        if new.scheme not in ("http", "https") or (old.scheme == "https" and new.scheme != "https"):
+            raise DataError(f"refusing a redirect from {req.full_url} to {newurl} (scheme change)")
+        if new.hostname != old.hostname:
+            if not self.verified:
+                raise DataError(f"{req.full_url} redirects to another host ({new.hostname}); refusing to "
+                                "follow it without a checksum to verify the file against")
+            tqdm.write(f"note: {old.hostname} redirects to {new.hostname}; following (sha256 is verified)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _stream(resp, part: Path, have: int, total: int | None, url, dest, copy_hint, progress) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import urllib.error
@@ -57,7 +60,7 @@ def best_image_url(img_url_field) -> str:
         if s[0] in "{[":
             try:
                 value = json.loads(s)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # malformed, too deep, or a number too long
                 try:
                     value = ast.literal_eval(s)
                 except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -97,22 +100,73 @@ def _ext(url: str) -> str:
     return ext if ext in _EXTS else ".jpg"
 
 
-def _fetch_one(url: str, dest: Path) -> str:
+@functools.lru_cache(maxsize=4096)
+def _host_refusal(host: str) -> str:
+    """'' when every address of ``host`` is a public one, else why it is refused (no local fetches)."""
+    if not host:
+        return "refused: URL has no host"
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        return f"unreachable: cannot resolve {host} ({exc})"
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not addr.is_global or addr.is_multicast:
+            return f"refused: {host} resolves to the non-public address {addr}"
+    return ""
+
+
+def url_refusal(url: str, allowed_root: Path | None) -> str:
+    """'' when the benchmark may read ``url``, else the reason it is recorded as a missing image.
+
+    Allowed: http(s) to public addresses, and file:// paths inside the dataset's own directory
+    (``allowed_root``; symlinks resolved). Everything else (other schemes, localhost, private
+    networks, files elsewhere on the machine) is refused.
+    """
+    parsed = urllib.parse.urlparse(url)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        return _host_refusal(parsed.hostname or "")
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            return "refused: file:// URL with a host"
+        src = Path(urllib.request.url2pathname(parsed.path)).resolve()
+        if allowed_root is None or not src.is_relative_to(Path(allowed_root).resolve()):
+            return "refused: file:// path outside the dataset directory"
+        return ""
+    return f"unsupported URL scheme {scheme!r}"
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to another public http(s) address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        why = url_refusal(newurl, None) if newurl.lower().startswith(("http:", "https:")) else "non-http redirect"
+        if why:
+            raise urllib.error.URLError(f"redirect to {newurl} {why}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_CheckedRedirects)
+
+
+def _fetch_one(url: str, dest: Path, allowed_root: Path | None = None) -> str:
     """Fetch one image atomically; '' on success, else the reason. Decodability is checked with PIL.
 
-    A local (file://) image is hard-linked into the cache when the filesystem allows it (the twin's
-    images would otherwise be stored twice), else copied.
+    A local (file://) image inside ``allowed_root`` is hard-linked into the cache when the
+    filesystem allows it (the twin's images would otherwise be stored twice), else copied.
     """
     from PIL import Image, UnidentifiedImageError
 
+    why = url_refusal(url, allowed_root)
+    if why:
+        return why
     parsed = urllib.parse.urlparse(url)
     scheme = parsed.scheme.lower()
-    if scheme not in ("http", "https", "file"):
-        return f"unsupported URL scheme {scheme!r}"
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         if scheme == "file":
-            src = Path(urllib.request.url2pathname(parsed.path))
+            src = Path(urllib.request.url2pathname(parsed.path)).resolve()
             if not src.is_file():
                 return "file not found"
             try:
@@ -121,7 +175,7 @@ def _fetch_one(url: str, dest: Path) -> str:
                 shutil.copyfile(src, tmp)
         else:
             req = urllib.request.Request(url, headers={"User-Agent": "uie-bench"})
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp, open(tmp, "wb") as out:
+            with _OPENER.open(req, timeout=TIMEOUT) as resp, open(tmp, "wb") as out:
                 shutil.copyfileobj(resp, out)
         try:
             with Image.open(tmp) as im:
@@ -140,13 +194,15 @@ def _fetch_one(url: str, dest: Path) -> str:
         tmp.unlink(missing_ok=True)
 
 
-def fetch_images(items: Items, cache_dir: Path, progress: bool = True) -> Items:
+def fetch_images(items: Items, cache_dir: Path, progress: bool = True, allowed_root: Path | None = None) -> Items:
     """Return ``items`` with ``image_path`` filled from ``cache_dir`` ('' = missing).
 
     Already-cached files are reused; the rest are fetched (http, https, file://) with bounded
     timeouts. Failures are listed in ``cache_dir/missing_images.tsv`` (asin, url, reason). When a
     host refuses every connection (offline machine), the remaining URLs are skipped, not retried.
-    Items without an image URL are simply missing and not listed.
+    Items without an image URL are simply missing and not listed. Only http(s) URLs to public
+    addresses and file:// paths inside ``allowed_root`` are read (:func:`url_refusal`); a cached
+    file is reused only if its URL is still allowed.
     """
     cache_dir = Path(cache_dir)
     n = len(items)
@@ -157,14 +213,14 @@ def fetch_images(items: Items, cache_dir: Path, progress: bool = True) -> Items:
     todo: list[tuple[int, Path]] = []
     for i in np.flatnonzero(np.array([bool(u) for u in urls], dtype=bool)):
         dest = cache_dir / f"{stems[i]}{_ext(urls[i])}"
-        if dest.is_file() and dest.stat().st_size > 0:
+        if dest.is_file() and dest.stat().st_size > 0 and not url_refusal(urls[i], allowed_root):
             paths[i] = str(dest)
         else:
             todo.append((int(i), dest))
 
     failed: list[tuple[str, str, str]] = []
     if todo:
-        _run(todo, urls, paths, failed, items, progress)
+        _run(todo, urls, paths, failed, items, progress, allowed_root)
     tsv = cache_dir / MISSING_TSV
     fd, tmp = tempfile.mkstemp(prefix=MISSING_TSV, suffix=".tmp", dir=cache_dir)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
@@ -177,7 +233,7 @@ def fetch_images(items: Items, cache_dir: Path, progress: bool = True) -> Items:
     return replace(items, image_path=paths)
 
 
-def _run(todo, urls, paths, failed, items, progress) -> None:
+def _run(todo, urls, paths, failed, items, progress, allowed_root=None) -> None:
     """Fetch ``todo`` in a thread pool; stop early once the host is evidently unreachable."""
     streak, successes, gave_up = 0, 0, False
     with (
@@ -192,7 +248,7 @@ def _run(todo, urls, paths, failed, items, progress) -> None:
                 bar.update(len(batch))
                 continue
             for (i, dest), reason in zip(
-                batch, pool.map(lambda t: _fetch_one(urls[t[0]], t[1]), batch), strict=True
+                batch, pool.map(lambda t: _fetch_one(urls[t[0]], t[1], allowed_root), batch), strict=True
             ):
                 if reason:
                     failed.append((items.source_id[i], urls[i], reason))

@@ -21,6 +21,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -732,6 +733,17 @@ def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, final_dir: Path
     (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
+def _remove_dead_siblings(out_dir: Path) -> None:
+    """Delete ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` folders left by killed generators."""
+    from benchmark.fsutil import pid_alive
+
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(?:tmp|old)-(\d+)$")
+    for path in out_dir.parent.iterdir():
+        m = pattern.match(path.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def generate(out_dir: Path, scale: str = "small", seed: int = 0, progress: bool = True) -> Path:
     """Write the twin at ``scale`` into ``out_dir`` atomically and return ``out_dir``.
 
@@ -748,6 +760,7 @@ def generate(out_dir: Path, scale: str = "small", seed: int = 0, progress: bool 
     ):
         raise DataError("refusing to overwrite: not an xmarket-sim output directory", out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_siblings(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -69,9 +69,12 @@ def load_dataset(
         out = sim_dir(data_dir, scale, seed)
         if not (out / "SIMULATED.json").is_file():
             from benchmark.data.simulator import generate
+            from benchmark.fsutil import file_lock
 
-            log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
-            generate(out, scale=scale, seed=seed, progress=progress)
+            with file_lock(out.parent / f".{out.name}.lock"):  # two processes generate it once
+                if not (out / "SIMULATED.json").is_file():
+                    log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
+                    generate(out, scale=scale, seed=seed, progress=progress)
         ds = load_xmarket(
             out, doms, cache_dir=out / ".cache" / "parsed", progress=progress, name="xmarket-sim"
         )
@@ -94,7 +97,7 @@ def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:
     from benchmark.data.images import fetch_images
 
     try:
-        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress)
+        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress, allowed_root=root)
     except OSError as exc:  # e.g. a read-only copy of the data: run without local images
         log.warning("images: cannot use the image cache under %s (%s); items keep no image path", root, exc)
         return ds

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from tqdm import tqdm
 
 from benchmark.data.model import Dataset, Histories, Interactions, Sequences, Split, TestCases, TrainView
 from benchmark.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 SPLIT_VERSION: int = 2
 """Bump when the construction changes: it is part of the manifest hash and of the cache key.
@@ -595,15 +598,19 @@ def cached_split(dataset: Dataset, cache_dir: Path, seed: int = 0, **settings: o
     safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset.name)
     path = Path(cache_dir) / f"split-{safe_name}-{key}.npz"
     if path.is_file():
-        try:
+        try:  # load_split re-derives the manifest hash from the content: a flipped bit is caught
             split = load_split(path)
             if split.meta.get("dataset_fingerprint") == dataset.fingerprint and len(split.item_head) == len(
                 dataset.items
             ):
                 return split
-        except DataError:
-            pass
+            log.warning("split cache %s belongs to other data; rebuilding it", path)
+        except DataError as exc:
+            log.warning("split cache not used (%s); rebuilding it", exc)
     resolved = {**DEFAULT_SETTINGS, **settings}
     split = build_split(dataset, seed=seed, **resolved)  # type: ignore[arg-type]
-    save_split(split, path)
+    try:
+        save_split(split, path)
+    except OSError as exc:  # a read-only data dir: the split is rebuilt (deterministically) next time
+        log.warning("cannot write the split cache %s (%s); continuing without it", path, exc.strerror or exc)
     return split

@@ -21,9 +21,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, replace
@@ -38,6 +36,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data.model import Dataset, Interactions, Items
 from benchmark.errors import ConfigError, DataError
+from benchmark.fsutil import verify_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +186,21 @@ def _gzip_error(path: Path, exc: BaseException) -> DataError:
     return DataError(f"truncated or corrupt gzip ({exc}); re-download or re-copy the file", path, line)
 
 
+def _first_non_utf8_line(path: Path) -> int | None:
+    """The 1-based number of the first line that is not valid UTF-8 (None if every line is)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
 def _first_line(mask: np.ndarray, start: int) -> int:
     return start + int(np.flatnonzero(mask)[0]) + 1
 
@@ -273,7 +287,7 @@ def _read_ratings_strict(path: Path, label: str, progress: bool) -> _DomainRatin
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise _gzip_error(path, exc) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+        raise DataError(f"not UTF-8 text ({exc.reason})", path, _first_non_utf8_line(path)) from None
     except ValueError as exc:
         raise _diagnose_rating(path, exc) from None
     finally:
@@ -448,15 +462,19 @@ def _as_text(value: object) -> str:
 
 
 def _parse_meta_line(path: Path, line: str, lineno: int) -> list[dict]:
-    """json.loads, then ast.literal_eval (the official sample prints Python dicts); a list extends."""
+    """json.loads, then ast.literal_eval (the official sample prints Python dicts); a list extends.
+
+    Hostile lines (a 5000-digit number, 100k nested brackets) are a DataError naming the line.
+    """
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, nesting
+        first = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
         try:
             obj = ast.literal_eval(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             raise DataError(
-                "malformed metadata line (neither JSON nor a Python dict literal)", path, lineno
+                f"malformed metadata line (neither JSON nor a Python dict literal: {first})", path, lineno
             ) from None
     recs = obj if isinstance(obj, list) else [obj]
     for rec in recs:
@@ -472,8 +490,8 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
     out: dict[str, tuple] = {}
     lineno = 0
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(
+        with gzip.open(path, "rb") as f:  # decoded per line, so a bad byte is reported on its own line
+            for lineno, raw in enumerate(
                 tqdm(
                     f,
                     desc=f"metadata {label}",
@@ -484,6 +502,7 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
                 ),
                 start=1,
             ):
+                line = raw.decode("utf-8")
                 if not line.strip():
                     continue
                 for rec in _parse_meta_line(path, line, lineno):
@@ -507,7 +526,7 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
             f"truncated or corrupt gzip ({exc}); re-download or re-copy the file", path, lineno + 1
         ) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path, lineno + 1) from None
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", path, lineno) from None
     if lineno == 0:
         raise DataError("metadata file is empty", path)
     return out
@@ -746,15 +765,7 @@ def _cache_save(path: Path, ds: Dataset) -> None:
         arrays["price"], arrays["avg_rating"] = it.price, it.avg_rating
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_checked(path, lambda fh: np.savez(fh, **arrays))  # + <name>.sha256, checked on every load
     except OSError as exc:
         log.warning("xmarket: could not write the parse cache %s (%s); continuing without it", path, exc)
 
@@ -762,12 +773,16 @@ def _cache_save(path: Path, ds: Dataset) -> None:
 def _cache_load(path: Path, name: str, fingerprint: str) -> Dataset | None:
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        blob = json.loads(a["blob"].tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, zlib.error) as exc:
-        log.warning("xmarket: ignoring unreadable cache %s (%s)", path, exc)
+    problem = verify_checked(path)
+    if problem is None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            blob = json.loads(a["blob"].tobytes().decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib, JSON, ...: any unreadable cache is rebuilt
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        log.warning("xmarket: parse cache %s is not used (%s); parsing the raw files again", path, problem)
         return None
     if blob.get("fingerprint") != fingerprint:
         return None

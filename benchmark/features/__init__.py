@@ -99,7 +99,11 @@ def _cached(cache, modality, enc, fingerprint, n, with_mask, compute):
     vectors, mask = compute()
     if cache is not None:
         meta = {"encoder_id": enc.id, "weights_hash": enc.weights_hash, "fingerprint": fingerprint}
-        cache.save(modality, key, vectors, mask, meta)
+        try:
+            cache.save(modality, key, vectors, mask, meta)
+        except OSError as exc:  # a read-only data dir: use the features, keep no cache
+            log.warning("cannot write the feature cache under %s (%s); continuing without it", cache.root,
+                        exc.strerror or exc)
     return vectors, mask
 
 

@@ -3,7 +3,8 @@
 Features are computed once per (encoder id, weights hash, items fingerprint) and stored as
 float32 ``.npy`` (+ a bool mask for images) with a small JSON record. Files are written to a
 temporary name and moved into place with ``os.replace``, so a reader never sees half a file;
-a corrupt or mismatching entry is logged and recomputed, never trusted.
+the JSON record (written last) holds the sha256 of every array file, checked on each read, so a
+corrupt, altered or unverifiable entry is named in a warning and recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -55,16 +56,28 @@ def fingerprint_texts(texts: Sequence[str]) -> str:
 
 
 def fingerprint_images(paths: Sequence[str]) -> str:
-    """sha256 over image paths and file sizes ('' = no image, -1 = file missing), in item order."""
-    h = hashlib.sha256(f"images:{len(paths)}\n".encode())
+    """sha256 over the images' contents in item order ('' = no image, '-' = file missing or unreadable).
+
+    Keyed on content, not path and size: a replaced or altered image file changes the key.
+    """
+    h = hashlib.sha256(f"images-content:{len(paths)}\n".encode())
     for p in paths:
-        size = -1
+        digest = ""
         if p:
             try:
-                size = os.stat(p).st_size
+                digest = file_sha256(p)
             except OSError:
-                pass
-        h.update(f"{p}\0{size}\n".encode("utf-8", "surrogateescape"))
+                digest = "-"
+        h.update(f"{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    """Unmemoised sha256 (a cache file's bytes must be re-read every time they are trusted)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
     return h.hexdigest()
 
 
@@ -108,6 +121,11 @@ class FeatureCache:
             meta = json.loads(meta_path.read_text())
             if meta.get("key") != key:
                 raise ValueError("key mismatch")
+            sums = meta.get("sha256") or {}
+            if not sums.get("vectors") or (with_mask and not sums.get("mask")):
+                raise ValueError("no content checksum recorded (older cache format)")
+            if _sha256(vec_path) != sums["vectors"] or (with_mask and _sha256(mask_path) != sums["mask"]):
+                raise ValueError("content does not match its checksum (corrupt or altered)")
             vectors = np.load(vec_path, allow_pickle=False)
             if vectors.dtype != np.float32 or vectors.shape != (n, dim):
                 raise ValueError(f"vectors have {vectors.dtype} {vectors.shape}, expected float32 {(n, dim)}")
@@ -119,9 +137,7 @@ class FeatureCache:
                 if mask.dtype != np.bool_ or mask.shape != (n,):
                     raise ValueError(f"mask has {mask.dtype} {mask.shape}, expected bool ({n},)")
         except Exception as e:  # noqa: BLE001 - any unreadable entry is recomputed
-            log.warning(
-                "feature cache entry %s is unreadable (%s: %s); recomputing", vec_path, type(e).__name__, e
-            )
+            log.warning("feature cache entry %s is unreadable or corrupt (%s: %s); recomputing", vec_path, type(e).__name__, e)
             return None
         return vectors, mask
 
@@ -132,7 +148,11 @@ class FeatureCache:
         _atomic_write(vec_path, lambda f: np.save(f, np.ascontiguousarray(vectors, dtype=np.float32)))
         if mask is not None:
             _atomic_write(mask_path, lambda f: np.save(f, np.ascontiguousarray(mask, dtype=np.bool_)))
+        sums = {"vectors": _sha256(vec_path)}
+        if mask is not None:
+            sums["mask"] = _sha256(mask_path)
         record = {
+            "sha256": sums,
             "key": key,
             "modality": modality,
             "n": int(len(vectors)),

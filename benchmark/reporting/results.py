@@ -82,6 +82,7 @@ def load_records(results_dir: Path, suite: str, keys: set[str] | None = None, da
     folder = results_dir / suite
     if not folder.is_dir():
         raise BenchmarkError(f"no results for suite {suite!r} under {results_dir} (run it first)")
+    # dot-folders are unfinished temporary writes (.tmp-*), never results
     paths = sorted((p for p in folder.glob("*/result.json") if not p.parent.name.startswith(".")),
                    key=lambda p: p.stat().st_mtime)
     records = [RunRecord.read(p.parent) for p in paths]

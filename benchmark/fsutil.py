@@ -1,0 +1,151 @@
+"""Crash- and race-safe file primitives: atomic writes, checksummed cache files, file locks.
+
+Everything the benchmark stores (result folders, caches, the MLflow store) goes through these so
+that a kill -9 at any point leaves either the old state or the new one, a flipped bit in a cache
+is detected instead of used, and two processes sharing a directory never compute or create the
+same thing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_SUFFIX = ".sha256"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_name(name: str, what: str) -> str:
+    """A suite/run/method name used as a path component: no separators, no '..', no hidden names."""
+    from benchmark.errors import ConfigError
+
+    if not isinstance(name, str) or not _NAME_OK.match(name) or ".." in name:
+        raise ConfigError(f"{what} {name!r} is not a valid name (letters, digits, '_', '-', '.', '+'; "
+                          "no path separators or '..')")
+    return name
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` via a temporary sibling, fsync, rename: readers see the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_checked(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a cache file atomically, then its ``<name>.sha256`` (last, so a kill leaves no valid pair)."""
+    path = Path(path)
+    atomic_write(path, write)
+    atomic_write_text(path.with_name(path.name + CHECKSUM_SUFFIX), sha256_file(path) + "\n")
+
+
+def verify_checked(path: Path) -> str | None:
+    """None when ``path`` matches its recorded checksum, else why it must not be used."""
+    path = Path(path)
+    side = path.with_name(path.name + CHECKSUM_SUFFIX)
+    try:
+        expected = side.read_text().strip()
+    except FileNotFoundError:
+        return "no checksum recorded (written by an older version or interrupted)"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"checksum file unreadable ({exc})"
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if actual != expected:
+        return "content does not match its checksum (corrupt or altered)"
+    return None
+
+
+def remove_checked(path: Path) -> None:
+    for p in (Path(path), Path(path).with_name(Path(path).name + CHECKSUM_SUFFIX)):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created if needed); yields False when non-blocking and held.
+
+    The kernel releases the lock when the process dies, so a killed run never blocks the next one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) and not blocking:
+                yield False
+                return
+            raise
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_tmp_dirs(parent: Path, prefix: str = ".tmp-") -> list[Path]:
+    """Delete ``<prefix>...-p<pid>-*`` folders whose writer process is gone; return what was removed."""
+    removed = []
+    if not Path(parent).is_dir():
+        return removed
+    for path in Path(parent).iterdir():
+        if not path.name.startswith(prefix) or not path.is_dir():
+            continue
+        m = re.search(r"-p(\d+)-", path.name)
+        if m is None or pid_alive(int(m.group(1))):
+            continue  # a live writer's, or one without a pid (cleaned under its run lock instead)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d unfinished temporary folder(s) of dead processes under %s", len(removed), parent)
+    return removed

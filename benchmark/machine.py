@@ -1,0 +1,78 @@
+"""What machine a result was computed on: CPU model, instruction sets, BLAS, library versions.
+
+Trained methods are bit-identical only on the same machine type with the same seed; across CPU
+types floating-point kernels (BLAS, oneDNN, gensim's loops) take different SIMD paths and the
+last digits move (README, "Reproducibility"). Every result records this so the difference is
+visible, never assumed away.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+
+#: Instruction-set flags that select floating-point kernels (reported when the CPU has them).
+_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
+_LIBS = ("numpy", "scipy", "torch", "gensim", "scikit-learn", "sentence-transformers", "transformers",
+         "pandas", "pyarrow", "mlflow")
+
+
+def _cpu() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, [f for f in _FLAGS if f in flags]
+
+
+def _blas() -> list[str]:
+    """The BLAS/LAPACK libraries numpy actually loaded (threadpoolctl), else numpy's build config."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        found = [f"{i.get('internal_api')} {i.get('version') or ''} ({i.get('architecture') or '?'})".strip()
+                 for i in threadpool_info() if i.get("user_api") == "blas"]
+        if found:
+            return sorted(set(found))
+    except Exception:  # noqa: BLE001 - optional introspection
+        pass
+    try:
+        import numpy as np
+
+        cfg = np.show_config(mode="dicts") or {}
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return [f"{blas.get('name', '?')} {blas.get('version', '')}".strip()]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+@functools.cache
+def machine_info() -> dict:
+    """A small JSON-able description of this machine and its numerical stack (cached per process)."""
+    model, flags = _cpu()
+    versions = {}
+    for lib in _LIBS:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": model,
+        "arch": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "isa": flags,
+        "blas": _blas(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": versions,
+    }

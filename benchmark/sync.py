@@ -1,0 +1,106 @@
+"""Log finished result folders to MLflow: right after a run, and later with ``python -m benchmark sync``.
+
+A result folder is complete before anything is sent to MLflow; it holds ``tracking.json`` (the
+experiment, run name, params and tags to log) so logging is a pure function of the folder and can
+be repeated at any time. The outcome is written back into result.json (``tracking`` and
+``mlflow_run_id``), atomically. Sync takes each run's lock, so it never races a running grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmark.fsutil import atomic_write_text, file_lock
+from benchmark.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+TRACKING_FILE = "tracking.json"
+_NOT_LOGGED = ("result.json", TRACKING_FILE)
+
+
+def run_lock_path(results_dir: Path, suite: str, key: str) -> Path:
+    """One lock file per run key, outside the suite folder (which readers list)."""
+    return Path(results_dir) / ".locks" / f"{suite}-{key}.lock"
+
+
+def _curves(folder: Path) -> list[tuple[str, float, int]]:
+    path = folder / "curves.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [(row["name"], float(row["value"]), int(row["step"])) for row in csv.DictReader(fh)]
+
+
+def log_result(tracker: Tracker, folder: Path, log_embeddings: bool = False):
+    """Log one finished folder (idempotent per run key); rewrite its result.json with the outcome.
+
+    Call with the run's lock held. Returns the updated RunRecord.
+    """
+    from benchmark.embeddings import EMBEDDINGS_FILE
+    from benchmark.runner import RunRecord
+
+    record = RunRecord.read(folder)
+    before = dict(record.tracking)
+    info = json.loads((folder / TRACKING_FILE).read_text())
+    metrics = dict(record.metrics)
+    metrics.update({f"next_item/{group}": values for group, values in record.next_item_metrics.items()})
+    artefacts = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.name not in _NOT_LOGGED
+                       and (log_embeddings or p.name != EMBEDDINGS_FILE))
+    run_id, reason = tracker.try_log_run(
+        experiment=info["experiment"], run_name=info["run_name"], params=info["params"], tags=info["tags"],
+        metrics=metrics, curves=_curves(folder), artefacts=artefacts,
+    )
+    if run_id is not None:
+        record.mlflow_run_id = run_id
+        record.tracking = {"status": "logged", "uri": tracker.uri, "run_id": run_id}
+    else:
+        record.tracking = {"status": "not logged", "uri": tracker.uri, "reason": reason}
+    if record.tracking != before:
+        stat = (folder / "result.json").stat()
+        atomic_write_text(folder / "result.json", json.dumps(asdict(record), indent=1, default=str))
+        os.utime(folder / "result.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reports order runs by it
+    return record
+
+
+def sync_results(results_dir: Path, tracker: Tracker, suite: str | None = None,
+                 log_embeddings: bool = False) -> dict[str, int]:
+    """Log every stored result MLflow lacks; close RUNNING leftovers. Returns counts by outcome."""
+    from benchmark.errors import BenchmarkError
+
+    counts = {"logged": 0, "already": 0, "failed": 0, "busy": 0, "no_tracking_info": 0}
+    results_dir = Path(results_dir)
+    suites = [results_dir / suite] if suite else sorted(
+        p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "mlartifacts")
+    for suite_dir in suites:
+        if not suite_dir.is_dir():
+            raise BenchmarkError(f"no results for suite {suite_dir.name!r} under {results_dir}")
+        for result in sorted(suite_dir.glob("*/result.json")):
+            folder = result.parent
+            if folder.name.startswith("."):
+                continue
+            if not (folder / TRACKING_FILE).is_file():
+                counts["no_tracking_info"] += 1
+                continue
+            with file_lock(run_lock_path(results_dir, suite_dir.name, folder.name), blocking=False) as got:
+                if not got:
+                    counts["busy"] += 1  # a live process is computing or logging it
+                    continue
+                before = json.loads(result.read_text()).get("tracking", {})
+                was_logged = before.get("status") == "logged" and before.get("uri") == tracker.uri
+                record = log_result(tracker, folder, log_embeddings)
+                if record.tracking["status"] != "logged":
+                    counts["failed"] += 1
+                    if tracker.down:
+                        return counts
+                elif was_logged and record.mlflow_run_id == before.get("run_id"):
+                    counts["already"] += 1
+                else:
+                    counts["logged"] += 1
+    return counts
