@@ -177,7 +177,7 @@ class TransRec(Method):
 
     def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str) -> None:
         """End-to-end CPC training with early stopping on validation NDCG@10 over the pool."""
-        cfg, net, dev = self.cfg, self.net, self.device
+        cfg, net = self.cfg, self.net
         n_targets, n_neg = targets_and_negatives(cfg)
         seqs = carve.fit.sequences
         rows = np.flatnonzero(seqs.lengths >= 2)
