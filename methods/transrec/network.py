@@ -41,10 +41,10 @@ class ItemTower(nn.Module):
             self.image_row = torch.from_numpy(np.asarray(image_row, dtype=np.int64))
             self.image_tower = image_tower
         else:
-            self.text_feat = torch.from_numpy(np.asarray(text_features, dtype=np.float32))
+            self.text_feat = torch.from_numpy(np.array(text_features, dtype=np.float32))
             self.text_proj = nn.Linear(self.text_feat.shape[1], dim)
             if image_features is not None:
-                self.image_feat = torch.from_numpy(np.asarray(image_features, dtype=np.float32))
+                self.image_feat = torch.from_numpy(np.array(image_features, dtype=np.float32))
                 self.image_proj = nn.Linear(self.image_feat.shape[1], dim)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
