@@ -328,7 +328,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         groups = {"all": np.ones(len(nxt), dtype=bool), "overlapped": tc.overlapped, "unseen": ~tc.overlapped}
         if is_text is not None:
             groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
-        record = {"condition": cond.__dict__, "display": display, "key": key, "suite": first.suite,
+        record = {"condition": cond.__dict__, "display": display, "key": key, "suite": first.suite, "scale": run.scale,
                   "dataset": {"label": inputs.label, "synthetic": inputs.synthetic,
                               "manifest_hash": inputs.split.manifest_hash},
                   "transfer": cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,

@@ -29,17 +29,25 @@ PAPER_TN_MIXED = {"IDRNN": (1.09, 0.63, 1.29, 0.62), "IDCNN": (1.12, 0.67, 1.95,
 
 
 def load_transfer(folder: Path) -> list[dict[str, Any]]:
-    """Every stored condition record (with its folder) under ``results/<suite>/transfer``."""
-    if not folder.is_dir():
+    """The stored condition records (with their folders) under ``results/<suite>/transfer``.
+
+    Only the records of the newest record's data, split and scale are kept, so a tiny run and
+    a small run in one results folder never mix in a table.
+    """
+    paths = sorted(folder.glob("*/record.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if not paths:
         raise BenchmarkError(f"no transfer results under {folder}; run the suite first")
     out = []
-    for path in sorted(folder.glob("*/record.json")):
+    for path in paths:
         rec = json.loads(path.read_text())
         rec["folder"] = str(path.parent)
         out.append(rec)
-    if not out:
-        raise BenchmarkError(f"no transfer results under {folder}; run the suite first")
-    return out
+
+    def same(r: dict) -> tuple:
+        return r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"), json.dumps(r["transfer"], sort_keys=True)
+
+    newest = same(out[-1])
+    return sorted((r for r in out if same(r) == newest), key=lambda r: r["key"])
 
 
 def _select(records: list[dict], method: str, sf: float | None, tf: float, e2e: bool = True) -> list[dict]:

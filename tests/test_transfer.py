@@ -93,7 +93,7 @@ def _record(tmp: Path, method: str, seed: int, sf, tf, e2e: bool, ranks: np.ndar
     metrics = {"all": {"HR@5": hr, "NDCG@5": nd, "HR@10": hr, "NDCG@10": nd, "n": len(ranks)}}
     return {"condition": {"method": method, "seed": seed, "source_fraction": sf, "target_fraction": tf,
                           "end_to_end": e2e}, "display": method, "transfer": cfg, "target_train_sequences": 10,
-            "next_item": metrics, "item_to_item": metrics, "folder": str(folder)}
+            "next_item": metrics, "item_to_item": metrics, "folder": str(folder), "key": folder.name}
 
 
 def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
