@@ -124,3 +124,37 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
     header, rows = tables(full)["table8"]
     assert rows[0][0] == "50%" and float(rows[0][4]) > float(rows[1][4])  # gain larger with less data
     json.dumps(tables(full))
+
+
+def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
+    from benchmark.transfer import run_transfer
+
+    text = suite_path("xmarket-transfer").read_text().replace(
+        "target_domain: Cell_Phones_and_Accessories", "target_domain: Books")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="transfer.target_domain"):
+        run_transfer(str(bad), scale="tiny", data_dir=tmp_path / "no-data", results_dir=tmp_path / "r",
+                     echo=lambda s: None)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_path: Path):
+    from benchmark.transfer import run_transfer
+    from benchmark.transfer_report import write_transfer_reports
+
+    kw = {"scale": "tiny", "methods": ["transrec", "sasrec"], "seeds": [0], "data_dir": tiny_data_dir,
+          "results_dir": tmp_path / "r", "progress": False}
+    lines: list[str] = []
+    out = run_transfer("xmarket-transfer", echo=lines.append, **kw)
+    records = sorted(out.glob("*/record.json"))
+    assert len(records) == 3 + 3 + 2 + 2 + 1  # TransRec/TFS x 3 target shares, 2 source shares, frozen x 2, SASRec
+    rec = json.loads(records[0].read_text())
+    assert rec["dataset"]["synthetic"] and rec["target_cases"] == len(np.load(records[0].parent / "next_item_ranks.npy"))
+    again: list[str] = []
+    run_transfer("xmarket-transfer", echo=again.append, **kw)
+    assert sum("finished earlier" in s for s in again) == len(records)
+    text = write_transfer_reports("xmarket-transfer", out, tmp_path / "reports")
+    assert "Table 6" in text and "SYNTHETIC" in text and "small CNN" in text and "ResNet" not in text
+    assert "| C10" in text and "needs 3" in text
