@@ -236,7 +236,9 @@ class TransRec(Method):
         return cpc_loss(users, gather(tgt), (tgt >= 0).to(dev), gather(neg))
 
     def _validate(self, carve: Any, pool: np.ndarray) -> float:
-        table = self.net.item_table(torch.arange(len(self.is_text), device=self.device))
+        needed = torch.from_numpy(np.union1d(pool, carve.histories.items).astype(np.int64))
+        table = torch.zeros(len(self.is_text), self.net.items.dim, device=self.device)
+        table[needed] = self.net.item_table(needed.to(self.device))  # only the pool and history items
         users = self._users_from(table, carve.histories)
         pos = np.full(len(self.is_text), -1, dtype=np.int64)
         pos[pool] = np.arange(len(pool))
