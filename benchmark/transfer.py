@@ -262,8 +262,8 @@ class _TransRecFamily:
                 m.train_on(source(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source")
                 self.pretrained[key] = copy.deepcopy(m.net.state_dict())
             m.net.load_state_dict(self.pretrained[key])
-        lr = float(m.cfg["finetune_lr"]) if cond.source_fraction is not None else float(m.cfg["lr"])
-        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=lr, tag="-target")
+        # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
+        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target")
         m.finish()
         return m
 
