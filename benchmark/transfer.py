@@ -253,6 +253,7 @@ class _TransRecFamily:
     def train(self, cond: Condition, source: Callable[[float], TrainView], target: TrainView,
               src_pool: np.ndarray, tgt_pool: np.ndarray) -> Any:
         m = self.model(cond.end_to_end)
+        m.stats["stages"] = []  # this condition's stages only
         if cond.source_fraction is None:
             m.net.load_state_dict(self.initial[cond.end_to_end])
         else:
@@ -310,6 +311,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         target_view = domain_view(inputs.train, [tgt_code], cond.target_fraction, cond.seed, 2)
         with ctx.threads():
             if method == "transrec":
+                families = {s: f for s, f in families.items() if s == cond.seed}  # free other seeds' towers
                 fam = families.setdefault(cond.seed, _TransRecFamily(inputs, run, ctx))
                 fam.ctx = ctx
                 model = fam.train(cond, lambda f, s=cond.seed: domain_view(inputs.train, src_codes, f, s, 1),

@@ -135,6 +135,7 @@ class TransRec(Method):
         cfg = self.cfg
         pool = np.arange(view.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
         carve = carve_validation(view, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        torch.manual_seed(int(ctx.seed) * 1000 + sum(map(ord, tag)))  # dropout: independent of earlier phases
         if stage1 and int(cfg["stage1_epochs"]) > 0:
             self._stage1(carve.fit, ctx, pool, tag)
         self._stage2(carve, ctx, pool, float(lr if lr is not None else cfg["lr"]),
@@ -183,7 +184,7 @@ class TransRec(Method):
         rows = np.flatnonzero(seqs.lengths >= 2)
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 2)
-        rng = ctx.rng(0x7C0 + len(self.stats["stages"]))
+        rng = ctx.rng(0x7C0 + sum(map(ord, tag)))  # same stream whatever ran before (resumable grids)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
         best, best_state, waited, done = -1.0, None, 0, 0
         t0 = time.perf_counter()
