@@ -158,3 +158,33 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     text = write_transfer_reports("xmarket-transfer", out, tmp_path / "reports")
     assert "Table 6" in text and "SYNTHETIC" in text and "small CNN" in text and "ResNet" not in text
     assert "| C10" in text and "needs 3" in text
+
+
+def test_a_conditions_result_does_not_depend_on_what_ran_before():
+    from benchmark.features.model import ItemFeatures
+    from benchmark.plugin import RunContext
+    from benchmark.transfer import Condition, _TransRecFamily
+    from methods.transrec.model import TransRec
+
+    view = _view()
+    rng = np.random.default_rng(0)
+    feats = ItemFeatures(items=view.items, text=rng.normal(size=(10, 6)).astype(np.float32), text_encoder="toy")
+    cfg = {**TransRec.default_config(), "dim": 8, "n_layers": 1, "n_heads": 2, "inner": 8, "max_len": 5,
+           "end_to_end": False, "use_images": False, "stage1_epochs": 1, "epochs": 2, "batch_size": 4,
+           "max_steps_per_epoch": 2, "n_targets": 2, "valid_fraction": 0.0}
+    run = SimpleNamespace(method_config=cfg)
+    inputs = SimpleNamespace(train=view, features=feats)
+    src_pool, tgt_pool = np.arange(6), np.arange(6, 10)
+    tr = Condition("transrec", 0, 1.0, 1.0, False)
+    tfs = Condition("tfs", 0, None, 1.0, False)
+    out = {}
+    for order in ((tr, tfs), (tfs, tr)):
+        ctx = RunContext(seed=0)
+        fam = _TransRecFamily(inputs, run, ctx)
+        for cond in order:
+            ctx.seed_everything()
+            m = fam.train(cond, lambda f: view, view, src_pool, tgt_pool)
+            out.setdefault(cond.label, []).append(m.item_embeddings().copy())
+    for label, (a, b) in out.items():
+        np.testing.assert_array_equal(a, b, err_msg=label)
+    assert not np.array_equal(out[tr.label][0], out[tfs.label][0])
