@@ -296,8 +296,16 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
     echo(f"suite {first.suite}: {len(grid)} transfer condition(s) on {inputs.label}; "
          f"{'+'.join(cfg['source_domains'])} -> {cfg['target_domain']}; {len(tc.rows)} target test cases")
     families: dict[int, _TransRecFamily] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        missing = registry.get_method(name).requires - inputs.available()
+        if missing:
+            skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
+            echo(f"  {name}: SKIPPED - {skipped[name]}")
     for cond in grid:
         method = "transrec" if cond.method == "tfs" else cond.method
+        if method in skipped:
+            continue
         run = next(r for r in runs if r.method == method and r.seed == cond.seed)
         key = _key(cond, run, inputs, cfg)
         folder = out_dir / key
