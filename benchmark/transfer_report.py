@@ -21,6 +21,7 @@ from benchmark.reporting.claims import Claim
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
+ID_LABELS = {"gru4rec": "IDRNN (GRU4Rec)", "nextitnet": "IDCNN (NextItNet)", "sasrec": "IDRec (SASRec)"}
 ALPHA = 0.05
 #: TransRec paper values (seed 001 Tables 6-9), TN-mixed rows, for the "paper" column of the report.
 PAPER_TN_MIXED = {"IDRNN": (1.09, 0.63, 1.29, 0.62), "IDCNN": (1.12, 0.67, 1.95, 0.94),
@@ -88,7 +89,8 @@ def tables(records: list[dict]) -> dict[str, tuple[list[str], list[list[str]]]]:
     out: dict[str, tuple[list[str], list[list[str]]]] = {}
     ids = [(m, _select(records, m, None, 1.0)) for m in ID_ORDER if _select(records, m, None, 1.0)]
     tfs, tr = _select(records, "tfs", None, 1.0), _select(records, "transrec", 1.0, 1.0)
-    header = ["protocol", "metric", *(recs[0]["display"] for _, recs in ids), "TFS", "TransRec", "Improv. %"]
+    header = ["protocol", "metric", *(ID_LABELS.get(m, recs[0]["display"]) for m, recs in ids), "TFS", "TransRec",
+              "Improv. %"]
     rows = []
     for protocol in ("next_item", "item_to_item"):
         for metric in METRICS:
