@@ -150,6 +150,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     from benchmark.reporting import report_dir, write_suite_reports
     from benchmark.reporting.results import load_records
     from benchmark.runner import run_suite
+    from benchmark.transfer import is_transfer_suite
+
+    if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
+        from benchmark.transfer import run_transfer
+        from benchmark.transfer_report import write_transfer_reports
+
+        out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
+                           overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
+                           progress=not args.no_progress)
+        print(write_transfer_reports(args.suite, out, args.reports_dir))
+        return
 
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
                        (args.reports_dir, "--reports-dir")):
@@ -175,6 +186,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.fsutil import safe_name
     from benchmark.reporting import write_suite_reports
+    from benchmark.transfer import is_transfer_suite
+
+    if is_transfer_suite(args.suite):
+        from benchmark.transfer_report import write_transfer_reports
+
+        print(write_transfer_reports(args.suite, args.results_dir / args.suite / "transfer", args.reports_dir))
+        return
 
     safe_name(args.suite, "suite name")
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=args.dataset, scale=args.scale))

@@ -41,6 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
                    "exclude_history": (bool,)},
     "methods_config": (dict,),
     "scales": (dict,),
+    "transfer": (dict,),  # source -> target experiment (benchmark/transfer.py validates its keys)
 }
 REQUIRED = ("name", "methods", "dataset")
 DEFAULTS: dict[str, Any] = {

@@ -11,6 +11,7 @@ from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, 
 from benchmark.reporting.significance import competence_lines, significance_lines
 
 ABLATION_SUITE = "xmarket-ablation"
+TRANSFER_SUITE = "xmarket-transfer"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -98,7 +99,15 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     figure_paths += fig7 or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
 
-    claims = check_claims(results, ablation_rows)
+    transfer = None
+    if (results_dir / TRANSFER_SUITE / "transfer").is_dir():  # C10/C11 come from the transfer suite
+        from benchmark.transfer_report import load_transfer, transfer_claims
+
+        try:
+            transfer = transfer_claims(load_transfer(results_dir / TRANSFER_SUITE / "transfer"))
+        except BenchmarkError:
+            transfer = None
+    claims = check_claims(results, ablation_rows, transfer)
     on_xmarket = {r.dataset.get("name") for r in records} <= {"xmarket", "xmarket-sim"}
     claim_lines = [] if on_xmarket else [
         "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "

@@ -38,7 +38,9 @@ def _beats_all(winner: MethodResult, others: list[MethodResult], strict: bool = 
     return not losses, ("; ".join(losses[:4]) + (f" (+{len(losses) - 4} more)" if len(losses) > 4 else ""))
 
 
-def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None) -> list[Claim]:
+def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None,
+                 transfer: list[Claim] | None = None) -> list[Claim]:
+    """``transfer``: C10/C11 as checked by the xmarket-transfer suite (benchmark/transfer_report.py)."""
     cols = _by_column(matching)
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
@@ -110,8 +112,10 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
     add("C8", "per-domain: ID-only methods strong in the largest domain, weak in small ones; UniEmb wins nearly everywhere",
         *_c8(uni, baselines, id_methods))
     add("C9", "pretrained embeddings raise ranking AUC; UniEmb best", None, "the ranking task (Table 4) is not in this suite")
-    add("C10", "TransRec beats training from scratch on target domains", None, "TransRec not run")
-    add("C11", "TransRec end-to-end beats frozen features", None, "TransRec not run")
+    checked = {c.cid: c for c in transfer or []}
+    for cid, text in (("C10", "TransRec beats training from scratch on target domains"),
+                      ("C11", "TransRec end-to-end beats frozen features")):
+        out.append(checked.get(cid) or Claim(cid, text, "not run", "run the xmarket-transfer suite"))
     add("C12", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain", None, "UniM2Rec not run")
     return out
 

@@ -1,0 +1,352 @@
+"""The transfer experiment of TransRec (seed 001 sections 3.4 and 4.2-4.4; claims C10, C11).
+
+A suite with a ``transfer:`` section trains on source domains and evaluates on a target domain
+of the same (mixed-domain) dataset, as TransRec's source -> target study on XMarket's layout:
+
+- views: the split's training sequences cut per domain; the source view keeps the source
+  domains' sequences, the target view the target domain's; ``source_fractions`` /
+  ``target_fractions`` keep a seeded, nested share of those sequences (20 % is inside 50 %);
+- test: the split's cases whose target item is in the target domain, with the history cut to
+  its target-domain items (a target platform sees only its own items); cases with no such
+  history are dropped. Next-item protocol over the target's items (full ranking, HR/NDCG@5,10)
+  plus item-to-item from the last history item;
+- conditions per seed: TransRec (stage 1 + 2 on the source, stage 2 on the target), TFS (stage 2
+  on the target only, item encoders still pretrained), both also with frozen features
+  (Table 9), TransRec at every source fraction (Table 7), both at every target fraction
+  (Table 8), and the ID baselines trained on the full target view (Table 6).
+
+Each condition's result (record + per-case ranks) is stored under
+``results/<suite>/transfer/<key>/``, written atomically and skipped when present (resumable).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark import registry
+from benchmark.config import RunConfig, load_suite_file
+from benchmark.data.model import Histories, Sequences, TrainView
+from benchmark.errors import ConfigError
+from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.plugin import RunContext
+
+log = logging.getLogger(__name__)
+
+TRANSFER_KEYS: dict[str, tuple[type, ...]] = {
+    "source_domains": (list,), "target_domain": (str,), "source_fractions": (list,),
+    "target_fractions": (list,), "id_baselines": (list,), "min_paired_cases": (int,), "min_seeds": (int,),
+}
+DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "min_paired_cases": 20,
+            "min_seeds": 3}
+K_VALUES = (5, 10)
+
+
+def _category(name: str) -> str:
+    return str(name).rpartition("/")[2]
+
+
+def validate_transfer(section: Any, domains: list[str]) -> dict[str, Any]:
+    """Check a ``transfer:`` section against the suite's domains; ConfigError names the key."""
+    if not isinstance(section, dict):
+        raise ConfigError("transfer: expected a mapping")
+    for key, value in section.items():
+        if key not in TRANSFER_KEYS:
+            raise ConfigError(f"transfer: unknown key {key!r}; allowed: {', '.join(TRANSFER_KEYS)}")
+        if not isinstance(value, TRANSFER_KEYS[key]) or isinstance(value, bool):
+            raise ConfigError(f"transfer.{key}: expected {TRANSFER_KEYS[key][0].__name__}, got {value!r}")
+    for key in ("source_domains", "target_domain"):
+        if key not in section:
+            raise ConfigError(f"transfer.{key} is required")
+    cfg = {**copy.deepcopy(DEFAULTS), **section}
+    known = [_category(d) for d in domains]
+    sources = [_category(d) for d in cfg["source_domains"]]
+    target = _category(cfg["target_domain"])
+    for key, names in (("source_domains", sources), ("target_domain", [target])):
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise ConfigError(f"transfer.{key}: unknown domain(s) {bad}; known: {known}")
+    if not sources:
+        raise ConfigError("transfer.source_domains: needs at least one domain")
+    if target in sources:
+        raise ConfigError(f"transfer.target_domain {target!r} is also in transfer.source_domains")
+    for key in ("source_fractions", "target_fractions"):
+        values = cfg[key]
+        if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1 for v in values):
+            raise ConfigError(f"transfer.{key}: every fraction must lie in (0, 1], got {values!r}")
+        if 1.0 not in [float(v) for v in values]:
+            raise ConfigError(f"transfer.{key}: must include 1.0 (the full data of Table 6)")
+    cfg.update(source_domains=sources, target_domain=target,
+               source_fractions=sorted(float(v) for v in cfg["source_fractions"]),
+               target_fractions=sorted(float(v) for v in cfg["target_fractions"]))
+    return cfg
+
+
+def is_transfer_suite(suite: str) -> bool:
+    """True when the suite file has a ``transfer:`` section (run by this module, not the runner)."""
+    return "transfer" in load_suite_file(registry.suite_path(suite))
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _subset_sequences(seqs: Sequences, rows: np.ndarray) -> Sequences:
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = seqs.lengths[rows]
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    flat = np.repeat(seqs.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+    return Sequences(users=seqs.users[rows], offsets=offsets, items=seqs.items[flat], day=seqs.day[flat],
+                     rating=seqs.rating[flat])
+
+
+def domain_view(train: TrainView, codes: list[int], fraction: float, seed: int, stream: int) -> TrainView:
+    """The single-domain sequences of ``codes``, a seeded nested ``fraction`` of them."""
+    per_domain = train.single_domain_sequences()
+    first = train.item_domain[per_domain.items[per_domain.offsets[:-1]]]
+    rows = np.flatnonzero(np.isin(first, codes))
+    order = np.random.default_rng([int(seed), int(stream), 0x7F]).permutation(len(rows))
+    keep = np.sort(rows[order[: max(1, int(round(fraction * len(rows))))]])
+    seqs = _subset_sequences(per_domain, keep)
+    counts = np.bincount(seqs.items, minlength=train.n_items).astype(np.int64)
+    return TrainView(sequences=seqs, items=train.items, item_train_count=counts)
+
+
+@dataclass(frozen=True)
+class TargetCases:
+    """Target-domain test cases: local targets in the target pool, target-only histories."""
+
+    pool: np.ndarray  # int64 [P] global item indices of the target domain
+    rows: np.ndarray  # int64 [C] rows of the split's cases
+    histories: Histories  # target-domain items only
+    target: np.ndarray  # int64 [C] global target items
+    overlapped: np.ndarray  # bool [C]
+
+    def local(self, items: np.ndarray) -> np.ndarray:
+        pos = np.full(int(self.pool.max()) + 1, -1, dtype=np.int64)
+        pos[self.pool] = np.arange(len(self.pool))
+        return pos[items]
+
+
+def target_cases(inputs: Inputs, code: int) -> TargetCases:
+    cases, hist, dom = inputs.split.cases, inputs.split.histories, inputs.train.item_domain
+    rows = np.flatnonzero(cases.target_domain == code)
+    sub = hist.subset(rows)
+    keep_item = dom[sub.items] == code
+    owner = np.repeat(np.arange(len(rows)), sub.lengths)
+    lengths = np.bincount(owner[keep_item], minlength=len(rows))
+    ok = lengths > 0
+    kept_items = sub.items[keep_item]
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    histories = Histories(offsets=offsets, items=kept_items.astype(np.int32)).subset(np.flatnonzero(ok))
+    rows = rows[ok]
+    return TargetCases(pool=np.flatnonzero(dom == code).astype(np.int64), rows=rows, histories=histories,
+                       target=cases.target[rows].astype(np.int64), overlapped=cases.overlapped[rows].astype(bool))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(users: np.ndarray, candidates: np.ndarray, scoring: str, item_emb: np.ndarray,
+             tc: TargetCases) -> tuple[np.ndarray, np.ndarray]:
+    """(next-item ranks, item-to-item ranks) over the target pool, one per target case."""
+    from benchmark.evaluation.next_item import next_item_ranks
+    from benchmark.evaluation.ranking import target_ranks
+
+    local_t = tc.local(tc.target)
+    nxt = next_item_ranks(candidates[tc.pool], users, local_t, scoring=scoring)
+    query = tc.histories.items[tc.histories.offsets[1:] - 1]
+    i2i = target_ranks(item_emb[tc.pool], tc.local(query.astype(np.int64)), local_t)
+    return nxt, i2i
+
+
+def summarise(ranks: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """group -> {HR@K, NDCG@K (percent), n}."""
+    from benchmark.evaluation.metrics import HR, NDCG
+
+    out = {}
+    for name, mask in groups.items():
+        r = ranks[mask]
+        row: dict[str, float] = {"n": int(mask.sum())}
+        for k in K_VALUES:
+            row[f"HR@{k}"] = float(100 * HR(k)(r).mean()) if len(r) else float("nan")
+            row[f"NDCG@{k}"] = float(100 * NDCG(k)(r).mean()) if len(r) else float("nan")
+        out[name] = row
+    return out
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One cell of the transfer grid."""
+
+    method: str  # transrec | tfs | an ID baseline's registry name
+    seed: int
+    source_fraction: float | None  # None = no source training
+    target_fraction: float
+    end_to_end: bool = True
+
+    @property
+    def label(self) -> str:
+        src = "" if self.source_fraction is None else f" src {self.source_fraction:g}"
+        return f"{self.method}{src} tgt {self.target_fraction:g}{'' if self.end_to_end else ' frozen'} s{self.seed}"
+
+
+def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> list[Condition]:
+    out: list[Condition] = []
+    for seed in seeds:
+        if "transrec" in methods:
+            for tf in cfg["target_fractions"]:
+                out.append(Condition("transrec", seed, 1.0, tf))
+                out.append(Condition("tfs", seed, None, tf))
+            out += [Condition("transrec", seed, sf, 1.0) for sf in cfg["source_fractions"] if sf < 1.0]
+            out += [Condition("transrec", seed, 1.0, 1.0, False), Condition("tfs", seed, None, 1.0, False)]
+        out += [Condition(m, seed, None, 1.0) for m in cfg["id_baselines"] if m in methods]
+    return out
+
+
+def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -> str:
+    payload = json.dumps({"cond": cond.__dict__, "run": run.as_dict(), "transfer": cfg}, sort_keys=True, default=str)
+    payload += inputs.split.manifest_hash + inputs.dataset.fingerprint
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray) -> None:
+    from benchmark.runner import _atomic_write_dir
+
+    def write(tmp: Path) -> None:
+        np.save(tmp / "next_item_ranks.npy", nxt.astype(np.int32))
+        np.save(tmp / "ranks.npy", i2i.astype(np.int32))
+        (tmp / "record.json").write_text(json.dumps(record, indent=1, default=str))
+
+    _atomic_write_dir(folder, write)
+
+
+class _TransRecFamily:
+    """One prepared TransRec per (seed, end_to_end), reset or loaded from a source state per condition."""
+
+    def __init__(self, inputs: Inputs, run: RunConfig, ctx: RunContext) -> None:
+        self.inputs, self.run, self.ctx = inputs, run, ctx
+        self.models: dict[bool, Any] = {}
+        self.initial: dict[bool, dict] = {}
+        self.pretrained: dict[tuple[bool, float], dict] = {}
+
+    def model(self, e2e: bool) -> Any:
+        if e2e not in self.models:
+            cls = registry.get_method("transrec")
+            m = cls()
+            cfg = {**self.run.method_config, "end_to_end": e2e}
+            m.prepare(self.inputs.train, self.inputs.features, cfg, self.ctx)
+            self.models[e2e], self.initial[e2e] = m, copy.deepcopy(m.net.state_dict())
+        return self.models[e2e]
+
+    def train(self, cond: Condition, source: Callable[[float], TrainView], target: TrainView,
+              src_pool: np.ndarray, tgt_pool: np.ndarray) -> Any:
+        m = self.model(cond.end_to_end)
+        m.stats["stages"] = []  # this condition's stages only
+        if cond.source_fraction is None:
+            m.net.load_state_dict(self.initial[cond.end_to_end])
+        else:
+            key = (cond.end_to_end, cond.source_fraction)
+            if key not in self.pretrained:
+                m.net.load_state_dict(self.initial[cond.end_to_end])
+                m.train_on(source(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source")
+                self.pretrained[key] = copy.deepcopy(m.net.state_dict())
+            m.net.load_state_dict(self.pretrained[key])
+        # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
+        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target")
+        m.finish()
+        return m
+
+
+def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | None = None,
+                 seeds: list[int] | None = None, overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
+                 results_dir: Path = Path("results"), progress: bool = True,
+                 echo: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the transfer grid of ``suite``; return its results folder."""
+    from benchmark.runner import _progress, plan
+
+    suite_cfg = load_suite_file(registry.suite_path(suite))
+    cfg = validate_transfer(suite_cfg.get("transfer"), suite_cfg["dataset"]["domains"].split(","))
+    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
+    names = sorted({r.method for r in runs})
+    chosen_seeds = sorted({r.seed for r in runs})
+    first = runs[0]
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    if inputs.banner:
+        echo(f"*** {inputs.banner}")
+    validate_transfer(suite_cfg["transfer"], list(inputs.train.domains))
+    doms = [_category(d) for d in inputs.train.domains]
+    src_codes = [doms.index(d) for d in cfg["source_domains"]]
+    tgt_code = doms.index(cfg["target_domain"])
+    tc = target_cases(inputs, tgt_code)
+    src_pool = np.flatnonzero(np.isin(inputs.train.item_domain, src_codes)).astype(np.int64)
+    out_dir = results_dir / first.suite / "transfer"
+    grid = conditions(cfg, chosen_seeds, names)
+    echo(f"suite {first.suite}: {len(grid)} transfer condition(s) on {inputs.label}; "
+         f"{'+'.join(cfg['source_domains'])} -> {cfg['target_domain']}; {len(tc.rows)} target test cases")
+    families: dict[int, _TransRecFamily] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        missing = registry.get_method(name).requires - inputs.available()
+        if missing:
+            skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
+            echo(f"  {name}: SKIPPED - {skipped[name]}")
+    for cond in grid:
+        method = "transrec" if cond.method == "tfs" else cond.method
+        if method in skipped:
+            continue
+        run = next(r for r in runs if r.method == method and r.seed == cond.seed)
+        key = _key(cond, run, inputs, cfg)
+        folder = out_dir / key
+        if (folder / "record.json").exists():
+            echo(f"  {cond.label:<40} finished earlier (key {key})")
+            continue
+        ctx = RunContext(seed=cond.seed, scale=run.scale, progress=_progress(progress),
+                         logger=logging.getLogger(f"benchmark.methods.{method}"))
+        ctx.seed_everything()
+        t0 = time.perf_counter()
+        target_view = domain_view(inputs.train, [tgt_code], cond.target_fraction, cond.seed, 2)
+        with ctx.threads():
+            if method == "transrec":
+                families = {s: f for s, f in families.items() if s == cond.seed}  # free other seeds' towers
+                fam = families.setdefault(cond.seed, _TransRecFamily(inputs, run, ctx))
+                fam.ctx = ctx
+                model = fam.train(cond, lambda f, s=cond.seed: domain_view(inputs.train, src_codes, f, s, 1),
+                                  target_view, src_pool, tc.pool)
+                is_text = model.is_text
+                display = {"transrec": "TransRec", "tfs": "TFS"}[cond.method]
+                stats = copy.deepcopy(model.stats)
+            else:
+                cls = registry.get_method(method)
+                model = cls()
+                model.fit(target_view, inputs.features, run.method_config, ctx)
+                is_text, display, stats = None, model.display(inputs.features), getattr(model, "stats", {})
+            users = model.user_embeddings(tc.histories)
+            nxt, i2i = evaluate(users, model.next_item_embeddings(), type(model).next_item_scoring,
+                                model.item_embeddings(), tc)
+        groups = {"all": np.ones(len(nxt), dtype=bool), "overlapped": tc.overlapped, "unseen": ~tc.overlapped}
+        if is_text is not None:
+            groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
+        record = {"condition": cond.__dict__, "display": display, "key": key, "suite": first.suite, "scale": run.scale,
+                  "dataset": {"label": inputs.label, "synthetic": inputs.synthetic,
+                              "manifest_hash": inputs.split.manifest_hash},
+                  "transfer": cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,
+                  "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),
+                  "next_item": summarise(nxt, groups), "item_to_item": summarise(i2i, groups),
+                  "seconds": round(time.perf_counter() - t0, 2), "stats": stats}
+        _store(folder, record, nxt, i2i)
+        all_ = record["next_item"]["all"]
+        echo(f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
+             f"({record['seconds']:.1f}s, key {key})")
+    return out_dir

@@ -1,0 +1,236 @@
+"""Tables 6-9 of TransRec and claims C10/C11 from the stored transfer results (never re-runs a model).
+
+Cells are means over seeds of next-item metrics on the target's test cases (percent). Claims use
+paired Wilcoxon signed-rank tests on per-case NDCG@10 (averaged over seeds) over the same target
+cases; with fewer seeds or cases than the suite asks for, the claim says so instead of a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+from benchmark.evaluation.metrics import NDCG
+from benchmark.evaluation.significance import paired_test
+from benchmark.reporting.claims import Claim
+
+METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
+ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
+ID_LABELS = {"gru4rec": "IDRNN (GRU4Rec)", "nextitnet": "IDCNN (NextItNet)", "sasrec": "IDRec (SASRec)"}
+ALPHA = 0.05
+#: TransRec paper values (seed 001 Tables 6-9), TN-mixed rows, for the "paper" column of the report.
+PAPER_TN_MIXED = {"IDRNN": (1.09, 0.63, 1.29, 0.62), "IDCNN": (1.12, 0.67, 1.95, 0.94),
+                  "IDRec": (1.17, 0.68, 2.10, 1.00), "TFS": (2.49, 1.60, 4.28, 2.13),
+                  "TransRec": (2.85, 1.77, 4.78, 2.39)}
+
+
+def load_transfer(folder: Path) -> list[dict[str, Any]]:
+    """The stored condition records (with their folders) under ``results/<suite>/transfer``.
+
+    Only the records of the newest record's data, split and scale are kept, so a tiny run and
+    a small run in one results folder never mix in a table.
+    """
+    paths = sorted(folder.glob("*/record.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if not paths:
+        raise BenchmarkError(f"no transfer results under {folder}; run the suite first")
+    out = []
+    for path in paths:
+        rec = json.loads(path.read_text())
+        rec["folder"] = str(path.parent)
+        out.append(rec)
+
+    def same(r: dict) -> tuple:
+        return r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"), json.dumps(r["transfer"], sort_keys=True)
+
+    newest = same(out[-1])
+    return sorted((r for r in out if same(r) == newest), key=lambda r: r["key"])
+
+
+def _select(records: list[dict], method: str, sf: float | None, tf: float, e2e: bool = True) -> list[dict]:
+    return sorted((r for r in records if r["condition"]["method"] == method
+                   and r["condition"]["source_fraction"] == sf and r["condition"]["target_fraction"] == tf
+                   and r["condition"]["end_to_end"] == e2e), key=lambda r: r["condition"]["seed"])
+
+
+def _mean(recs: list[dict], metric: str, group: str = "all", protocol: str = "next_item") -> float:
+    vals = [r[protocol][group][metric] for r in recs if group in r[protocol]]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _fmt(x: float) -> str:
+    return "-" if np.isnan(x) else f"{x:.2f}"
+
+
+def _gain(a: float, b: float) -> float:
+    return 100 * (a - b) / b if b > 0 else float("nan")
+
+
+def _per_case(recs: list[dict]) -> np.ndarray | None:
+    vals = [NDCG(10)(np.load(Path(r["folder"]) / "next_item_ranks.npy")) for r in recs]
+    return np.mean(vals, axis=0) if vals else None
+
+
+def _md(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(",".join(x) for x in [header, *rows]) + "\n"
+
+
+def tables(records: list[dict]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """name -> (header, rows) for Tables 6, 7, 8, 9 (means over seeds, percent)."""
+    cfg = records[0]["transfer"]
+    out: dict[str, tuple[list[str], list[list[str]]]] = {}
+    ids = [(m, _select(records, m, None, 1.0)) for m in ID_ORDER if _select(records, m, None, 1.0)]
+    tfs, tr = _select(records, "tfs", None, 1.0), _select(records, "transrec", 1.0, 1.0)
+    header = ["protocol", "metric", *(ID_LABELS.get(m, recs[0]["display"]) for m, recs in ids), "TFS", "TransRec",
+              "Improv. %"]
+    rows = []
+    for protocol in ("next_item", "item_to_item"):
+        for metric in METRICS:
+            a, b = _mean(tr, metric, protocol=protocol), _mean(tfs, metric, protocol=protocol)
+            rows.append([protocol.replace("_", "-"), metric, *(_fmt(_mean(recs, metric, protocol=protocol))
+                                                               for _, recs in ids), _fmt(b), _fmt(a), _fmt(_gain(a, b))])
+    out["table6"] = (header, rows)
+    fracs = cfg["source_fractions"]
+    header = ["metric", "TFS", *(f"src {100 * f:g}%" for f in fracs)]
+    rows = [[m, _fmt(_mean(tfs, m)), *(_fmt(_mean(_select(records, "transrec", f, 1.0), m)) for f in fracs)]
+            for m in ("HR@10", "NDCG@10")]
+    out["table7"] = (header, rows)
+    header = ["target share", "train sequences", "TFS HR@10", "TransRec HR@10", "Improv. %",
+              "TFS NDCG@10", "TransRec NDCG@10", "Improv. %"]
+    rows = []
+    for f in cfg["target_fractions"]:
+        t, r = _select(records, "tfs", None, f), _select(records, "transrec", 1.0, f)
+        n = str(t[0]["target_train_sequences"]) if t else "-"
+        rows.append([f"{100 * f:g}%", n, _fmt(_mean(t, "HR@10")), _fmt(_mean(r, "HR@10")),
+                     _fmt(_gain(_mean(r, "HR@10"), _mean(t, "HR@10"))), _fmt(_mean(t, "NDCG@10")),
+                     _fmt(_mean(r, "NDCG@10")), _fmt(_gain(_mean(r, "NDCG@10"), _mean(t, "NDCG@10")))])
+    out["table8"] = (header, rows)
+    groups = ("all", "text-target", "image-target")
+    header = ["method", "manner", *(f"{g} {m}" for g in groups for m in ("HR@10", "NDCG@10"))]
+    rows = []
+    for name, method, sf in (("TFS", "tfs", None), ("TransRec", "transrec", 1.0)):
+        for manner, e2e in (("Frozen", False), ("End2end", True)):
+            recs = _select(records, method, sf, 1.0, e2e)
+            rows.append([name, manner, *(_fmt(_mean(recs, m, g)) for g in groups for m in ("HR@10", "NDCG@10"))])
+    out["table9"] = (header, rows)
+    return out
+
+
+def _paired(a: list[dict], b: list[dict], min_cases: int) -> tuple[float, float, int] | str:
+    """(mean diff of per-case NDCG@10 in points, Wilcoxon p, cases) or the reason there is no test."""
+    pa, pb = _per_case(a), _per_case(b)
+    if pa is None or pb is None:
+        return "condition not run"
+    if len(pa) < min_cases:
+        return f"only {len(pa)} target test cases, fewer than the {min_cases} a paired test needs"
+    t = paired_test(pa, pb)
+    return 100 * t.mean_diff, t.p_value, len(pa)
+
+
+def transfer_claims(records: list[dict]) -> list[Claim]:
+    """C10 and C11 with their evidence (paired tests, seeds, target-share trend)."""
+    cfg = records[0]["transfer"]
+    min_cases, min_seeds = int(cfg["min_paired_cases"]), int(cfg["min_seeds"])
+    tr, tfs = _select(records, "transrec", 1.0, 1.0), _select(records, "tfs", None, 1.0)
+    seeds = min(len(tr), len(tfs))
+    claims = []
+    c10 = "TransRec (pretrained on the source) beats TFS on the target; the gain grows as target data shrinks"
+    test = _paired(tr, tfs, min_cases)
+    if seeds < min_seeds:
+        claims.append(Claim("C10", c10, "not run", f"{seeds} seed(s) of TransRec and TFS; the check needs {min_seeds}"))
+    elif isinstance(test, str):
+        claims.append(Claim("C10", c10, "not run", test))
+    else:
+        diff, p, n = test
+        gains = {f: _gain(_mean(_select(records, "transrec", 1.0, f), "NDCG@10"),
+                          _mean(_select(records, "tfs", None, f), "NDCG@10")) for f in cfg["target_fractions"]}
+        vals = [gains[f] for f in sorted(gains)]
+        trend = all(x >= y for x, y in zip(vals[:-1], vals[1:], strict=True)) and not any(np.isnan(vals))
+        beats = diff > 0 and p < ALPHA
+        claims.append(Claim("C10", c10, "holds" if beats and trend else "fails",
+                            f"NDCG@10 TransRec - TFS {diff:+.3f} pp over {n} target cases, Wilcoxon p={p:.2g} "
+                            f"({seeds} seeds); relative NDCG@10 gain by target share: "
+                            + ", ".join(f"{100 * f:g}% {g:+.1f}%" for f, g in sorted(gains.items()))
+                            + f"; grows as data shrinks: {trend}"))
+    c11 = "end-to-end training beats frozen features (TransRec and TFS)"
+    parts, verdicts = [], []
+    for name, method, sf in (("TransRec", "transrec", 1.0), ("TFS", "tfs", None)):
+        e2e, frozen = _select(records, method, sf, 1.0, True), _select(records, method, sf, 1.0, False)
+        if min(len(e2e), len(frozen)) < min_seeds:
+            parts.append(f"{name}: {min(len(e2e), len(frozen))} seed(s), needs {min_seeds}")
+            verdicts.append(None)
+            continue
+        test = _paired(e2e, frozen, min_cases)
+        if isinstance(test, str):
+            parts.append(f"{name}: {test}")
+            verdicts.append(None)
+            continue
+        diff, p, n = test
+        by_mod = ", ".join(f"{g} {_mean(e2e, 'NDCG@10', g) - _mean(frozen, 'NDCG@10', g):+.2f}"
+                           for g in ("text-target", "image-target"))
+        parts.append(f"{name}: NDCG@10 e2e - frozen {diff:+.3f} pp, p={p:.2g}, n={n} (by target modality: {by_mod})")
+        verdicts.append(diff > 0 and p < ALPHA)
+    status = "not run" if None in verdicts else ("holds" if all(verdicts) else "fails")
+    claims.append(Claim("C11", c11, status, "; ".join(parts)))
+    return claims
+
+
+def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
+    """Write tables 6-9 (CSV + Markdown), claims.md and transfer_claims.json; return the report text."""
+    from benchmark.reporting import _write
+
+    records = load_transfer(folder)
+    label = records[0]["dataset"]["label"]
+    synthetic = " - SYNTHETIC DATA, not XMarket" if records[0]["dataset"]["synthetic"] else ""
+    cfg = records[0]["transfer"]
+    out = reports_dir / suite
+    seeds = sorted({r["condition"]["seed"] for r in records})
+    parts = [f"# {suite} on {label}{synthetic}", "",
+             f"Source {' + '.join(cfg['source_domains'])} -> target {cfg['target_domain']}; "
+             f"{records[0]['target_cases']} target test cases; seeds {seeds}; cells = mean over seeds, percent, "
+             "next-item protocol over the target's items (full ranking). TransRec's item towers: "
+             f"{_towers(records)}.", ""]
+    titles = {"table6": "Table 6: TransRec vs TFS vs ID baselines on the target",
+              "table7": "Table 7: TransRec by source data share (target 100%)",
+              "table8": "Table 8: TransRec vs TFS by target data share",
+              "table9": "Table 9: end-to-end vs frozen features (groups = modality of the target item)"}
+    for name, (header, rows) in tables(records).items():
+        _write(out / f"{name}.csv", _csv(header, rows))
+        parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
+    parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
+        f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items()) + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
+    claims = transfer_claims(records)
+    lines = ["| claim | status | evidence |", "|---|---|---|"] + [
+        f"| {c.cid} {c.text} | **{c.status}** | {c.evidence} |" for c in claims]
+    _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(lines) + "\n")
+    _write(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
+    parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
+              *_md(["condition", "seed", "key", "seconds"],
+                   [[_cond(r), str(r["condition"]["seed"]), r["key"], str(r["seconds"])] for r in records])]
+    text = "\n".join(parts) + "\n"
+    _write(out / "report.md", text)
+    return text
+
+
+def _cond(r: dict) -> str:
+    c = r["condition"]
+    src = "" if c["source_fraction"] is None else f" src {c['source_fraction']:g}"
+    return f"{r['display']}{src} tgt {c['target_fraction']:g}{'' if c['end_to_end'] else ' frozen'}"
+
+
+def _towers(records: list[dict]) -> str:
+    seen: dict[str, set] = defaultdict(set)
+    for r in records:
+        st = r.get("stats") or {}
+        if "text_tower" in st:
+            seen["text"].add(st["text_tower"])
+            seen["image"].add(st["image_tower"])
+    return "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in seen.items()) or "n/a"

@@ -1,0 +1,190 @@
+"""The transfer suite: config errors, source/target views, target cases, claim checks from records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmark.config import load_suite_file
+from benchmark.data.model import Histories, Items, TrainView
+from benchmark.errors import ConfigError
+from benchmark.registry import suite_path
+from benchmark.transfer import conditions, domain_view, target_cases, validate_transfer
+from benchmark.transfer_report import tables, transfer_claims
+
+DOMAINS = ["us/Books", "us/Electronics", "us/Cell_Phones_and_Accessories"]
+GOOD = {"source_domains": ["Books", "Electronics"], "target_domain": "Cell_Phones_and_Accessories",
+        "source_fractions": [0.2, 1.0], "target_fractions": [0.5, 1]}
+
+
+def test_shipped_suite_validates():
+    suite = load_suite_file(suite_path("xmarket-transfer"))
+    cfg = validate_transfer(suite["transfer"], suite["dataset"]["domains"].split(","))
+    assert cfg["target_domain"] == "Cell_Phones_and_Accessories" and cfg["source_fractions"] == [0.2, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"target_domain": "Books"}, "transfer.target_domain"),
+    ({"source_domains": ["Books", "Toys"]}, "transfer.source_domains"),
+    ({"target_domain": "Toys"}, "transfer.target_domain"),
+    ({"source_fractions": [0.0, 1.0]}, "transfer.source_fractions"),
+    ({"target_fractions": [1.5, 1.0]}, "transfer.target_fractions"),
+    ({"target_fractions": [0.5]}, "transfer.target_fractions"),
+    ({"source_fraction": 0.5}, "unknown key"),
+])
+def test_bad_transfer_config_is_a_config_error_naming_the_key(change, key):
+    with pytest.raises(ConfigError, match=key):
+        validate_transfer({**GOOD, **change}, DOMAINS)
+
+
+def _view() -> TrainView:
+    # items 0-3 Books (0), 4-5 Electronics (1), 6-9 Cell (2)
+    dom = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+    items = Items(domains=("Books", "Electronics", "Cell_Phones_and_Accessories"),
+                  source_id=np.array([f"i{k}" for k in range(10)], dtype=object), domain=np.array(dom, dtype=np.int16))
+    seqs = [[0, 6, 1, 7], [4, 5, 8], [6, 9], [2, 3], [0, 4, 6, 7, 1], [8, 9, 6], [1, 2, 3, 7], [5, 4]]
+    return TrainView.from_sequences(seqs, dom, items=items)
+
+
+def test_domain_views_are_single_domain_and_nested():
+    view = _view()
+    full = domain_view(view, [2], 1.0, seed=0, stream=2)
+    assert set(view.item_domain[full.sequences.items]) == {2}
+    assert len(full.sequences) == 6  # every user with a Cell item contributes one Cell sequence
+    part = domain_view(view, [2], 0.5, seed=0, stream=2)
+    whole = {tuple(s) for s in full.sequences}
+    assert len(part.sequences) == 3 and {tuple(s) for s in part.sequences} <= whole
+    assert part.item_train_count.sum() == len(part.sequences.items)
+    src = domain_view(view, [0, 1], 1.0, seed=0, stream=1)
+    assert set(view.item_domain[src.sequences.items]) <= {0, 1}
+
+
+def test_target_cases_keep_only_target_domain_history_and_drop_empty_ones():
+    view = _view()
+    cases = SimpleNamespace(target_domain=np.array([2, 0, 2, 2]), target=np.array([7, 1, 9, 8]),
+                            overlapped=np.array([True, True, False, True]))
+    hist = Histories.from_lists([[0, 6, 1], [0], [4, 5], [6, 2, 9]])
+    inputs = SimpleNamespace(split=SimpleNamespace(cases=cases, histories=hist), train=view)
+    tc = target_cases(inputs, 2)
+    assert tc.rows.tolist() == [0, 3]  # case 1 targets Books; case 2 has no Cell history
+    assert [tc.histories.history(c).tolist() for c in range(2)] == [[6], [6, 9]]
+    assert tc.pool.tolist() == [6, 7, 8, 9] and tc.local(tc.target).tolist() == [1, 2]
+
+
+def test_grid_has_every_table_cell():
+    cfg = validate_transfer({**GOOD, "id_baselines": ["sasrec"]}, DOMAINS)
+    grid = conditions(cfg, [0], ["transrec", "sasrec"])
+    labels = {c.label for c in grid}
+    assert {"transrec src 1 tgt 1 s0", "tfs tgt 0.5 s0", "transrec src 0.2 tgt 1 s0",
+            "transrec src 1 tgt 1 frozen s0", "tfs tgt 1 frozen s0", "sasrec tgt 1 s0"} <= labels
+    assert len(grid) == 2 * 2 + 1 + 2 + 1
+
+
+def _record(tmp: Path, method: str, seed: int, sf, tf, e2e: bool, ranks: np.ndarray, cfg: dict) -> dict:
+    folder = tmp / f"{method}-{seed}-{sf}-{tf}-{e2e}"
+    folder.mkdir()
+    np.save(folder / "next_item_ranks.npy", ranks.astype(np.int32))
+    hr = float(100 * (ranks <= 10).mean())
+    nd = float(100 * np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0).mean())
+    metrics = {"all": {"HR@5": hr, "NDCG@5": nd, "HR@10": hr, "NDCG@10": nd, "n": len(ranks)}}
+    return {"condition": {"method": method, "seed": seed, "source_fraction": sf, "target_fraction": tf,
+                          "end_to_end": e2e}, "display": method, "transfer": cfg, "target_train_sequences": 10,
+            "next_item": metrics, "item_to_item": metrics, "folder": str(folder), "key": folder.name}
+
+
+def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
+    cfg = validate_transfer({**GOOD, "min_paired_cases": 20}, DOMAINS)
+    rng = np.random.default_rng(0)
+
+    def grid(n: int, seeds: int, sub: str) -> list[dict]:
+        (tmp_path / sub).mkdir()
+        good, bad = rng.integers(1, 4, size=n), rng.integers(5, 40, size=n)
+        recs = []
+        for s in range(seeds):
+            for tf in (0.5, 1.0):
+                recs.append(_record(tmp_path / sub, "transrec", s, 1.0, tf, True, good, cfg))
+                recs.append(_record(tmp_path / sub, "tfs", s, None, tf, True, bad if tf == 0.5 else bad // 2 + 1, cfg))
+            recs.append(_record(tmp_path / sub, "transrec", s, 1.0, 1.0, False, bad, cfg))
+            recs.append(_record(tmp_path / sub, "tfs", s, None, 1.0, False, bad, cfg))
+        return recs
+
+    few = {c.cid: c for c in transfer_claims(grid(8, 3, "few"))}
+    assert few["C10"].status == "not run" and "only 8 target test cases" in few["C10"].evidence
+    assert few["C11"].status == "not run"
+    one_seed = {c.cid: c for c in transfer_claims(grid(50, 1, "seed"))}
+    assert one_seed["C10"].status == "not run" and "needs 3" in one_seed["C10"].evidence
+    full = grid(50, 3, "full")
+    claims = {c.cid: c for c in transfer_claims(full)}
+    assert claims["C10"].status == "holds", claims["C10"].evidence
+    assert claims["C11"].status == "holds", claims["C11"].evidence
+    header, rows = tables(full)["table8"]
+    assert rows[0][0] == "50%" and float(rows[0][4]) > float(rows[1][4])  # gain larger with less data
+    json.dumps(tables(full))
+
+
+def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
+    from benchmark.transfer import run_transfer
+
+    text = suite_path("xmarket-transfer").read_text().replace(
+        "target_domain: Cell_Phones_and_Accessories", "target_domain: Books")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="transfer.target_domain"):
+        run_transfer(str(bad), scale="tiny", data_dir=tmp_path / "no-data", results_dir=tmp_path / "r",
+                     echo=lambda s: None)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_path: Path):
+    from benchmark.transfer import run_transfer
+    from benchmark.transfer_report import write_transfer_reports
+
+    kw = {"scale": "tiny", "methods": ["transrec", "sasrec"], "seeds": [0], "data_dir": tiny_data_dir,
+          "results_dir": tmp_path / "r", "progress": False}
+    lines: list[str] = []
+    out = run_transfer("xmarket-transfer", echo=lines.append, **kw)
+    records = sorted(out.glob("*/record.json"))
+    assert len(records) == 3 + 3 + 2 + 2 + 1  # TransRec/TFS x 3 target shares, 2 source shares, frozen x 2, SASRec
+    rec = json.loads(records[0].read_text())
+    assert rec["dataset"]["synthetic"] and rec["target_cases"] == len(np.load(records[0].parent / "next_item_ranks.npy"))
+    again: list[str] = []
+    run_transfer("xmarket-transfer", echo=again.append, **kw)
+    assert sum("finished earlier" in s for s in again) == len(records)
+    text = write_transfer_reports("xmarket-transfer", out, tmp_path / "reports")
+    assert "Table 6" in text and "SYNTHETIC" in text and "small CNN" in text and "ResNet" not in text
+    assert "| C10" in text and "needs 3" in text
+
+
+def test_a_conditions_result_does_not_depend_on_what_ran_before():
+    from benchmark.features.model import ItemFeatures
+    from benchmark.plugin import RunContext
+    from benchmark.transfer import Condition, _TransRecFamily
+    from methods.transrec.model import TransRec
+
+    view = _view()
+    rng = np.random.default_rng(0)
+    feats = ItemFeatures(items=view.items, text=rng.normal(size=(10, 6)).astype(np.float32), text_encoder="toy")
+    cfg = {**TransRec.default_config(), "dim": 8, "n_layers": 1, "n_heads": 2, "inner": 8, "max_len": 5,
+           "end_to_end": False, "use_images": False, "stage1_epochs": 1, "epochs": 2, "batch_size": 4,
+           "max_steps_per_epoch": 2, "n_targets": 2, "valid_fraction": 0.0}
+    run = SimpleNamespace(method_config=cfg)
+    inputs = SimpleNamespace(train=view, features=feats)
+    src_pool, tgt_pool = np.arange(6), np.arange(6, 10)
+    tr = Condition("transrec", 0, 1.0, 1.0, False)
+    tfs = Condition("tfs", 0, None, 1.0, False)
+    out = {}
+    for order in ((tr, tfs), (tfs, tr)):
+        ctx = RunContext(seed=0)
+        fam = _TransRecFamily(inputs, run, ctx)
+        for cond in order:
+            ctx.seed_everything()
+            m = fam.train(cond, lambda f: view, view, src_pool, tgt_pool)
+            out.setdefault(cond.label, []).append(m.item_embeddings().copy())
+    for label, (a, b) in out.items():
+        np.testing.assert_array_equal(a, b, err_msg=label)
+    assert not np.array_equal(out[tr.label][0], out[tfs.label][0])
