@@ -24,6 +24,15 @@ from methods.unisrec.model import UniSRecNet
 N_ITEMS = 30
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the runner gives a method (ctx.workers = 1): fast and reproducible."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_cfg(**over: object) -> dict:
     cfg = UniSRec.default_config()
     cfg.update(dim=16, n_heads=2, inner=32, max_len=8, n_experts=3, pretrain_epochs=2, finetune_epochs=2,
@@ -141,7 +150,7 @@ def test_a_window_computes_every_prefix_and_its_item_drop_view_in_eval_mode() ->
     """The windows proposal: position p of a causal window = the prefix example items[0..p]."""
     view, features = toy()
     torch.manual_seed(0)
-    net = UniSRecNet(torch.from_numpy(features.text), small_cfg()).eval()
+    net = UniSRecNet(torch.tensor(features.text), small_cfg()).eval()
     w = windows(view.sequences, 8)
     row = int(torch.argmax(w.lengths))
     n = int(w.lengths[row])
@@ -158,8 +167,8 @@ def test_a_window_computes_every_prefix_and_its_item_drop_view_in_eval_mode() ->
 def test_grouping_by_length_does_not_change_the_outputs() -> None:
     view, features = toy()
     torch.manual_seed(0)
-    one = UniSRecNet(torch.from_numpy(features.text), small_cfg(encode_chunk=1000)).eval()
-    many = UniSRecNet(torch.from_numpy(features.text), small_cfg(encode_chunk=3)).eval()
+    one = UniSRecNet(torch.tensor(features.text), small_cfg(encode_chunk=1000)).eval()
+    many = UniSRecNet(torch.tensor(features.text), small_cfg(encode_chunk=3)).eval()
     many.load_state_dict(one.state_dict())
     ids, lengths = Histories.from_lists([s.tolist() for s in view.sequences]).padded(8)
     ids_t, len_t = torch.from_numpy(ids).clamp_min(0), torch.from_numpy(lengths)
@@ -177,14 +186,14 @@ def test_fit_is_deterministic_per_seed_and_gives_normalised_vectors(examples: st
     runs = []
     for _ in range(2):
         m = UniSRec()
-        m.fit(view, features, small_cfg(examples=examples), RunContext(seed=3))
+        m.fit(view, features, small_cfg(examples=examples, pretrain_epochs=1, finetune_epochs=1), RunContext(seed=3))
         runs.append((m.item_embeddings(), m.user_embeddings(Histories.from_lists([[0, 3], [1], [2, 5, 8]]))))
     (e1, u1), (e2, u2) = runs
     assert np.array_equal(e1, e2) and np.array_equal(u1, u2)
     assert e1.shape == (N_ITEMS, 16) and e1.dtype == np.float32
     assert np.allclose(np.linalg.norm(e1, axis=1), 1.0, atol=1e-5) and np.allclose(np.linalg.norm(u1, axis=1), 1.0)
     other = UniSRec()
-    other.fit(view, features, small_cfg(examples=examples), RunContext(seed=4))
+    other.fit(view, features, small_cfg(examples=examples, pretrain_epochs=1, finetune_epochs=1), RunContext(seed=4))
     assert not np.array_equal(other.item_embeddings(), e1)
     assert m.stats["word_drop_view"] and m.stats["cases"] > 0
 

@@ -94,12 +94,12 @@ class UniSRec(Method):
             pre_ex = prefix_examples(single, max_len, min_history=1)
             ft_ex = prefix_examples(ft_seqs, max_len, min_history=1)
             dropped = {}
-        text = torch.from_numpy(np.asarray(features.text, dtype=np.float32)).to(device)
+        text = torch.from_numpy(np.array(features.text, dtype=np.float32)).to(device)
         aug = features.text_word_drop
         if aug is None:
             ctx.logger.warning("unisrec: no word-drop text view (features.word_drop is 0): the seq-seq task "
                                "uses item drop only")
-        text_aug = torch.from_numpy(np.asarray(aug, dtype=np.float32)).to(device) if aug is not None else None
+        text_aug = torch.from_numpy(np.array(aug, dtype=np.float32)).to(device) if aug is not None else None
         torch.manual_seed(ctx.seed)
         self.net = UniSRecNet(text, cfg, text_aug).to(device)
         self.stats: dict[str, Any] = {**carve.describe(), "text_encoder": features.text_encoder,
