@@ -19,6 +19,7 @@ keeps the first N users to bound the time) with ``--threads`` torch threads:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import tempfile
@@ -65,7 +66,7 @@ def recbole_sasrec(view: TrainView, cfg: dict[str, Any], threads: int) -> tuple[
     from recbole.model.sequential_recommender import SASRec
     from recbole.trainer import Trainer
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # RecBole writes log_tensorboard/ in cwd
         name = "twin"
         (Path(tmp) / name).mkdir()
         s = view.sequences
