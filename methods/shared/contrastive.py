@@ -35,7 +35,20 @@ def seq_item_infonce(seq: torch.Tensor, items: torch.Tensor, tau: float, targets
     return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
 
 
-def seq_seq_infonce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
-    """Sequence-sequence InfoNCE between two views [B, d] of the same sequences (row b <-> row b)."""
+def seq_seq_infonce(a: torch.Tensor, b: torch.Tensor, tau: float, targets: torch.Tensor | None = None,
+                    same_target: str = "none") -> torch.Tensor:
+    """Sequence-sequence InfoNCE between two views [B, d] of the same sequences (row b <-> row b).
+
+    UniSRec's code masks the same in-batch entries here as in the sequence-item task (rows whose
+    next item equals the anchor's, ``same_pos_id``): pass ``targets`` and ``same_target``
+    ("zero" = the code's logit-0 rule, "remove", "none" = no masking, the default).
+    """
+    if same_target not in SAME_TARGET_RULES:
+        raise ValueError(f"same_target must be one of {SAME_TARGET_RULES}, got {same_target!r}")
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    return F.cross_entropy(a @ b.T / tau, torch.arange(len(a), device=a.device))
+    logits = a @ b.T / tau
+    if targets is not None and same_target != "none":
+        same = targets.unsqueeze(0) == targets.unsqueeze(1)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, 0.0 if same_target == "zero" else float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
