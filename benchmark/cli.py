@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching --scale tiny --methods item2vec,clip --seeds 0,1
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
+  python -m benchmark run --suite xmarket-ranking --methods uae,pgg,uniembedding [--fit-missing]   # Table 4
   python -m benchmark list methods
   python -m benchmark embeddings export --suite xmarket-matching --method item2vec --out item2vec_s0
   python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
@@ -60,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "results/<suite>/<run-key>/, log it to MLflow, and write the suite's tables.")
     run.add_argument("--suite", required=True, help="suite name (see `list suites`) or a suite YAML file")
     run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
-    run.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    run.add_argument("--methods", help="comma-separated subset of the suite's methods "
+                     "(ranking suites: the methods whose stored embeddings feed the models)")
+    run.add_argument("--models", help="ranking suites only: comma-separated subset of dcnv2,finalmlp,din")
+    run.add_argument("--fit-missing", action="store_true",
+                     help="ranking suites only: first run the matching runs whose embeddings are missing")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
     run.add_argument("--data-dir", type=Path, default=_default_data_dir(),
                      help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data)")
@@ -119,8 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import write_suite_reports
     from benchmark.runner import run_suite
+
+    if is_ranking_suite(args.suite):
+        from benchmark.ranking.report import write_ranking_reports
+        from benchmark.ranking.suite import run_ranking_suite
+
+        ranking = run_ranking_suite(
+            args.suite, scale=args.scale, models=_csv(args.models), methods=_csv(args.methods),
+            seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir,
+            results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
+            progress=not args.no_progress)
+        print(write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir,
+                                    keys={r.run_key for r in ranking.records}))
+        return
+    if args.models or args.fit_missing:
+        raise ConfigError("--models and --fit-missing apply to ranking suites only")
 
     result = run_suite(
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
@@ -134,8 +155,14 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import write_suite_reports
 
+    if is_ranking_suite(args.suite):
+        from benchmark.ranking.report import write_ranking_reports
+
+        print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
+        return
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir))
 
 
