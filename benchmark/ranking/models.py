@@ -140,7 +140,7 @@ class DCNv2(nn.Module):
         super().__init__()
         if structure not in ("parallel", "stacked"):
             raise ValueError(f"DCNv2 structure {structure!r}; known: parallel, stacked")
-        hidden = list(hidden or [256, 128])
+        hidden = list([256, 128] if hidden is None else hidden)
         self.fields, self.structure = fields, structure
         dim = fields.flat_dim
         self.cross = CrossNetV2(dim, cross_layers)
@@ -220,10 +220,10 @@ class FinalMLP(nn.Module):
                  fs_hidden: list[int] | None = None, heads: int = 2, contexts: tuple[str, str] = ("user", "item"),
                  dropout: float = 0.0):
         super().__init__()
-        mlp1, mlp2 = list(mlp1 or [256, 128]), list(mlp2 or [128])
+        mlp1, mlp2 = list([256, 128] if mlp1 is None else mlp1), list([128] if mlp2 is None else mlp2)
         self.fields = fields
         dim = fields.flat_dim
-        self.select = FeatureSelection(fields, list(fs_hidden or [128]), tuple(contexts))
+        self.select = FeatureSelection(fields, list([128] if fs_hidden is None else fs_hidden), tuple(contexts))
         self.mlp1, self.mlp2 = mlp(dim, mlp1, dropout=dropout), mlp(dim, mlp2, dropout=dropout)
         _init_linear(self.mlp1)
         _init_linear(self.mlp2)
@@ -243,7 +243,7 @@ class DINAttention(nn.Module):
 
     def __init__(self, dim: int, hidden: list[int] | None = None, activation: str = "dice"):
         super().__init__()
-        self.unit = mlp(4 * dim, list(hidden or [64]), activation=activation, out_dim=1)
+        self.unit = mlp(4 * dim, list([64] if hidden is None else hidden), activation=activation, out_dim=1)
         _init_linear(self.unit)
 
     def weights(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -265,7 +265,7 @@ class DIN(nn.Module):
         self.fields = fields
         dim = fields.item_dim + fields.domain_dim
         self.attention = DINAttention(dim, attention_hidden, activation)
-        self.dnn = mlp(2 * dim, list(hidden or [256, 128]), activation=activation, dropout=dropout, out_dim=1)
+        self.dnn = mlp(2 * dim, list([256, 128] if hidden is None else hidden), activation=activation, dropout=dropout, out_dim=1)
         _init_linear(self.dnn)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
