@@ -61,7 +61,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     figure_paths += fig7 or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
 
-    claims = check_claims(results, ablation_rows)
+    from benchmark.ranking.report import c9_from_results
+
+    claims = check_claims(results, ablation_rows, c9_from_results(results_dir))
     claim_lines = ["| claim | status | evidence |", "|---|---|---|"] + [
         f"| {c.cid} {c.text} | **{c.status}** | {c.evidence} |" for c in claims]
     _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
