@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching --set item2vec.epochs=5 --set evaluation.candidate_pool=domain
   python -m benchmark report --suite xmarket-matching              # rebuild tables/figures from stored results
   python -m benchmark sync --results-dir results                  # log results MLflow lacks (after an outage)
+  python -m benchmark run --suite xmarket-ranking --methods uae,pgg,uniembedding [--fit-missing]   # Table 4
   python -m benchmark list methods
   python -m benchmark embeddings export --suite xmarket-matching --method item2vec --out item2vec_s0
   python -m benchmark data generate xmarket-sim --scale small --out data/xmarket-sim/small-seed0
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-extra-methods", action="store_true",
                      help="let --methods name methods outside the suite (they run with their own defaults, "
                      "no scale preset; the config is logged)")
+    run.add_argument("--models", help="ranking suites only: comma-separated subset of dcnv2,finalmlp,din")
+    run.add_argument("--fit-missing", action="store_true",
+                     help="ranking suites only: first run the matching runs whose embeddings are missing")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
     run.add_argument("--data-dir", type=Path, default=None,
                      help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data). Without "
@@ -147,25 +151,40 @@ def _check_dir(path: Path, flag: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import report_dir, write_suite_reports
     from benchmark.reporting.results import load_records
     from benchmark.runner import run_suite
     from benchmark.transfer import is_transfer_suite
 
+    for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
+                       (args.reports_dir, "--reports-dir")):
+        if path is not None:
+            _check_dir(path, flag)
     if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
         from benchmark.transfer import run_transfer
         from benchmark.transfer_report import write_transfer_reports
 
         out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-                           overrides=tuple(args.overrides), data_dir=args.data_dir, results_dir=args.results_dir,
-                           progress=not args.no_progress)
+                           overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
+                           results_dir=args.results_dir, progress=not args.no_progress)
         print(write_transfer_reports(args.suite, out, args.reports_dir))
         return
+    if is_ranking_suite(args.suite):  # CTR ranking on stored embeddings (benchmark/ranking/), Table 4
+        from benchmark.ranking.report import write_ranking_reports
+        from benchmark.ranking.suite import run_ranking_suite
 
-    for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
-                       (args.reports_dir, "--reports-dir")):
-        if path is not None:
-            _check_dir(path, flag)
+        ranking = run_ranking_suite(
+            args.suite, scale=args.scale, models=_csv(args.models), methods=_csv(args.methods),
+            seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
+            results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
+            progress=not args.no_progress)
+        print(write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir,
+                                    keys={r.run_key for r in ranking.records}))
+        return
+    if args.models or args.fit_missing:
+        raise ConfigError("--models and --fit-missing apply to ranking suites only")
+
     given = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))
     overrides = tuple(args.overrides) + ((f"dataset.name={args.dataset}",) if args.dataset else ())
     result = run_suite(
@@ -185,6 +204,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.fsutil import safe_name
+    from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import write_suite_reports
     from benchmark.transfer import is_transfer_suite
 
@@ -194,6 +214,11 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(write_transfer_reports(args.suite, args.results_dir / args.suite / "transfer", args.reports_dir))
         return
 
+    if is_ranking_suite(args.suite):
+        from benchmark.ranking.report import write_ranking_reports
+
+        print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
+        return
     safe_name(args.suite, "suite name")
     print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=args.dataset, scale=args.scale))
 

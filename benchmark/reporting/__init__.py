@@ -107,7 +107,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
             transfer = transfer_claims(load_transfer(results_dir / TRANSFER_SUITE / "transfer"))
         except BenchmarkError:
             transfer = None
-    claims = check_claims(results, ablation_rows, transfer)
+    from benchmark.ranking.report import c9_from_results
+
+    claims = check_claims(results, ablation_rows, transfer, c9_from_results(results_dir))
     on_xmarket = {r.dataset.get("name") for r in records} <= {"xmarket", "xmarket-sim"}
     claim_lines = [] if on_xmarket else [
         "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "

@@ -39,8 +39,9 @@ def _beats_all(winner: MethodResult, others: list[MethodResult], strict: bool = 
 
 
 def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None,
-                 transfer: list[Claim] | None = None) -> list[Claim]:
-    """``transfer``: C10/C11 as checked by the xmarket-transfer suite (benchmark/transfer_report.py)."""
+                 transfer: list[Claim] | None = None, c9: Claim | None = None) -> list[Claim]:
+    """``transfer``: C10/C11 as checked by the xmarket-transfer suite (benchmark/transfer_report.py);
+    ``c9``: the ranking suite's check (benchmark.ranking.report.check_c9), when it ran."""
     cols = _by_column(matching)
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
@@ -111,7 +112,10 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
         add("C7", "every method drops on tail items; ID-only drop most; UniEmb best on both", None, "UniEmb not run")
     add("C8", "per-domain: ID-only methods strong in the largest domain, weak in small ones; UniEmb wins nearly everywhere",
         *_c8(uni, baselines, id_methods))
-    add("C9", "pretrained embeddings raise ranking AUC; UniEmb best", None, "the ranking task (Table 4) is not in this suite")
+    if c9 is not None:
+        out.append(c9)
+    else:
+        add("C9", "pretrained embeddings raise ranking AUC; UniEmb best", None, "run the xmarket-ranking suite (Table 4)")
     checked = {c.cid: c for c in transfer or []}
     for cid, text in (("C10", "TransRec beats training from scratch on target domains"),
                       ("C11", "TransRec end-to-end beats frozen features")):

@@ -1,0 +1,219 @@
+"""Table 4 (AUC / logloss per ranking model and embedding source) beside the paper, DeLong tests, claim C9.
+
+From stored cell results only. Significance: DeLong's test of each embedding row against "w/o
+Emb." on the same test rows (one CTR dataset for every cell), run per seed; a comparison's
+p-value is the largest over seeds (it is significant only if every seed is), then Holm-corrected
+across the embedding rows of one model.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+from benchmark.ranking.metrics import delong_test
+from benchmark.ranking.models import DISPLAY, MODELS
+from benchmark.ranking.suite import NONE, RankingRecord
+from benchmark.reporting.claims import Claim
+from benchmark.reporting.results import paper_table, paper_value
+
+PAPER_ROWS = ("none", "VQRec", "UAE", "PGG", "UniEmb")
+PAPER_LABEL = {"none": "w/o Emb.", "VQRec": "VQ-Rec", "UAE": "UAE", "PGG": "PGG", "UniEmb": "UniEmb"}
+RANKING_SUITE = "xmarket-ranking"
+
+
+def load_ranking_records(results_dir: Path, suite: str, keys: set[str] | None = None) -> list[RankingRecord]:
+    """Cells of a ranking suite; without ``keys``, those on the newest cell's CTR dataset (newest per cell)."""
+    folder = Path(results_dir) / suite
+    paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    records = [RankingRecord.read(p.parent) for p in paths if not p.parent.name.startswith(".")]
+    if keys is not None:
+        records = [r for r in records if r.run_key in keys]
+    elif records:
+        newest = records[-1].ctr.get("ctr_hash")
+        records = [r for r in records if r.ctr.get("ctr_hash") == newest]
+    if not records:
+        raise BenchmarkError(f"no finished ranking cells for suite {suite!r} under {folder} (run it first)")
+    latest = {}
+    for r in records:
+        latest[(r.model, r.embedding, r.seed)] = r
+    return list(latest.values())
+
+
+def _order(records: list[RankingRecord]) -> list[str]:
+    rows = {r.embedding: r.paper_row for r in records}
+
+    def key(name: str) -> tuple[int, str]:
+        row = rows[name]
+        return (PAPER_ROWS.index(row) if row in PAPER_ROWS else len(PAPER_ROWS), name)
+
+    return sorted(rows, key=key)
+
+
+def summarise(records: list[RankingRecord]) -> dict[tuple[str, str], dict]:
+    """(model, embedding) -> mean/std of AUC and logloss over seeds, with the seeds."""
+    cells: dict[tuple[str, str], list[RankingRecord]] = defaultdict(list)
+    for r in records:
+        cells[(r.model, r.embedding)].append(r)
+    out = {}
+    for key, recs in cells.items():
+        aucs = np.array([r.metrics["auc"] for r in recs])
+        losses = np.array([r.metrics["logloss"] for r in recs])
+        out[key] = {"auc": float(aucs.mean()), "auc_std": float(aucs.std()) if len(recs) > 1 else float("nan"),
+                    "logloss": float(losses.mean()),
+                    "logloss_std": float(losses.std()) if len(recs) > 1 else float("nan"),
+                    "seeds": sorted(r.seed for r in recs), "display": recs[0].embedding_display,
+                    "paper_row": recs[0].paper_row}
+    return out
+
+
+def delong_tests(records: list[RankingRecord], results_dir: Path) -> dict[tuple[str, str], dict]:
+    """(model, embedding) -> DeLong vs w/o Emb.: per-seed z and p, the max p, and Holm within a model."""
+    from benchmark.evaluation.significance import holm
+
+    by = {(r.model, r.embedding, r.seed): r for r in records}
+    out: dict[tuple[str, str], dict] = {}
+    for model in {r.model for r in records}:
+        raw = {}
+        for r in records:
+            if r.model != model or r.embedding == NONE or (model, NONE, r.seed) not in by:
+                continue
+            base = by[(model, NONE, r.seed)]
+            folder_a = Path(results_dir) / r.suite / r.run_key
+            folder_b = Path(results_dir) / base.suite / base.run_key
+            labels = np.load(folder_a / "test_labels.npy")
+            if not np.array_equal(labels, np.load(folder_b / "test_labels.npy")):
+                raise BenchmarkError(f"{folder_a}: test rows differ from {folder_b} (another CTR dataset)")
+            res = delong_test(labels, np.load(folder_a / "test_scores.npy"), np.load(folder_b / "test_scores.npy"))
+            entry = out.setdefault((model, r.embedding), {"z": {}, "p": {}})
+            entry["z"][r.seed], entry["p"][r.seed] = res.z, res.p_value
+        for (m, emb), entry in out.items():
+            if m == model:
+                entry["p_max"] = max(entry["p"].values())
+                raw[emb] = entry["p_max"]
+        for emb, (p, _) in (holm(raw).items() if raw else []):
+            out[(model, emb)]["p_holm"] = p
+    return out
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if std == std else "")
+
+
+def table4(records: list[RankingRecord], results_dir: Path) -> tuple[list[str], list[list[str]], str]:
+    """Table 4 in the paper's shape (rows: embeddings; columns: model AUC/logloss), CSV rows and Markdown."""
+    summary, tests = summarise(records), delong_tests(records, results_dir)
+    models = [m for m in MODELS if any(r.model == m for r in records)]
+    paper = paper_table("table4_ranking_xmarket")
+    header = ["pretrained_embeddings"] + [f"{DISPLAY[m]}_{k}" for m in models for k in ("AUC", "Logloss")]
+    csv_rows, md = [], []
+    md.append("| Pretrained embeddings | " + " | ".join(f"{DISPLAY[m]} AUC | {DISPLAY[m]} Logloss | paper AUC / Logloss"
+                                                     for m in models) + " |")
+    md.append("|---|" + "---|---|---|" * len(models))
+    for emb in _order(records):
+        first = next(v for (m, e), v in summary.items() if e == emb)
+        label = "w/o Emb." if emb == NONE else first["display"]
+        row_csv, cells = [label], []
+        for m in models:
+            s = summary.get((m, emb))
+            if s is None:
+                row_csv += ["", ""]
+                cells.append("not run | not run | -")
+                continue
+            row_csv += [f"{s['auc']:.4f}", f"{s['logloss']:.4f}"]
+            t = tests.get((m, emb))
+            sig = ""
+            if t is not None:
+                sig = f" (p={t.get('p_holm', t['p_max']):.2g}{'*' if t.get('p_holm', 1) < 0.05 else ''})"
+            pa = paper_value(paper, f"{DISPLAY[m]}_AUC", pretrained_embeddings=s["paper_row"] or "")
+            pl = paper_value(paper, f"{DISPLAY[m]}_Logloss", pretrained_embeddings=s["paper_row"] or "")
+            ptxt = f"{pa:.4f} / {pl:.4f}" if pa is not None else "not in the paper"
+            cells.append(f"{_fmt(s['auc'], s['auc_std'])}{sig} | {_fmt(s['logloss'], s['logloss_std'])} | {ptxt}")
+        csv_rows.append(row_csv)
+        md.append(f"| {label} | " + " | ".join(cells) + " |")
+    return header, csv_rows, "\n".join(md)
+
+
+def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
+    """C9: pretrained embeddings raise AUC for all three ranking models, and UniEmb's raise it most."""
+    text = "pretrained embeddings raise ranking AUC for DCNv2, FinalMLP and DIN; UniEmb best"
+    summary, tests = summarise(records), delong_tests(records, results_dir)
+    models = [m for m in MODELS if (m, NONE) in summary]
+    paper_embs = sorted({e for (m, e), s in summary.items() if e != NONE and s["paper_row"] in PAPER_ROWS})
+    uni = [e for e in paper_embs if summary[next(k for k in summary if k[1] == e)]["paper_row"] == "UniEmb"]
+    if not models or not uni:
+        return Claim("C9", text, "not run", "needs the w/o Emb. cells and UniEmb's embeddings in the ranking suite")
+    raises, best, notes = True, True, []
+    for m in models:
+        base = summary[(m, NONE)]["auc"]
+        for e in paper_embs:
+            s = summary.get((m, e))
+            if s is None:
+                continue
+            t = tests.get((m, e), {})
+            ok = s["auc"] > base
+            raises &= ok
+            notes.append(f"{DISPLAY[m]} {s['display']} {s['auc'] - base:+.4f}"
+                         + (f" (p={t.get('p_holm', t.get('p_max', float('nan'))):.2g})" if t else ""))
+        ranked = sorted((v["auc"], e) for (mm, e), v in summary.items() if mm == m)
+        top = ranked[-1][1]
+        best &= top == uni[0]
+        if top != uni[0]:
+            notes.append(f"{DISPLAY[m]}: best is {summary[(m, top)]['display']}, not UniEmb")
+    missing = [DISPLAY[m] for m in MODELS if m not in models]
+    evidence = ("AUC gain over w/o Emb. (Holm-corrected DeLong p, max over seeds): " + "; ".join(notes)
+                + (f"; models not run: {', '.join(missing)}" if missing else "")
+                + f"; paper embedding rows run: {', '.join(summary[(models[0], e)]['display'] for e in paper_embs if (models[0], e) in summary)}")
+    status = "holds" if raises and best else "fails"
+    if missing and status == "holds":
+        status = "not run"
+    return Claim("C9", text, status, evidence)
+
+
+def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | None:
+    """C9 for the matching report, when the ranking suite has stored cells (else None)."""
+    try:
+        records = load_ranking_records(results_dir, suite)
+    except BenchmarkError:
+        return None
+    return check_c9(records, results_dir)
+
+
+def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None) -> str:
+    """Write table4.csv, report.md and claims.md for a ranking suite; return the Markdown report."""
+    from benchmark.reporting import _write
+    from benchmark.reporting.tables import to_csv
+
+    records = load_ranking_records(results_dir, suite, keys)
+    labels = sorted({r.dataset.get("label", "?") for r in records})
+    synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
+    out = Path(reports_dir) / suite
+    header, rows, md = table4(records, results_dir)
+    _write(out / "table4.csv", to_csv(header, rows))
+    ctr = records[0].ctr
+    seeds = sorted({r.seed for r in records})
+    claim = check_c9(records, results_dir)
+    claim_lines = ["| claim | status | evidence |", "|---|---|---|",
+                   f"| {claim.cid} {claim.text} | **{claim.status}** | {claim.evidence} |"]
+    _write(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
+    parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "",
+             f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
+             "", md, "",
+             "p: DeLong's test against w/o Emb. on the same test rows, per seed; the largest p over seeds, "
+             "Holm-corrected over the embedding rows of each model (* = below 0.05).",
+             f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
+             f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
+             f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
+             "", "### Claims", "", *claim_lines, "", "### Provenance", "",
+             "| model | embeddings | seed | run key | MLflow run | embeddings from | best epoch | fit s | code |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
+        src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
+        parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
+                     f"{src} | {r.info.get('best_epoch')} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
+    text = "\n".join(parts) + "\n"
+    _write(out / "report.md", text)
+    return text

@@ -1,0 +1,370 @@
+"""The ranking suite (UniEmbedding Table 4): ranking model x {w/o Emb., each method's stored embeddings} x seeds.
+
+A ranking suite file carries ``task: ranking`` and names the matching suite whose split and
+stored embeddings it uses. Embeddings are read only through ``benchmark.embeddings.load_embeddings``
+on the matching split's manifest; when a cell's embeddings are missing the suite stops and says
+which matching runs to do (or runs them first with ``fit_missing``): no cell is dropped silently.
+Each cell is stored as ``results/<suite>/<run-key>/`` (result.json, test scores and labels,
+learning curve) and logged to MLflow with its validation-AUC curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmark.config import SCALES, deep_merge, flatten, parse_override
+from benchmark.embeddings import StoredEmbeddings, load_embeddings
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.ranking.models import DISPLAY, EMBEDDING_MODES, MODELS
+from benchmark.ranking.train import PRETRAINED_NORMS, train_cell
+from benchmark.runner import _atomic_write_dir
+from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+NONE = "none"  # the "w/o Emb." row
+RESULT_SCHEMA = 1
+TOP_KEYS = {"name", "task", "description", "scale", "matching_suite", "models", "embeddings", "every_other",
+            "embedding_seed", "seeds", "data", "training", "models_config", "scales"}
+DATA_KEYS = {"seed", "negatives", "max_history", "validation_fraction", "max_validation", "max_train_positives"}
+TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "epochs", "batch_size", "lr", "weight_decay", "patience"}
+PRESET_KEYS = {"seeds", "data", "training", "models_config"}
+
+
+def is_ranking_suite(name: str) -> bool:
+    """True when the suite file (by name or path) declares ``task: ranking``."""
+    from benchmark import registry
+
+    try:
+        path = registry.suite_path(name)
+        raw = yaml.safe_load(path.read_text())
+    except (ConfigError, OSError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and raw.get("task") == "ranking"
+
+
+def _check_keys(where: str, data: Any, allowed: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def load_ranking_suite(name: str) -> dict:
+    """Read and validate a ranking suite file (one-line ConfigError on anything unknown)."""
+    from benchmark import registry
+
+    path = registry.suite_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({exc})") from None
+    _check_keys(str(path), raw, TOP_KEYS)
+    for key in ("name", "matching_suite", "models", "embeddings", "seeds", "data", "training", "models_config"):
+        if key not in raw:
+            raise ConfigError(f"{path}: missing required key {key!r}")
+    _check_keys(f"{path}: data", raw["data"], DATA_KEYS)
+    _check_keys(f"{path}: training", raw["training"], TRAINING_KEYS)
+    _check_keys(f"{path}: models_config", raw["models_config"], set(MODELS))
+    for scale, preset in (raw.get("scales") or {}).items():
+        if scale not in SCALES:
+            raise ConfigError(f"{path}: scales: unknown scale {scale!r}; known: {', '.join(SCALES)}")
+        _check_keys(f"{path}: scales.{scale}", preset, PRESET_KEYS)
+    unknown = set(raw["models"]) - set(MODELS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown ranking model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+    return raw
+
+
+@dataclass
+class RankingCell:
+    """One cell: a ranking model fed one method's embeddings (or none) at one seed."""
+
+    model: str
+    embedding: str  # a matching-suite method name, or "none"
+    seed: int
+    embedding_seed: int
+    data: dict
+    training: dict
+    scaled_by_preset: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_cells(suite: dict, scale: str | None = None, models: list[str] | None = None,
+                  embeddings: list[str] | None = None, seeds: list[int] | None = None,
+                  overrides: tuple[str, ...] = ()) -> tuple[str, list[str], list[RankingCell]]:
+    """Expand the suite into cells: (scale, embedding names, cells). ``embeddings`` None = the suite's list."""
+    scale = scale or suite.get("scale", "small")
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    preset = (suite.get("scales") or {}).get(scale, {})
+    data = deep_merge(suite["data"], preset.get("data", {}))
+    training = deep_merge(suite["training"], preset.get("training", {}))
+    models_cfg = deep_merge(suite["models_config"], preset.get("models_config", {}))
+    chosen_seeds = seeds if seeds is not None else preset.get("seeds", suite["seeds"])
+    for item in overrides:
+        key, value = parse_override(item)
+        head, _, rest = key.partition(".")
+        target = {"data": data, "training": training}.get(head)
+        if target is None and head in models_cfg:
+            target, rest = models_cfg[head], rest
+        if target is None or not rest or rest.split(".")[0] not in target:
+            raise ConfigError(f"--set {key}: unknown key for a ranking suite (data.*, training.*, <model>.*)")
+        target[rest] = value
+    _check_keys("data", data, DATA_KEYS)
+    _check_keys("training", training, TRAINING_KEYS)
+    if training["embedding_mode"] not in EMBEDDING_MODES:
+        raise ConfigError(f"training.embedding_mode {training['embedding_mode']!r}; known: {', '.join(EMBEDDING_MODES)}")
+    if training["pretrained_norm"] not in PRETRAINED_NORMS:
+        raise ConfigError(f"training.pretrained_norm {training['pretrained_norm']!r}; known: {', '.join(PRETRAINED_NORMS)}")
+    chosen_models = models or list(suite["models"])
+    unknown = set(chosen_models) - set(MODELS)
+    if unknown:
+        raise ConfigError(f"unknown ranking model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+    names = [NONE] + [e for e in (embeddings if embeddings is not None else suite["embeddings"]) if e != NONE]
+    emb_seed = suite.get("embedding_seed", 0)
+    if emb_seed != "same" and not isinstance(emb_seed, int):
+        raise ConfigError(f"embedding_seed must be an integer or 'same', got {emb_seed!r}")
+    scaled = flatten({k: v for k, v in preset.items()})
+    cells = []
+    for model in chosen_models:
+        for emb in names:
+            for seed in chosen_seeds:
+                cfg = copy.deepcopy(training)
+                cfg["model"] = copy.deepcopy(models_cfg.get(model, {}))
+                cells.append(RankingCell(model=model, embedding=emb, seed=int(seed),
+                                         embedding_seed=int(seed) if emb_seed == "same" else int(emb_seed),
+                                         data=copy.deepcopy(data), training=cfg, scaled_by_preset=scaled))
+    return scale, names, cells
+
+
+@dataclass
+class RankingRecord:
+    """What a finished cell leaves in result.json; the ranking report reads only these."""
+
+    run_key: str
+    suite: str
+    model: str
+    embedding: str
+    embedding_display: str
+    paper_row: str | None
+    seed: int
+    embedding_seed: int
+    scale: str
+    dataset: dict
+    manifest_hash: str
+    ctr: dict
+    embedding_source: dict
+    metrics: dict
+    info: dict
+    config: dict
+    timings: dict = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    code_version: str = ""
+    schema: int = RESULT_SCHEMA
+
+    @classmethod
+    def read(cls, folder: Path) -> RankingRecord:
+        data = json.loads((folder / "result.json").read_text())
+        if data.get("schema") != RESULT_SCHEMA:
+            raise BenchmarkError(f"{folder}/result.json: ranking result schema {data.get('schema')} is not {RESULT_SCHEMA}")
+        return cls(**data)
+
+
+def _cell_key(suite: str, cell: RankingCell, ctr_hash: str, emb_sha: str) -> str:
+    payload = json.dumps({"suite": suite, **cell.as_dict(), "ctr": ctr_hash, "emb": emb_sha}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _matching_record(stored: StoredEmbeddings) -> dict:
+    return json.loads((stored.folder / "result.json").read_text())
+
+
+def find_embeddings(results_dir: Path, matching_suite: str, names: list[str], seeds: set[int], manifest_hash: str,
+                    n_items: int) -> tuple[dict[tuple[str, int], StoredEmbeddings], list[tuple[str, int, str]]]:
+    """Load every (method, seed)'s stored embeddings; return them and the missing ones with the reason."""
+    found, missing = {}, []
+    for name in names:
+        if name == NONE:
+            continue
+        for seed in sorted(seeds):
+            try:
+                found[(name, seed)] = load_embeddings(results_dir, matching_suite, name, seed,
+                                                      manifest_hash=manifest_hash, n_items=n_items)
+            except BenchmarkError as exc:
+                text = str(exc)
+                if "no run of method" in text or "no results for suite" in text:
+                    missing.append((name, seed, text))
+                else:  # another manifest, a wrong row count, a corrupt file: bad input, stop here
+                    raise
+    return found, missing
+
+
+def other_methods(results_dir: Path, matching_suite: str, manifest_hash: str, exclude: list[str]) -> list[str]:
+    """Methods with a finished run on this manifest that the suite does not list (Table 4's "every other")."""
+    base = Path(results_dir) / matching_suite
+    out = set()
+    for path in base.glob("*/result.json") if base.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("status") == "done" and rec.get("manifest_hash") == manifest_hash and rec.get("embeddings") \
+                and rec.get("method") not in exclude and rec.get("method") not in ("random", "popularity"):
+            out.add(rec["method"])
+    return sorted(out)
+
+
+@dataclass
+class RankingRun:
+    suite: str
+    records: list[RankingRecord]
+    results_dir: Path
+
+
+def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] | None = None,
+                      methods: list[str] | None = None, seeds: list[int] | None = None,
+                      overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
+                      results_dir: Path = Path("results"), tracking_uri: str | None = None,
+                      fit_missing: bool = False, progress: bool = True,
+                      echo: Callable[[str], None] = print) -> RankingRun:
+    """Run (or resume) every cell of a ranking suite and return their records."""
+    from benchmark.inputs import prepare_inputs
+    from benchmark.ranking.data import cached_ctr
+    from benchmark.runner import _progress, plan, run_suite
+
+    suite = load_ranking_suite(name)
+    scale, names, cells = resolve_cells(suite, scale, models, methods, seeds, overrides)
+    matching = suite["matching_suite"]
+    first = plan(matching, scale=scale)[0]  # the matching suite's dataset and split at this scale
+    no_features = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}
+    inputs = prepare_inputs(first.dataset, first.split, no_features, data_dir, scale, progress)
+    if inputs.banner:
+        echo(f"*** {inputs.banner}")
+    manifest = inputs.split.manifest_hash
+    n_items = inputs.train.n_items
+    if methods is None and suite.get("every_other", True):
+        extra = other_methods(results_dir, matching, manifest, names)
+        names += extra
+        _, names, cells = resolve_cells(suite, scale, models, names, seeds, overrides)
+    emb_seeds = {c.embedding_seed for c in cells if c.embedding != NONE}
+    found, missing = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
+    if missing and fit_missing:
+        from benchmark import registry
+
+        unknown = sorted({m for m, _, _ in missing if m not in registry.methods()})
+        if unknown:
+            raise ConfigError(f"cannot fit {', '.join(unknown)}: not a registered method here; "
+                              f"leave it out with --methods")
+        echo(f"fitting missing embeddings first: {sorted({(m, s) for m, s, _ in missing})}")
+        run_suite(matching, scale=scale, methods=sorted({m for m, _, _ in missing}),
+                  seeds=sorted({s for _, s, _ in missing}), data_dir=data_dir, results_dir=results_dir,
+                  tracking_uri=tracking_uri, progress=progress, echo=echo)
+        found, missing = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
+    if missing:
+        todo = sorted({m for m, _, _ in missing})
+        seeds_needed = ",".join(str(s) for s in sorted({s for _, s, _ in missing}))
+        raise BenchmarkError(
+            f"ranking suite {suite['name']}: no stored embeddings for {', '.join(f'{m} (seed {s})' for m, s, _ in missing)} "
+            f"on split {manifest[:12]}; run `python -m benchmark run --suite {matching} --scale {scale} "
+            f"--methods {','.join(todo)} --seeds {seeds_needed} --results-dir {results_dir}` first, "
+            f"add --fit-missing, or leave them out with --methods")
+    d = cells[0].data
+    ctr = cached_ctr(inputs.split, inputs.train, data_dir / ".cache" / "ctr", negatives=int(d["negatives"]),
+                     max_history=int(d["max_history"]), validation_fraction=float(d["validation_fraction"]),
+                     max_validation=d.get("max_validation"), max_train_positives=d.get("max_train_positives"),
+                     seed=int(d["seed"]))
+    echo(f"suite {suite['name']}: {len(cells)} cell(s) on {inputs.label}; CTR data {ctr.hash} "
+         f"(train {len(ctr.train)}, valid {len(ctr.valid)}, test {len(ctr.test)} rows), manifest {manifest[:12]}")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(resolve_tracking_uri(results_dir, tracking_uri), results_dir)
+    records = []
+    for cell in cells:
+        stored = found.get((cell.embedding, cell.embedding_seed))
+        t0 = time.perf_counter()
+        record = execute_cell(suite["name"], scale, cell, ctr, stored, inputs, results_dir, tracker, _progress(progress))
+        took = time.perf_counter() - t0
+        cached = "finished earlier" if record.timings.get("cached") else f"{took:.1f}s"
+        echo(f"  {DISPLAY[cell.model]:<9} {record.embedding_display:<14} seed {cell.seed}: "
+             f"AUC {record.metrics['auc']:.4f}  logloss {record.metrics['logloss']:.4f}  "
+             f"(best epoch {record.info.get('best_epoch')}, {cached}, key {record.run_key})")
+        records.append(record)
+    return RankingRun(suite=suite["name"], records=records, results_dir=results_dir)
+
+
+def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None, inputs: Any,
+                 results_dir: Path, tracker: Tracker | None, progress: Callable[..., Any]) -> RankingRecord:
+    """Train one cell and store it atomically (a finished cell is read back, not retrained)."""
+    emb_sha = "" if stored is None else _matching_record(stored)["embeddings"]["sha256"]
+    key = _cell_key(suite, cell, ctr.hash, emb_sha)
+    folder = results_dir / suite / key
+    if (folder / "result.json").exists():
+        record = RankingRecord.read(folder)
+        record.timings = {**record.timings, "cached": True}
+        return record
+    if stored is None:
+        display, paper_row, source = "w/o Emb.", "none", {}
+    else:
+        rec = _matching_record(stored)
+        display, paper_row = stored.display or stored.method, rec.get("paper_column")
+        source = {"suite": stored.suite, "method": stored.method, "seed": stored.seed, "folder": str(stored.folder),
+                  "sha256": emb_sha, "shape": list(stored.vectors.shape), "run_key": rec.get("run_key")}
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_cell(cell.model, ctr, None if stored is None else stored.vectors, cell.training, cell.seed,
+                            progress=progress, log=log.debug)
+    finally:
+        torch.set_num_threads(previous)
+    record = RankingRecord(
+        run_key=key, suite=suite, model=cell.model, embedding=cell.embedding, embedding_display=display,
+        paper_row=paper_row, seed=cell.seed, embedding_seed=cell.embedding_seed, scale=scale,
+        dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
+                 "fingerprint": inputs.dataset.fingerprint},
+        manifest_hash=inputs.split.manifest_hash, ctr=ctr.describe(), embedding_source=source,
+        metrics=result.metrics, info=result.info, config=cell.as_dict(),
+        timings={"fit_s": result.info["fit_s"]}, code_version=code_version())
+    tags = {"suite": suite, "task": "ranking", "model": cell.model, "embedding": cell.embedding,
+            "embedding_display": display, "seed": str(cell.seed), "scale": scale, "run_key": key,
+            "dataset": inputs.dataset.name, "dataset_label": inputs.label,
+            "synthetic": "true" if inputs.synthetic else "false", "manifest_hash": inputs.split.manifest_hash,
+            "ctr_hash": ctr.hash, "code_version": record.code_version,
+            "mlflow.runName": f"{cell.model}-{cell.embedding}-s{cell.seed}"}
+    if source:
+        tags.update({"embeddings.folder": source["folder"], "embeddings.sha256": emb_sha})
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))
+        np.save(tmp / "test_scores.npy", result.test_scores.astype(np.float32))
+        np.save(tmp / "test_labels.npy", ctr.test.label.astype(np.int8))
+        lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in result.curves]
+        (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
+        if tracker is not None:
+            metrics = {"test": {k: v for k, v in result.metrics.items() if "/" not in k and k != "valid_auc"},
+                       "valid": {"best_auc": result.metrics["valid_auc"]}}
+            for group in ("overlapped", "unseen"):
+                metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items()
+                                            if k.startswith(group + "/")}
+            record.mlflow_run_id = tracker.log_run(
+                experiment=suite, run_name=tags["mlflow.runName"],
+                params={**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}, tags=tags, metrics=metrics,
+                curves=result.curves, artefacts=sorted(tmp.iterdir()))
+        (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
+
+    _atomic_write_dir(folder, write)
+    return record
