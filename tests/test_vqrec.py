@@ -85,7 +85,8 @@ def test_reassignment_permutes_rows_within_each_sub_codebook() -> None:
         cols = perms[k].detach().argmax(1)
         assert sorted(cols.tolist()) == list(range(257))
         torch.testing.assert_close(table.reshape(2, 257, 8)[k], old[k][cols])
-    perms.sum().backward()  # straight-through: the scores get a gradient
+    (perms * torch.randn(perms.shape, generator=torch.Generator().manual_seed(4))).sum().backward()
+    # straight-through: the scores get a gradient (the code's ceil would give none)
     assert net.trans_matrix.grad is not None and net.trans_matrix.grad.abs().sum() > 0
 
 
@@ -178,3 +179,6 @@ def test_dataset_without_text_is_skipped(tiny_suite_run, tmp_path) -> None:
 def test_metadata() -> None:
     assert VQRec.supports_next_item() and VQRec.next_item_scoring == "cosine" and VQRec.paper_column == "VQRec"
     assert VQRec().display(toy_view()[1]) == "VQRec[minilm]"
+    view = toy_view()[0]
+    long_id = ItemFeatures(items=view.items, text=toy_features(), text_encoder="minilm:sentence-transformers/x@sha256:ab")
+    assert VQRec().display(long_id) == "VQRec[minilm]"

@@ -61,7 +61,11 @@ class VQRec(Method):
 
     def display(self, features: ItemFeatures | None = None) -> str:
         enc = features.text_encoder if features is not None and features.text_encoder else None
-        return f"VQRec[{enc}]" if enc else self.display_name
+        if not enc:
+            return self.display_name
+        # 'minilm:sentence-transformers/..@sha256:..' -> 'minilm'; 'hf:bert-base-uncased@..' -> 'hf:bert-base-uncased'
+        short = enc.split("@", 1)[0] if enc.startswith(("clip:", "hf:")) else enc.split(":", 1)[0]
+        return f"VQRec[{short}]"
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
