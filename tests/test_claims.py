@@ -65,3 +65,13 @@ def test_table3_needs_an_ablation_run() -> None:
     header, rows = table3_rows([result("uniembedding", "UniEmb", 7), result("uniembedding-wo-user-view", None, 5)])
     assert header == ["metric", "wo_user_view_delta", "wo_cross_domain_delta"]
     assert rows[0] == ["HR@10", "-2.000", ""]
+
+
+def test_c5_is_evaluated_with_whichever_sequence_item_methods_ran() -> None:
+    id_methods = [result("item2vec", "Item2Vec", 5), result("pgg", "PGG", 4)]
+    holds = check_claims([*id_methods, result("vqrec", "VQRec", 2)], None)
+    assert status(holds, "C5") == "holds"
+    assert "VQRec" in next(c.evidence for c in holds if c.cid == "C5")
+    fails = check_claims([*id_methods, result("vqrec", "VQRec", 2), result("unisrec", "UniSRec", 4.5)], None)
+    assert status(fails, "C5") == "fails"  # UniSRec beats PGG
+    assert status(check_claims([result("vqrec", "VQRec", 2)], None), "C5") == "not run"  # no ID method

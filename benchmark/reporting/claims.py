@@ -84,8 +84,10 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
         add("C5", "ID co-occurrence methods beat sequence-item pretraining methods", ok,
             f"{[m.display for m in id_methods]} vs {[m.display for m in seq_methods]}")
     else:
+        missing = [side for side, ran in (("Item2Vec/PGG", id_methods), ("UniSRec/MISSRec/VQRec", seq_methods))
+                   if not ran]
         add("C5", "ID co-occurrence methods beat sequence-item pretraining methods", None,
-            "needs Item2Vec/PGG and UniSRec/MISSRec/VQRec (sequence-item methods not in this run)")
+            f"needs Item2Vec/PGG and UniSRec/MISSRec/VQRec (none of {' and none of '.join(missing)} in this run)")
     if ablation_rows:
         vals = [[float(c) if c else float("nan") for c in row[1:]] for row in ablation_rows]
         both_hurt = all(v[0] < 0 and v[1] < 0 for v in vals)

@@ -1,0 +1,230 @@
+"""VQ-Rec (Hou et al., WWW'23): text -> OPQ/PQ codes -> code-embedding items -> SASRec-style encoder.
+
+Fit = (1) codes from a faiss ``OPQ32,IVF1,PQ32x8`` index trained on the training items' text
+vectors (codes.py); (2) pretraining with the seq-item InfoNCE plus one semi-synthetic hard
+negative per anchor on domain-separate sequences mixed in batches; (3) inductive fine-tuning on
+the mixed-domain training sequences: epochs ``0..reassign_steps-1`` train only the re-assignment
+scores ``trans_matrix`` through Gumbel-Sinkhorn, then one sampled permutation is baked into the
+code table, the Transformer and positions are frozen and the table (and input LayerNorm) train
+with CE over all items / tau, early-stopped on the validation carve-out. The fine-tuning reuses
+the pretraining index (one index for the whole run; methods.md 15).
+
+Item embedding = ``n(mean_k E'[c_i^k])`` with the fine-tuned table (cold items included: their
+codes come from the trained index); user embedding = the encoder's output, normalised.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmark.data.model import Histories, TrainView
+from benchmark.data.validation import carve_validation
+from benchmark.errors import ConfigError
+from benchmark.features.model import ItemFeatures
+from benchmark.plugin import Method, RunContext
+from methods.shared.sequence import padded_ids, prefix_examples, sequence_windows
+from methods.shared.training import resolve_device, validation_ndcg
+from methods.vqrec.codes import build_codes, check_width, factory_string
+from methods.vqrec.faiss_log import quiet_faiss
+from methods.vqrec.model import ROUNDINGS, VQRecNet, fake_codes, pretrain_loss
+
+PRETRAIN_SEQUENCES = ("single-domain", "mixed")
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """Bad values -> ConfigError before any work."""
+    if cfg["reassign_rounding"] not in ROUNDINGS:
+        raise ConfigError(f"vqrec.reassign_rounding must be one of {ROUNDINGS}, got {cfg['reassign_rounding']!r}")
+    if cfg["pretrain_sequences"] not in PRETRAIN_SEQUENCES:
+        raise ConfigError(f"vqrec.pretrain_sequences must be one of {PRETRAIN_SEQUENCES}, "
+                          f"got {cfg['pretrain_sequences']!r}")
+    if not 0.0 <= float(cfg["fake_idx_ratio"]) <= 1.0:
+        raise ConfigError(f"vqrec.fake_idx_ratio must be in [0, 1], got {cfg['fake_idx_ratio']!r}")
+    if float(cfg["temperature"]) <= 0:
+        raise ConfigError("vqrec.temperature must be > 0")
+
+
+class VQRec(Method):
+    """VQ-Rec: vector-quantised text codes -> code embeddings -> Transformer (inductive, text only)."""
+
+    name = "vqrec"
+    display_name = "VQRec"
+    paper_column = "VQRec"
+    requires = frozenset({"sequences", "text"})
+    next_item_scoring = "cosine"
+
+    def display(self, features: ItemFeatures | None = None) -> str:
+        enc = features.text_encoder if features is not None and features.text_encoder else None
+        if not enc:
+            return self.display_name
+        # 'minilm:sentence-transformers/..@sha256:..' -> 'minilm'; 'hf:bert-base-uncased@..' -> 'hf:bert-base-uncased'
+        short = enc.split("@", 1)[0] if enc.startswith(("clip:", "hf:")) else enc.split(":", 1)[0]
+        return f"VQRec[{short}]"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
+        check_config(cfg)
+        n_sub, n_bits = int(cfg["code_dim"]), int(cfg["code_bits"])
+        if features.text is None:
+            raise ConfigError("VQ-Rec needs text features (features.text)")
+        check_width(features.text.shape[1], n_sub, features.text_encoder)
+        device = resolve_device(cfg.get("device", ctx.device))
+        carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        t0 = time.perf_counter()
+        # the index sees the training items of the fitted view only ("strict"); the rest are cold
+        with quiet_faiss() as faiss_log:
+            pq = build_codes(features.text, carve.fit.item_train_count > 0, n_sub, n_bits, threads=ctx.workers,
+                             opq_niter=None if cfg["opq_niter"] is None else int(cfg["opq_niter"]))
+        self.stats: dict[str, Any] = {
+            "index": f"{factory_string(n_sub, n_bits)} inner product, trained once on the {pq.n_train} training "
+                     "items (strict); the pretraining index is reused for fine-tuning; cold items added, no refit",
+            "index_items_train": pq.n_train, "index_items_cold": int(len(pq.codes) - pq.n_train),
+            "faiss_warnings": faiss_log.count, "seconds_index": time.perf_counter() - t0,
+            "opq_niter": cfg["opq_niter"] or "faiss default (50)", "text_encoder": features.text_encoder, "text_dim": int(features.text.shape[1]), **carve.describe(),
+        }
+        torch.manual_seed(ctx.seed)
+        self.net = VQRecNet(pq.codes, pq.n_sub, pq.ksub, cfg).to(device)
+        self.device = device
+        self._gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 17)
+        self._pretrain(carve.fit, cfg, ctx)
+        self._finetune(carve, cfg, ctx)
+        self.stats["seconds_train"] = time.perf_counter() - t0
+        with torch.no_grad():
+            self._emb = F.normalize(self.net.all_items(), dim=-1).cpu().numpy().astype(np.float32)
+
+    def _pretrain(self, view: TrainView, cfg: dict[str, Any], ctx: RunContext) -> None:
+        """Seq-item InfoNCE + semi-synthetic hard negative over every prefix (in-batch negatives)."""
+        epochs = int(cfg["pretrain_epochs"])
+        seqs = view.single_domain_sequences() if cfg["pretrain_sequences"] == "single-domain" else view.sequences
+        ex = prefix_examples(seqs, int(cfg["max_len"]))
+        self.stats.update({"pretrain_examples": len(ex), "pretrain_sequences": cfg["pretrain_sequences"],
+                           "pretrain_epochs": 0})
+        if epochs <= 0 or len(ex) == 0:
+            return
+        net, batch, tau = self.net, int(cfg["pretrain_batch_size"]), float(cfg["temperature"])
+        params = [p for n, p in net.named_parameters() if n != "trans_matrix"]
+        opt = torch.optim.Adam(params, lr=float(cfg["pretrain_lr"]))
+        rng = ctx.rng(0x5EC)
+        for epoch in ctx.progress(range(epochs), desc="vqrec pretrain", total=epochs):
+            net.train()
+            order = rng.permutation(len(ex))
+            total, count = 0.0, 0
+            for s in range(0, len(order), batch):
+                ids, lengths, target = ex.batch(order[s : s + batch])
+                ids, lengths, target = ids.to(self.device), lengths.to(self.device), target.to(self.device)
+                seq = net.users(ids, lengths)
+                pos_codes = net.codes[target + 1]
+                fake = net.mean_codes(fake_codes(pos_codes, float(cfg["fake_idx_ratio"]), net.ksub, self._gen))
+                loss = pretrain_loss(seq, net.mean_codes(pos_codes), fake, target, tau)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(target)
+                count += len(target)
+            ctx.log_metric("vqrec_pretrain_loss", total / max(count, 1), epoch)
+            self.stats["pretrain_epochs"] = epoch + 1
+
+    def _finetune(self, carve: Any, cfg: dict[str, Any], ctx: RunContext) -> None:
+        """Inductive fine-tuning: code re-assignment epochs, then the baked table with CE / tau."""
+        net, tau = self.net, float(cfg["temperature"])
+        inputs, targets, lengths = sequence_windows(carve.fit.sequences, int(cfg["max_len"]))
+        epochs, steps = int(cfg["finetune_epochs"]), int(cfg["reassign_steps"])
+        batch, patience = int(cfg["finetune_batch_size"]), int(cfg["patience"])
+        sink = dict(n_iters=int(cfg["sinkhorn_iter"]), temp=float(cfg["sinkhorn_temp"]),
+                    rounding=str(cfg["reassign_rounding"]))
+        vt = torch.from_numpy(carve.targets.astype(np.int64)).to(self.device)
+        self.stats.update({"finetune_windows": len(inputs), "finetune_epochs": 0, "reassign_steps": steps,
+                           "reassign_rounding": sink["rounding"], "baked": False})
+        best, best_state, waited = -1.0, None, 0
+        opt = None
+        order_gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 23)
+        for epoch in ctx.progress(range(epochs), desc="vqrec finetune", total=epochs):
+            reassigning = epoch < steps
+            if reassigning and opt is None:
+                for p in net.parameters():
+                    p.requires_grad_(False)
+                net.trans_matrix.requires_grad_(True)
+                opt = torch.optim.Adam([net.trans_matrix], lr=float(cfg["finetune_lr"]))
+            elif not reassigning and not self.stats["baked"]:
+                self._bake(sink)
+                opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"]))
+            net.train()
+            order = torch.randperm(len(inputs), generator=order_gen)
+            total, count = 0.0, 0
+            for s in range(0, len(order), batch):
+                idx = order[s : s + batch]
+                n = lengths[idx]
+                width = int(n.max())
+                x, y = inputs[idx, :width].to(self.device), targets[idx, :width].to(self.device)
+                if reassigning:  # fresh Gumbel noise every batch
+                    net.table = net.permuted_table(net.permutations(generator=self._gen, **sink))
+                h = net.encoder.hidden(net.item_vectors(x), n.to(self.device))
+                real = y >= 0
+                logits = F.normalize(h[real], dim=-1) @ F.normalize(net.all_items(), dim=-1).T / tau
+                loss = F.cross_entropy(logits, y[real])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * int(real.sum())
+                count += int(real.sum())
+            ctx.log_metric("vqrec_finetune_loss", total / max(count, 1), epoch)
+            self.stats["finetune_epochs"] = epoch + 1
+            if len(carve) == 0:
+                continue
+            with torch.no_grad():
+                score = validation_ndcg(F.normalize(self._users(carve.histories), dim=-1),
+                                        F.normalize(net.all_items(), dim=-1), vt)
+            ctx.log_metric("vqrec_valid_ndcg10", score, epoch)
+            if reassigning:  # model selection starts once the assignment is fixed [proposal]
+                continue
+            if score > best + 1e-6:
+                best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
+            else:
+                waited += 1
+                if waited >= patience:
+                    ctx.logger.info("vqrec: early stop at epoch %d (best valid NDCG@10 %.4f)", epoch + 1, best)
+                    break
+        if not self.stats["baked"]:  # fewer epochs than reassign_steps: bake the last state anyway
+            self._bake(sink)
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.table = None
+        self.stats["best_valid_ndcg10"] = best
+
+    @torch.no_grad()
+    def _bake(self, sink: dict[str, Any]) -> None:
+        """One sampled permutation baked into the code table; freeze the Transformer and positions."""
+        net = self.net
+        perms = net.permutations(generator=self._gen, **sink).detach()
+        table = net.permuted_table(perms)
+        table[0] = 0.0
+        net.code_emb.weight.copy_(table)
+        net.table = None
+        for p in net.parameters():
+            p.requires_grad_(True)
+        for p in [*net.encoder.position.parameters(), *net.encoder.layers.parameters(), net.trans_matrix]:
+            p.requires_grad_(False)
+        bijective = bool((perms.sum(1) == 1).all() and (perms.sum(2) == 1).all())
+        self.stats.update({"baked": True, "baked_bijective": bijective})
+
+    # ------------------------------------------------------------------ embeddings
+    def _users(self, histories: Histories, batch: int = 4096) -> torch.Tensor:
+        self.net.eval()
+        ids, lengths = padded_ids(histories, self.net.encoder.max_len)
+        with torch.no_grad():
+            if not len(ids):
+                return torch.zeros(0, self.net.dim)
+            return torch.cat([self.net.users(ids[s : s + batch].to(self.device), lengths[s : s + batch].to(self.device))
+                              for s in range(0, len(ids), batch)])
+
+    def item_embeddings(self) -> np.ndarray:
+        return self._emb
+
+    def user_embeddings(self, histories: Histories) -> np.ndarray:
+        return F.normalize(self._users(histories), dim=-1).cpu().numpy().astype(np.float32)
