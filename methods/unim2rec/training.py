@@ -50,6 +50,21 @@ def item_drop(ids: torch.Tensor, keep_prob: float, generator: torch.Generator) -
     return packed, lengths
 
 
+def length_batches(lengths: torch.Tensor, batch: int, generator: torch.Generator, pool: int = 32) -> list[torch.Tensor]:
+    """Shuffled batches of windows of similar length (speed only: far less padding) [proposal].
+
+    A random permutation is cut into pools of ``pool`` batches; each pool is sorted by length and
+    cut into batches; the batches of all pools are shuffled. Every window is used once per epoch.
+    """
+    order = torch.randperm(len(lengths), generator=generator)
+    out = []
+    for s in range(0, len(order), batch * pool):
+        chunk = order[s : s + batch * pool]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        out.extend(chunk[k : k + batch] for k in range(0, len(chunk), batch))
+    return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
+
+
 def batch_loss(net: UniM2RecNet, items: ItemViews, x: torch.Tensor, y: torch.Tensor, n: torch.Tensor,
                cfg: dict[str, Any], generator: torch.Generator, seq_seq: bool = True) -> tuple[torch.Tensor, dict]:
     """L_SI (+ lambda L_SS) of one batch of windows (inputs ``x``, targets ``y`` [B, L], lengths ``n``)."""
@@ -126,11 +141,9 @@ def train_stage(net: UniM2RecNet, items: ItemViews, sequences: Sequences, carve:
     t0 = time.perf_counter()
     for epoch in ctx.progress(range(epochs), desc=f"unim2rec {stage}", total=epochs):
         net.train()
-        order = torch.randperm(len(inputs), generator=generator)
         totals = {"loss": 0.0, "si": 0.0, "ss": 0.0}
         steps = 0
-        for s in range(0, len(order), batch):
-            idx = order[s : s + batch]
+        for idx in length_batches(lengths, batch, generator):
             n = lengths[idx]
             width = int(n.max())
             loss, parts = batch_loss(net, items, inputs[idx, :width].to(dev), targets[idx, :width].to(dev),
