@@ -11,6 +11,7 @@ from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, 
 from benchmark.reporting.significance import significance_lines
 
 ABLATION_SUITE = "xmarket-ablation"
+C12_SUITE = "unim2rec-c12"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -61,7 +62,13 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     figure_paths += fig7 or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
 
-    claims = check_claims(results, ablation_rows)
+    c12 = results if suite == C12_SUITE else None
+    if c12 is None and (results_dir / C12_SUITE).is_dir():
+        try:
+            c12 = aggregate(load_records(results_dir, C12_SUITE))
+        except BenchmarkError:
+            c12 = None
+    claims = check_claims(results, ablation_rows, c12)
     claim_lines = ["| claim | status | evidence |", "|---|---|---|"] + [
         f"| {c.cid} {c.text} | **{c.status}** | {c.evidence} |" for c in claims]
     _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
