@@ -36,7 +36,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
         "min_interactions": (int,),
     },
     "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
-                 "word_drop": (float,)},
+                 "word_drop": (float,), "degrade": (dict,)},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
                    "exclude_history": (bool,)},
     "methods_config": (dict,),
@@ -102,6 +102,28 @@ def _check_method_ranges(name: str, cfg: dict, defaults: dict) -> None:
             raise ConfigError(f"{name}.{key}={value!r}: must be at least 1")
         if default >= 0 and value < 0:
             raise ConfigError(f"{name}.{key}={value!r}: must not be negative")
+#: features.degrade (benchmark/features/degrade.py): absent by default = no degradation, and run
+#: keys of suites without it stay as they were. A partial section is filled with these values.
+DEGRADE_DEFAULTS: dict[str, Any] = {"drop_images": 0.0, "drop_texts": 0.0, "noise_std": 0.0, "seed": 0}
+
+
+def check_degrade(degrade: Any, where: str = "features.degrade") -> dict[str, Any]:
+    """The degradation knob filled with its defaults; a share outside [0, 1] or noise < 0 is a ConfigError."""
+    if not isinstance(degrade, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {degrade!r}")
+    for key, value in degrade.items():
+        if key not in DEGRADE_DEFAULTS:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(DEGRADE_DEFAULTS)}")
+        kind = (int,) if key == "seed" else (float,)
+        if not _type_ok(value, kind):
+            raise ConfigError(f"{where}.{key}: expected {kind[0].__name__}, got {value!r}")
+    out = {**DEGRADE_DEFAULTS, **degrade}
+    for key in ("drop_images", "drop_texts"):
+        if not 0.0 <= float(out[key]) <= 1.0:
+            raise ConfigError(f"{where}.{key}: a share must lie in [0, 1], got {out[key]!r}")
+    if not float(out["noise_std"]) >= 0.0:
+        raise ConfigError(f"{where}.noise_std: must be >= 0, got {out['noise_std']!r}")
+    return out
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -178,6 +200,8 @@ def validate_suite(raw: Any, source: str) -> dict:
         raise ConfigError(f"{source}: methods must be a non-empty list of method names")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in suite["seeds"]):
         raise ConfigError(f"{source}: seeds must be a list of integers")
+    if "degrade" in suite["features"]:
+        suite["features"]["degrade"] = check_degrade(suite["features"]["degrade"], f"{source}: features.degrade")
     return suite
 
 
@@ -299,8 +323,12 @@ def resolve(
                 _assign(cfg, key, value, f"method {name!r} config ({where})")
         method_cfgs[name] = cfg
         scaled[name] = flatten(preset.get("methods_config", {}).get(name, {}))
+    if "degrade" in base["features"]:  # suite or preset: filled with defaults so --set finds every key
+        base["features"]["degrade"] = check_degrade(base["features"]["degrade"])
     for item in overrides:
         key, value = parse_override(item)
+        if key.startswith("features.degrade.") and "degrade" not in base["features"]:
+            base["features"]["degrade"] = dict(DEGRADE_DEFAULTS)  # --set switches the knob on
         head = key.split(".", 1)[0]
         if head in base:
             _assign(base, key, value, "suite")
@@ -312,6 +340,8 @@ def resolve(
                               f"(first part must be one of: {known})")
     if base["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
         raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
+    if "degrade" in base["features"]:
+        base["features"]["degrade"] = check_degrade(base["features"]["degrade"])
     _check_ranges(base)
     for name, cfg in method_cfgs.items():
         _check_method_ranges(name, cfg, defaults_for[name])

@@ -96,6 +96,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
 
     from benchmark.data.split import cached_split, train_view
     from benchmark.features import compute_features
+    from benchmark.features.degrade import degrade_features
 
     dataset_cfg, split_cfg, features_cfg = (json.loads(k) for k in (dataset_key, split_key, features_key))
     root = Path(data_dir)
@@ -113,6 +114,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
             cache_dir=root / ".cache" / "features", batch_size=features_cfg["batch_size"], progress=progress,
             word_drop=float(features_cfg.get("word_drop", 0.0)),
         )
+        features = degrade_features(features, features_cfg.get("degrade"))  # the one place (features.degrade)
     else:
         log.warning("%s has no item metadata: content methods will be skipped", dataset.name)
         features = ItemFeatures(items=dataset.items)

@@ -75,3 +75,23 @@ def test_c5_is_evaluated_with_whichever_sequence_item_methods_ran() -> None:
     fails = check_claims([*id_methods, result("vqrec", "VQRec", 2), result("unisrec", "UniSRec", 4.5)], None)
     assert status(fails, "C5") == "fails"  # UniSRec beats PGG
     assert status(check_claims([result("vqrec", "VQRec", 2)], None), "C5") == "not run"  # no ID method
+def c12_result(method: str, next_level: float, i2i_level: float) -> MethodResult:
+    metrics = {"all": {m: i2i_level for m in ("HR@10", "HR@50", "NDCG@10", "NDCG@50")}}
+    nxt = {"all": {m: next_level for m in ("HR@10", "HR@20", "NDCG@10", "NDCG@20")}}
+    record = RunRecord(run_key=method, suite="unim2rec-c12", method=method, display=method, paper_column=None,
+                       seed=0, scale="tiny", status="done", metrics=metrics, next_item_metrics=nxt)
+    return MethodResult(method, method, None, "done", "", [record])
+
+
+def test_c12_is_checked_on_both_protocols_from_the_c12_suite() -> None:
+    assert status(check_claims([], None), "C12") == "not run"
+    runs = [c12_result("unim2rec", 10, 5), c12_result("unim2rec-text", 8, 6),
+            c12_result("unim2rec-linear", 9, 4), c12_result("unim2rec-single-domain", 7, 4)]
+    claims = check_claims([], None, runs)
+    assert status(claims, "C12") == "holds"  # next-item: the full model beats all three ablations
+    assert status(claims, "C12-i2i") == "fails"  # item-to-item: text-only wins
+    evidence = next(c.evidence for c in claims if c.cid == "C12-i2i")
+    assert "multi-modal > text-only: no (HR@10 -1.00" in evidence
+    runs[3] = c12_result("unim2rec-single-domain", 10.5, 4)
+    assert status(check_claims([], None, runs), "C12") == "fails"
+    assert status(check_claims([], None, runs[:2]), "C12") == "not run"  # two ablations missing

@@ -12,6 +12,7 @@ from benchmark.reporting.significance import competence_lines, significance_line
 
 ABLATION_SUITE = "xmarket-ablation"
 TRANSFER_SUITE = "xmarket-transfer"
+C12_SUITE = "unim2rec-c12"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -107,9 +108,15 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
             transfer = transfer_claims(load_transfer(results_dir / TRANSFER_SUITE / "transfer"))
         except BenchmarkError:
             transfer = None
+    c12 = results if suite == C12_SUITE else None
+    if c12 is None and (results_dir / C12_SUITE).is_dir():  # C12 comes from UniM2Rec's ablation suite
+        try:
+            c12 = aggregate(load_records(results_dir, C12_SUITE))
+        except BenchmarkError:
+            c12 = None
     from benchmark.ranking.report import c9_from_results
 
-    claims = check_claims(results, ablation_rows, transfer, c9_from_results(results_dir))
+    claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir))
     on_xmarket = {r.dataset.get("name") for r in records} <= {"xmarket", "xmarket-sim"}
     claim_lines = [] if on_xmarket else [
         "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "

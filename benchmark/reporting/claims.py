@@ -38,10 +38,48 @@ def _beats_all(winner: MethodResult, others: list[MethodResult], strict: bool = 
     return not losses, ("; ".join(losses[:4]) + (f" (+{len(losses) - 4} more)" if len(losses) > 4 else ""))
 
 
+#: C12 (UniM2Rec, seed 003): the full model against each ablation of the unim2rec-c12 suite.
+C12_FULL = "unim2rec"
+C12_ABLATIONS = {"unim2rec-text": "multi-modal > text-only", "unim2rec-linear": "MoE > linear",
+                 "unim2rec-single-domain": "mixed flow > single-domain"}
+C12_METRICS = {"next-item": ("HR@10", "HR@20", "NDCG@10", "NDCG@20"),  # the paper's Recall/NDCG@10/20
+               "item-to-item": ("HR@10", "HR@50", "NDCG@10", "NDCG@50")}
+
+
+def _protocol_value(result: MethodResult, protocol: str, metric: str, group: str = "all") -> float:
+    """Mean over seeds of a metric of one protocol (next-item metrics live in next_item_metrics)."""
+    vals = [(r.next_item_metrics if protocol == "next-item" else r.metrics).get(group, {}).get(metric, float("nan"))
+            for r in result.records if r.status == "done"]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def check_c12(c12: list[MethodResult] | None, protocol: str) -> tuple[bool | None, str]:
+    """Each of the three C12 parts holds when the full model beats the ablation on every metric (all cases)."""
+    done = {m.method: m for m in (c12 or []) if m.status == "done"}
+    full = done.get(C12_FULL)
+    present = [a for a in C12_ABLATIONS if a in done]
+    if full is None or not present:
+        return None, "run the unim2rec-c12 suite (UniM2Rec and its ablations)"
+    metrics = C12_METRICS[protocol]
+    if any(_protocol_value(full, protocol, k) != _protocol_value(full, protocol, k) for k in metrics):
+        return None, f"UniM2Rec has no {protocol} metrics"
+    parts, ok = [], True
+    for name in present:
+        deltas = {k: _protocol_value(full, protocol, k) - _protocol_value(done[name], protocol, k) for k in metrics}
+        holds = all(d > 0 for d in deltas.values())
+        ok = ok and holds
+        parts.append(f"{C12_ABLATIONS[name]}: {'yes' if holds else 'no'} ("
+                     + ", ".join(f"{k} {d:+.2f}" for k, d in deltas.items()) + ")")
+    missing = [C12_ABLATIONS[a] for a in C12_ABLATIONS if a not in done]
+    if missing:
+        parts.append(f"not run: {', '.join(missing)}")
+        return (False if not ok else None), "; ".join(parts)
+    return ok, "full minus ablation, pp, all test cases: " + "; ".join(parts)
+
+
 def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None,
-                 transfer: list[Claim] | None = None, c9: Claim | None = None) -> list[Claim]:
-    """``transfer``: C10/C11 as checked by the xmarket-transfer suite (benchmark/transfer_report.py);
-    ``c9``: the ranking suite's check (benchmark.ranking.report.check_c9), when it ran."""
+                 c12: list[MethodResult] | None = None, transfer: list[Claim] | None = None,
+                 c9: Claim | None = None) -> list[Claim]:
     cols = _by_column(matching)
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
@@ -122,7 +160,10 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
     for cid, text in (("C10", "TransRec beats training from scratch on target domains"),
                       ("C11", "TransRec end-to-end beats frozen features")):
         out.append(checked.get(cid) or Claim(cid, text, "not run", "run the xmarket-transfer suite"))
-    add("C12", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain", None, "UniM2Rec not run")
+    add("C12", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain (next-item, the paper's protocol)",
+        *check_c12(c12, "next-item"))
+    add("C12-i2i", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain (item-to-item)",
+        *check_c12(c12, "item-to-item"))
     return out
 
 
