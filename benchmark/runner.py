@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from benchmark import registry
 from benchmark.config import RunConfig, flatten, load_suite_file, resolve
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, MissingRequirementError
 from benchmark.fsutil import file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import Method, RunContext
@@ -261,31 +261,40 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
         )
         ctx.seed_everything()
         t0 = time.perf_counter()
-        with ctx.threads():
-            method.fit(inputs.train, inputs.features, run.method_config, ctx)
-        t1 = time.perf_counter()
-        n_items = inputs.train.n_items
-        emb = _check_embeddings(run.method, method.item_embeddings(), n_items)
-        query_emb = method.query_embeddings()
-        if query_emb is not None:
-            query_emb = _check_embeddings(run.method, query_emb, n_items)
-        cases = inputs.split.cases
-        pool_by_domain = run.evaluation["candidate_pool"] == "domain"
-        ranks = target_ranks(
-            emb, cases.query, cases.target,
-            candidate_domain=cases.target_domain if pool_by_domain else None,
-            item_domain=inputs.train.item_domain if pool_by_domain else None,
-            block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"],
-            progress=progress, query_embeddings=query_emb,
-        )
-        record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
-        record.method_stats = _plain(getattr(method, "stats", {}) or {})
-        t2 = time.perf_counter()
-        record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3)}
-        if cls.supports_next_item():
-            next_ranks = _next_item(method, cls, run, inputs, progress)
-            record.next_item_metrics = grouped_metrics(next_ranks, cases, inputs.train.domains, NEXT_ITEM_METRICS)
-            record.timings["next_item_s"] = round(time.perf_counter() - t2, 3)
+        fitted = True
+        try:
+            with ctx.threads():
+                method.fit(inputs.train, inputs.features, run.method_config, ctx)
+        except MissingRequirementError as exc:  # found out during fit (e.g. too few items for a PQ)
+            fitted = False
+            record.status = "skipped"
+            record.reason = str(exc)
+            log.warning("skipping %s: %s", run.method, record.reason)
+            tags["skipped"] = record.reason
+        if fitted:
+            t1 = time.perf_counter()
+            n_items = inputs.train.n_items
+            emb = _check_embeddings(run.method, method.item_embeddings(), n_items)
+            query_emb = method.query_embeddings()
+            if query_emb is not None:
+                query_emb = _check_embeddings(run.method, query_emb, n_items)
+            cases = inputs.split.cases
+            pool_by_domain = run.evaluation["candidate_pool"] == "domain"
+            ranks = target_ranks(
+                emb, cases.query, cases.target,
+                candidate_domain=cases.target_domain if pool_by_domain else None,
+                item_domain=inputs.train.item_domain if pool_by_domain else None,
+                block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"],
+                progress=progress, query_embeddings=query_emb,
+            )
+            record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
+            record.method_stats = _plain(getattr(method, "stats", {}) or {})
+            t2 = time.perf_counter()
+            record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3)}
+            if cls.supports_next_item():
+                next_ranks = _next_item(method, cls, run, inputs, progress)
+                record.next_item_metrics = grouped_metrics(next_ranks, cases, inputs.train.domains, NEXT_ITEM_METRICS)
+                record.timings["next_item_s"] = round(time.perf_counter() - t2, 3)
 
     def write(tmp: Path) -> None:
         (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))

@@ -143,3 +143,29 @@ def test_reports_are_keyed_by_dataset_and_scale_and_rewrite_identically(tiny_sui
     text = (out / "report.md").read_text()
     assert "Next-item retrieval" in text and "Competence" not in text  # popularity/random only: nothing to test
     assert (out / "next_item.csv").read_text().startswith("test_users,metric,Popularity,Random")
+
+
+class _TooSmall(Method):
+    """A method that finds out during fit that the data cannot support it (e.g. VQ-Rec's PQ on tiny data)."""
+
+    name = "too-small"
+    display_name = "TooSmall"
+    requires = frozenset({"ids"})
+
+    def fit(self, train, features, cfg, ctx) -> None:
+        from benchmark.errors import MissingRequirementError
+
+        raise MissingRequirementError("needs more items than this dataset has")
+
+    def item_embeddings(self) -> np.ndarray:  # pragma: no cover - never reached
+        raise AssertionError
+
+
+def test_a_requirement_found_missing_during_fit_skips_the_run(tiny_suite_run, monkeypatch, tmp_path) -> None:
+    run, _, _ = tiny_suite_run
+    known = dict(registry.methods())
+    known["too-small"] = _TooSmall
+    monkeypatch.setattr(registry, "methods", lambda: known)
+    (cfg,) = plan("xmarket-matching", scale="tiny", methods=["too-small"], allow_extra_methods=True)
+    record = execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
+    assert record.status == "skipped" and "needs more items" in record.reason

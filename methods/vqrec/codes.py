@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, MissingRequirementError
 
 
 def factory_string(n_sub: int, n_bits: int) -> str:
@@ -78,9 +78,12 @@ def build_codes(feat: np.ndarray, train_mask: np.ndarray, n_sub: int = 32, n_bit
     check_width(x.shape[1], n_sub, None)
     ksub = 1 << n_bits
     train_rows = np.flatnonzero(train_mask).astype(np.int64)
-    if len(train_rows) < ksub:
-        raise ConfigError(f"VQ-Rec: {len(train_rows)} training items cannot train a PQ with {ksub} centroids per "
-                          "sub-codebook (faiss k-means needs at least as many points as centroids)")
+    if len(train_rows) < max(ksub, x.shape[1]):
+        # faiss k-means needs >= ksub points; OPQ's rotation needs >= d (faiss 1.15.1 corrupts its heap and
+        # aborts the process when trained on fewer points than dimensions): say so, the runner skips the run
+        raise MissingRequirementError(
+            f"VQ-Rec: {len(train_rows)} training items cannot train OPQ{n_sub} + PQ with {ksub} centroids per "
+            f"sub-codebook on {x.shape[1]}-d features (needs >= {max(ksub, x.shape[1])} items)")
     faiss.omp_set_num_threads(max(1, int(threads)))
     index = faiss.index_factory(x.shape[1], factory_string(n_sub, n_bits), faiss.METRIC_INNER_PRODUCT)
     if opq_niter is not None:
