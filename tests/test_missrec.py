@@ -197,7 +197,7 @@ def test_pretraining_losses_match_a_hand_computation():
     logits = torch.zeros(3, 3)
     for a in range(3):
         for b in range(3):
-            st, sv = float(seq[a] @ t[b]), float(seq[a] @ v[b])
+            st, sv = float((seq[a] @ t[b]).detach()), float((seq[a] @ v[b]).detach())
             if present[b]:
                 wt = math.exp(1.5 * st) / (math.exp(1.5 * st) + math.exp(1.5 * sv))
                 logits[a, b] = wt * st + (1 - wt) * sv
