@@ -267,6 +267,10 @@ def test_dataset_without_images_runs_on_text_alone_and_says_so(caplog):
     feats = features(tv, images=False, word_drop=False)
     assert MISSRec().display(feats) == "MISSRec[minilm, text only]"
     assert MISSRec().display(features(tv)) == "MISSRec[minilm+descr.]"
+    full = ItemFeatures(items=tv.items, text=feats.text, text_encoder="minilm:sentence-transformers/x@sha256:ab",
+                        image=features(tv).image, image_mask=features(tv).image_mask,
+                        image_encoder="offline-descriptor:colorhist+layout+edgehog/v1")
+    assert MISSRec().display(full) == "MISSRec[minilm+descr.]"
     with caplog.at_level("WARNING"):
         m = fit(images=False, word_drop=False)
     assert "text only" in caplog.text and "item drop only" in caplog.text

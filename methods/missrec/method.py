@@ -39,13 +39,14 @@ FUSIONS = ("dynamic", "static")
 
 
 def _short(encoder: str | None) -> str:
+    """'minilm:sentence-transformers/..@sha256:..' -> 'minilm'; 'offline-descriptor:..' -> 'descr.';
+    'clip:ViT-B-32/openai@..' -> 'clip:ViT-B-32/openai' (the CLIP baseline's naming)."""
     if not encoder:
         return "?"
-    if encoder == "offline-descriptor":
-        return "descr."
-    if encoder.startswith("clip:"):
-        return "CLIP-" + encoder[5:].split("/")[0]
-    return encoder
+    if encoder.startswith(("clip:", "hf:")):
+        return encoder.split("@", 1)[0]
+    name = encoder.split(":", 1)[0]
+    return "descr." if name == "offline-descriptor" else name
 
 
 def check_config(cfg: dict[str, Any]) -> None:
