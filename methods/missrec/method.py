@@ -145,6 +145,7 @@ class MISSRec(Method):
                                    seed=int(ctx.seed) * 1009 + epoch, threads=ctx.workers)
         self.net.set_interests(found)
         self.stats["kmeans_s"] += found.seconds
+        ctx.log_metric("missrec_kmeans_s", found.seconds, epoch)
         self.stats["kmeans_cpu_s"] += found.cpu_seconds
         self.stats["k"] = found.k
 
@@ -209,6 +210,8 @@ class MISSRec(Method):
                 total += float(loss.detach())
                 steps += 1
             ctx.log_metric("missrec_finetune_loss", total / max(steps, 1), epoch)
+            if net.has_image:
+                ctx.log_metric("missrec_beta", float(net.beta.detach()), epoch)
             self.stats["finetune_epochs"] = epoch + 1
             if len(carve) == 0:
                 continue
