@@ -137,15 +137,16 @@ class MISSRec(Method):
         self._item_emb = net.static_item_embeddings()
         self._candidates = net.static_candidates()
 
-    def _discover(self, ratio: float, ctx: RunContext, epoch: int) -> None:
+    def _discover(self, ratio: float, ctx: RunContext, epoch: int, stage: str) -> None:
         self.net.eval()
         text, image = self.net.adapted_tokens()
         mask = self.net.image_present.cpu().numpy() if self.net.has_image else None
         found = discover_interests(text, image, mask, ratio, int(self.cfg["kmeans_niter"]),
-                                   seed=int(ctx.seed) * 1009 + epoch, threads=ctx.workers)
+                                   seed=int(ctx.seed) * 1009 + epoch + (100_000 if stage == "finetune" else 0),
+                                   threads=ctx.workers)
         self.net.set_interests(found)
         self.stats["kmeans_s"] += found.seconds
-        ctx.log_metric("missrec_kmeans_s", found.seconds, epoch)
+        ctx.log_metric(f"missrec_{stage}_kmeans_s", found.seconds, epoch)
         self.stats["kmeans_cpu_s"] += found.cpu_seconds
         self.stats["k"] = found.k
 
@@ -162,7 +163,7 @@ class MISSRec(Method):
         net, device = self.net, self.device
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["pretrain_lr"]))
         for epoch in ctx.progress(range(epochs), desc="missrec pretrain", total=epochs):
-            self._discover(float(cfg["pretrain_interest_ratio"]), ctx, epoch)
+            self._discover(float(cfg["pretrain_interest_ratio"]), ctx, epoch, "pretrain")
             net.train()
             sums = np.zeros(4)
             steps = 0
@@ -196,7 +197,7 @@ class MISSRec(Method):
         targets_v = torch.from_numpy(carve.targets.astype(np.int64)).to(device)
         best, best_state, waited = -1.0, None, 0
         for epoch in ctx.progress(range(epochs), desc="missrec fine-tune", total=epochs):
-            self._discover(float(cfg["finetune_interest_ratio"]), ctx, 100_000 + epoch)
+            self._discover(float(cfg["finetune_interest_ratio"]), ctx, epoch, "finetune")
             net.train()
             total, steps = 0.0, 0
             for idx in self._batches(examples, batch):
