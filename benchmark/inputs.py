@@ -70,7 +70,9 @@ def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool) -> tupl
                 f"`python -m benchmark data fetch xmarket --data-dir {data_dir}`."
             )
             name = fallback
-    dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress)
+    dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress,
+                                   domain_field=dataset_cfg.get("domain_field"),
+                                   time_field=dataset_cfg.get("time_field"))
     return dataset, banner
 
 
