@@ -47,6 +47,8 @@ class Inputs:
 
 
 def dataset_label(dataset: Dataset, scale: str | None) -> str:
+    if dataset.meta.get("undated"):
+        return f"{dataset.name} (real; undated: interactions ordered by {dataset.meta['undated']})"
     if dataset.synthetic:
         return f"{dataset.name} (SYNTHETIC, {dataset.meta.get('scale', scale)})"
     return f"{dataset.name} (real)"

@@ -296,6 +296,8 @@ def build_split(
         "counts": counts,
         "construction": _construction_text(settings, counts),
     }
+    if dataset.meta.get("undated"):  # declared by the loader: no dates, this order rule replaces them
+        meta["undated"] = dataset.meta["undated"]
     split = Split(
         train=train,
         cases=cases,
