@@ -118,3 +118,9 @@ def test_bad_input_is_one_line_exit_2_nothing_cached(tmp_path, extra, expect):
     assert len(err) == 1 and expect in err[0], res.stderr
     assert ".csv" in err[0]  # names the file
     assert not (tmp_path / "data" / ".cache").exists()
+
+
+def test_toy_card_is_labelled_synthetic():
+    from benchmark.data.sources import load_dataset
+
+    assert load_dataset("csv-tiny", ROOT / ".runs" / "unused").synthetic

@@ -112,11 +112,12 @@ def _other_source(name: str, data_dir: Path, domains, domain_field, time_field, 
     if card is not None and card.get("format") == "csv":
         spec = csv_source.card_spec(card)
         defaults = card.get("defaults") or {}
-        return csv_source.load_csv(
+        ds = csv_source.load_csv(
             spec["file"], name=spec["name"], columns=spec["columns"], item_file=spec["item_file"], sep=spec["sep"],
             domain_field=domain_field or defaults.get("domain_field"), domains=domains,
             time_field=time_field, card=spec["card"],
         )
+        return replace(ds, synthetic=bool(card.get("synthetic")))  # a toy fixture card says so
     if card is not None and card["name"] != name:
         return load_dataset(card["name"], data_dir, domains=domains, progress=progress,
                             domain_field=domain_field, time_field=time_field)
