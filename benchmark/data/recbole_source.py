@@ -1,4 +1,4 @@
-"""RecBole atomic files (``<name>.inter``, ``<name>.item``) -> :class:`Dataset` (design.md, Data sources).
+"""RecBole atomic files (``<name>.inter``, ``<name>.item``) -> :class:`Dataset`.
 
 Any RecBole dataset can then run through the same split, features and evaluator. The header is
 ``field:type`` tab-separated; the user, item, rating and time fields use RecBole's default names

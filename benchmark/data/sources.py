@@ -1,4 +1,4 @@
-"""The dataset registry: a name -> a loaded :class:`Dataset` (design.md, Data sources).
+"""The dataset registry: a name -> a loaded :class:`Dataset`.
 
 ``xmarket`` (real files under DATA_DIR), ``xmarket-sim`` (the synthetic twin, generated on first
 use, always labelled synthetic) and ``recbole:<name>`` (RecBole atomic files). Item images named
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _SUMMARIES = {
     "xmarket": "XMarket FULL files (US Books / Electronics / Cell_Phones_and_Accessories by default) "
     "under DATA_DIR or DATA_DIR/xmarket",
-    "xmarket-sim": "synthetic XMarket twin in XMarket's raw formats (spec/twin.md); generated on first use; "
+    "xmarket-sim": "synthetic XMarket twin in XMarket's raw formats (docs/twin.md); generated on first use; "
     "always labelled synthetic",
     "recbole:ml-100k": "MovieLens-100k as bundled with RecBole (offline; one domain, or --domains <item field>)",
     "recbole:<name>": "any RecBole atomic dataset: DATA_DIR/<name>/<name>.inter (+ .item), or a directory path",
