@@ -124,3 +124,19 @@ def test_toy_card_is_labelled_synthetic():
     from benchmark.data.sources import load_dataset
 
     assert load_dataset("csv-tiny", ROOT / ".runs" / "unused").synthetic
+
+
+def test_dataset_flags_become_recorded_config():
+    from benchmark import registry
+    from benchmark.config import load_suite_file, resolve
+
+    suite = load_suite_file(registry.suite_path("xmarket-matching"))
+    overrides = dataset_overrides("recbole:ml-100k", "Action,Comedy")
+    run = resolve(suite, {"popularity": {}}, scale="tiny", methods=["popularity"], overrides=overrides)[0]
+    assert run.dataset["name"] == "recbole:ml-100k" and run.dataset["domains"] == "Action,Comedy"
+    assert run.dataset["domain_field"] == "class"
+    off = resolve(suite, {"popularity": {}}, methods=["popularity"],
+                  overrides=[*overrides, "dataset.domain_field=null"])[0]
+    assert "domain_field" not in off.dataset
+    plain = resolve(suite, {"popularity": {}}, methods=["popularity"])[0]
+    assert "domain_field" not in plain.dataset  # older run keys unchanged
