@@ -71,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fit-missing", action="store_true",
                      help="ranking suites only: first run the matching runs whose embeddings are missing")
     run.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--dataset", help="a dataset card in datasets/, recbole:<name>, csv:<file>, xmarket-sim "
+                     "(the synthetic twin), or a path (default: the suite's); the card's defaults apply")
+    run.add_argument("--domains", help="comma-separated domains to keep (XMarket: market/Category pairs)")
     run.add_argument("--data-dir", type=Path, default=None,
                      help="where datasets live and caches go (default: $UIE_DATA_DIR or ./data). Without "
                      "it, a suite on XMarket falls back to the synthetic twin; with it, missing files are an error")
-    run.add_argument("--dataset", choices=("xmarket", "xmarket-sim"),
-                     help="override the suite's dataset (xmarket-sim = the synthetic twin, generated if absent)")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="run outputs (default: results)")
     run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="tables/figures (default: reports)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under results/)")
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     stats = dsub.add_parser("stats", help="print dataset statistics beside XMarket's published ones")
-    stats.add_argument("--dataset", required=True, help="xmarket, xmarket-sim or recbole:<name>")
+    stats.add_argument("--dataset", required=True, help="a dataset card, xmarket, xmarket-sim, recbole:<name>, "
+                       "csv:<file> or a path")
     stats.add_argument("--data-dir", type=Path, default=_default_data_dir())
     stats.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
     stats.add_argument("--domains", default=None)
@@ -151,6 +153,7 @@ def _check_dir(path: Path, flag: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from benchmark.data.cards import dataset_overrides
     from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import report_dir, write_suite_reports
     from benchmark.reporting.results import load_records
@@ -186,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise ConfigError("--models and --fit-missing apply to ranking suites only")
 
     given = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))
-    overrides = tuple(args.overrides) + ((f"dataset.name={args.dataset}",) if args.dataset else ())
+    overrides = (*dataset_overrides(args.dataset, args.domains), *args.overrides)
     result = run_suite(
         args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
         overrides=overrides, allow_extra_methods=args.allow_extra_methods,
@@ -203,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from benchmark.data.cards import find_card
     from benchmark.fsutil import safe_name
     from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import write_suite_reports
@@ -220,7 +224,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
         return
     safe_name(args.suite, "suite name")
-    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=args.dataset, scale=args.scale))
+    card = find_card(args.dataset) if args.dataset else None
+    dataset = card["name"] if card is not None else args.dataset
+    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=dataset, scale=args.scale))
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
@@ -300,11 +306,14 @@ def cmd_data(args: argparse.Namespace) -> None:
         out = generate(args.out, scale=args.scale, seed=args.seed)
         print(f"wrote SYNTHETIC xmarket-sim ({args.scale}, seed {args.seed}) to {out}")
     else:
+        from benchmark.data.cards import resolve_dataset
         from benchmark.data.sources import load_dataset
         from benchmark.data.split import cached_split
         from benchmark.data.stats import XMARKET_PUBLISHED, dataset_stats, format_stats
 
-        dataset = load_dataset(args.dataset, args.data_dir, scale=args.scale, domains=args.domains)
+        cfg = resolve_dataset(args.dataset, args.domains)
+        dataset = load_dataset(cfg["name"], args.data_dir, scale=args.scale, domains=cfg.get("domains"),
+                               domain_field=cfg.get("domain_field"), time_field=cfg.get("time_field"))
         split = cached_split(dataset, args.data_dir / ".cache" / "splits")
         xmarket_like = dataset.name in ("xmarket", "xmarket-sim")  # published figures are XMarket's only
         print(format_stats(dataset_stats(dataset, split), reference=XMARKET_PUBLISHED if xmarket_like else None))

@@ -1,4 +1,4 @@
-"""Every workaround for the dependency stack, in one place (spec/environment.md).
+"""Every workaround for the dependency stack, in one place (README.md).
 
 Call :func:`apply` before importing torchvision, open_clip, sentence-transformers or RecBole.
 Each item names the upstream problem it works around; tests/test_compat.py checks each.

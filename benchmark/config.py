@@ -28,7 +28,8 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
     "scale": (str,),
     "methods": (list,),
     "seeds": (list,),
-    "dataset": {"name": (str,), "domains": (str,), "fallback": (str,), "data_dir": (str,)},
+    "dataset": {"name": (str,), "domains": (str,), "fallback": (str,), "data_dir": (str,),
+                "domain_field": (str,), "time_field": (str,)},
     "split": {
         "seed": (int,),
         "test_user_frac": (float,),
@@ -44,6 +45,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
     "transfer": (dict,),  # source -> target experiment (benchmark/transfer.py validates its keys)
 }
 REQUIRED = ("name", "methods", "dataset")
+OPTIONAL_DATASET_KEYS = ("dataset.domain_field", "dataset.time_field")
 DEFAULTS: dict[str, Any] = {
     "description": "",
     "tables": ["table1"],
@@ -330,7 +332,11 @@ def resolve(
         if key.startswith("features.degrade.") and "degrade" not in base["features"]:
             base["features"]["degrade"] = dict(DEGRADE_DEFAULTS)  # --set switches the knob on
         head = key.split(".", 1)[0]
-        if head in base:
+        if key in OPTIONAL_DATASET_KEYS:  # a dataset card's defaults; absent keys keep older run keys
+            base["dataset"].pop(key.split(".")[1], None)
+            if value is not None:
+                base["dataset"][key.split(".")[1]] = str(value)
+        elif head in base:
             _assign(base, key, value, "suite")
         elif head in method_cfgs and "." in key:
             _assign(method_cfgs[head], key.split(".", 1)[1], value, f"method {head!r} config", shown=key)

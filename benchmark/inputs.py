@@ -49,6 +49,8 @@ class Inputs:
 
 
 def dataset_label(dataset: Dataset, scale: str | None) -> str:
+    if dataset.meta.get("undated"):
+        return f"{dataset.name} (real; undated: interactions ordered by {dataset.meta['undated']})"
     if dataset.synthetic:
         return f"{dataset.name} (SYNTHETIC, {dataset.meta.get('scale', scale)})"
     return f"{dataset.name} (real)"
@@ -85,7 +87,9 @@ def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool,
                 f"`python -m benchmark data fetch xmarket --data-dir {data_dir}`."
             )
             name = fallback
-    dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress)
+    dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress,
+                                   domain_field=dataset_cfg.get("domain_field"),
+                                   time_field=dataset_cfg.get("time_field"))
     return dataset, banner
 
 

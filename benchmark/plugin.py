@@ -1,4 +1,4 @@
-"""The method plugin contract (design.md, "Plugin contract"): small on purpose.
+"""The method plugin contract: small on purpose.
 
 A method is a class with ``fit`` and ``item_embeddings``; it declares what it needs and ships a
 default config (``config.yaml``) and a card (``card.md``) beside its module. Third-party methods

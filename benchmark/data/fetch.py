@@ -1,4 +1,4 @@
-"""Download the XMarket FULL files (methods.md 1.1), resumably, and verify them.
+"""Download the XMarket FULL files (docs/protocol.md 1.1), resumably, and verify them.
 
 Each file goes to ``<data_dir>/<market>/<Category>/<file>`` (the server's own layout, which
 :func:`benchmark.data.xmarket.load_xmarket` reads). Bytes land in ``<file>.part``; an

@@ -1,8 +1,8 @@
 """Item images: pick the URL from XMarket's ``imgUrl`` and fetch it into a local cache.
 
-methods.md 1.3: ``imgUrl`` is ``[]`` (no image) or a JSON-encoded string of a dict
+docs/protocol.md 1.3: ``imgUrl`` is ``[]`` (no image) or a JSON-encoded string of a dict
 ``{url: [width, height]}`` (Amazon's dynamic-image map); we take the largest-area URL
-(methods.md 1.4 step 6). Images are downloaded once, offline afterwards; an item whose image is
+(docs/protocol.md 1.4 step 6). Images are downloaded once, offline afterwards; an item whose image is
 missing keeps ``image_path == ''`` and content methods give it a masked zero vector.
 """
 

@@ -31,7 +31,7 @@ class Items:
     """Item table. ``domain[i]`` indexes ``domains``; text columns are ``None`` for ID-only data.
 
     ``source_id`` is the dataset's own id (the ASIN); an ASIN listed in two domains is two items
-    (methods.md 1.4 step 1). ``image_url`` is '' where the item has no image; ``image_path`` is
+    (docs/protocol.md 1.4 step 1). ``image_url`` is '' where the item has no image; ``image_path`` is
     the local file once images were fetched ('' = missing).
     """
 
@@ -219,7 +219,7 @@ class Histories:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """The split manifest (methods.md 0.2): training sequences + labelled test cases.
+    """The split manifest (docs/protocol.md 0.2): training sequences + labelled test cases.
 
     ``histories`` (one row per case) feeds the next-item protocol of the sequence methods.
 

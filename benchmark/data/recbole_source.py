@@ -1,4 +1,4 @@
-"""RecBole atomic files (``<name>.inter``, ``<name>.item``) -> :class:`Dataset` (design.md, Data sources).
+"""RecBole atomic files (``<name>.inter``, ``<name>.item``) -> :class:`Dataset`.
 
 Any RecBole dataset can then run through the same split, features and evaluator. The header is
 ``field:type`` tab-separated; the user, item, rating and time fields use RecBole's default names
@@ -189,7 +189,10 @@ def load_recbole(
         ts = _to_float(inter_path, inter[TIME].to_numpy(dtype=object), TIME)
         day = np.floor_divide(np.nan_to_num(ts, nan=0.0), 86400).astype(np.int32)
     else:
+        from benchmark.data.domains import declare_undated
+
         day = np.zeros(len(inter), dtype=np.int32)
+        declare_undated(meta, inter_path)
     interactions = Interactions(
         user=user_codes.astype(np.int32),
         item=item,

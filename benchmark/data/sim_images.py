@@ -1,4 +1,4 @@
-"""Item images for the synthetic XMarket twin (spec/twin.md, "Items": images from the latent).
+"""Item images for the synthetic XMarket twin (docs/twin.md, "Items": images from the latent).
 
 The picture carries the same hidden structure as the text, through another channel: the theme
 sets the palette, the domain sets the shape family (book cover, round device, phone), the item

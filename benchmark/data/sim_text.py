@@ -1,7 +1,7 @@
-"""Item text for the synthetic XMarket twin (spec/twin.md, "Items": text from real English words).
+"""Item text for the synthetic XMarket twin (docs/twin.md, "Items": text from real English words).
 
 Why real words: the content methods embed title + categories + description with a real
-pretrained sentence encoder (all-MiniLM-L6-v2 offline, CLIP in the paper, methods.md 1.4 step 5),
+pretrained sentence encoder (all-MiniLM-L6-v2 offline, CLIP in the paper, docs/protocol.md 1.4 step 5),
 so the planted theme must be readable by such an encoder. Each theme owns a list of words shared
 by every domain (a "photography" theme gives photography books, cameras and phone lenses); each
 domain adds its own product nouns; brand and filler words dilute. Within a theme an item picks
@@ -92,7 +92,7 @@ DOMAIN_NOUNS: dict[str, tuple[str, ...]] = {
 
 DOMAIN_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     # XMarket's sample shows Electronics paths starting with the store name and Books paths
-    # without it (methods.md 1.3); the twin copies that asymmetry.
+    # without it (docs/protocol.md 1.3); the twin copies that asymmetry.
     "Books": ((),),
     "Electronics": (("Electronics", "Accessories & Supplies"), ("Electronics", "Portable Audio & Video"), ("Electronics", "Computers & Accessories"), ("Electronics", "Camera & Photo")),
     "Cell_Phones_and_Accessories": (("Cell Phones & Accessories", "Accessories"), ("Cell Phones & Accessories", "Cases, Holsters & Sleeves"), ("Cell Phones & Accessories", "Chargers & Power Adapters")),

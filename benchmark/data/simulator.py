@@ -1,13 +1,13 @@
-"""xmarket-sim: a synthetic XMarket twin written in XMarket's exact raw formats (spec/twin.md).
+"""xmarket-sim: a synthetic XMarket twin written in XMarket's exact raw formats (docs/twin.md).
 
 Why: no machine here can download XMarket, yet the suite must compare methods on data whose
 structure is known. The generator plants that structure (themes spanning domains, heavy-tailed
 popularity, users in 1/2/3 domains, segment-specific complementary-theme transitions = the
 "user view" effect of UniEmbedding section 1, day-granular dates with ties, missing images) and
 writes it as ``us/{Category}/ratings_us_{Category}.txt.gz`` + ``metadata_us_{Category}.json.gz``
-+ ``images/{asin}.png``, so the real XMarket loader (methods.md 1.3) reads it unchanged.
++ ``images/{asin}.png``, so the real XMarket loader (docs/protocol.md 1.3) reads it unchanged.
 
-Every parameter is calibrated from XMarket's published statistics (methods.md 1.2, paper README:
+Every parameter is calibrated from XMarket's published statistics (docs/protocol.md 1.2, paper README:
 domain item shares, 65.90/30.35/3.75 % users in 1/2/3 domains, tail-50% items = 10.9 % of
 interactions, 15M interactions / 2.65M users), never from any method's results. The output is
 labelled synthetic (``SIMULATED.json``). Deterministic per seed: same seed and out_dir ->
@@ -41,14 +41,14 @@ EPOCH = np.datetime64("1970-01-01", "D")
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Every knob of the twin. Sources: [1.2] = methods.md 1.2 (XMarket US raw sizes),
+    """Every knob of the twin. Sources: [1.2] = docs/protocol.md 1.2 (XMarket US raw sizes),
     [paper] = UniEmbedding's filtered XMarket facts (../paper/README.md), [a priori] = no
     published statistic exists; set once before any method ran and never tuned on results."""
 
     n_users: int
     n_items: int
-    n_themes: int  # [a priori] twin.md: 40-80 themes at full scale (<= 64 word lists)
-    n_segments: int  # [a priori] twin.md: 4-8 "regions"
+    n_themes: int  # [a priori] docs/twin.md: 40-80 themes at full scale (<= 64 word lists)
+    n_segments: int  # [a priori] docs/twin.md: 4-8 "regions"
     max_seq_len: int  # cap of the heavy-tailed length draw (simulation cost)
     popularity_sigma: float  # lognormal sigma of item popularity; fit so tail-50% share ~ 10.9% [paper]
     domains: tuple[str, ...] = ("Books", "Electronics", "Cell_Phones_and_Accessories")
@@ -588,7 +588,7 @@ def _write_metadata(path: Path, records: list[dict], level: int) -> None:
 def _metadata(
     cfg: SimConfig, world: _World, rows: _Rows, texts: dict, has_img: np.ndarray, final_dir: Path, seed: int
 ) -> list[dict]:
-    """One record per item with every key of XMarket's official sample (methods.md 1.3)."""
+    """One record per item with every key of XMarket's official sample (docs/protocol.md 1.3)."""
     rng = _rng(seed, 6)
     n = len(world.domain)
     asin = world.asin.view("S10").ravel().astype(str)

@@ -1,4 +1,4 @@
-"""The dataset registry: a name -> a loaded :class:`Dataset` (design.md, Data sources).
+"""The dataset registry: a name -> a loaded :class:`Dataset`.
 
 ``xmarket`` (real files under DATA_DIR), ``xmarket-sim`` (the synthetic twin, generated on first
 use, always labelled synthetic) and ``recbole:<name>`` (RecBole atomic files). Item images named
@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 _SUMMARIES = {
     "xmarket": "XMarket FULL files (US Books / Electronics / Cell_Phones_and_Accessories by default) "
     "under DATA_DIR or DATA_DIR/xmarket",
-    "xmarket-sim": "synthetic XMarket twin in XMarket's raw formats (spec/twin.md); generated on first use; "
+    "xmarket-sim": "synthetic XMarket twin in XMarket's raw formats (docs/twin.md); generated on first use; "
     "always labelled synthetic",
     "recbole:ml-100k": "MovieLens-100k as bundled with RecBole (offline; one domain, or --domains <item field>)",
     "recbole:<name>": "any RecBole atomic dataset: DATA_DIR/<name>/<name>.inter (+ .item), or a directory path",
+    "csv:<path>": "a CSV/TSV of interactions (user, item[, rating][, timestamp]); or a csv card in datasets/",
+    "xmarket:<dir>": "XMarket files under <dir>: raw ratings_* files or the cross-market 5-core files",
 }
 
 
@@ -45,6 +47,8 @@ def load_dataset(
     seed: int = 0,
     domains: str | None = None,
     progress: bool = True,
+    domain_field: str | None = None,
+    time_field: str | None = None,
 ) -> Dataset:
     """Load dataset ``name``. ``domains``: an XMarket spec (``"us/Books,us/Electronics"``) for the
     xmarket sources, or the ``.item`` field holding the domain for ``recbole:<name>``.
@@ -84,9 +88,43 @@ def load_dataset(
     if name.startswith("recbole:") and len(name) > len("recbole:"):
         from benchmark.data.recbole_source import load_recbole
 
-        return load_recbole(name.split(":", 1)[1], data_dir=data_dir, domain_field=domains, progress=progress)
+        if domain_field is None:  # older form: domains names the .item field
+            return load_recbole(name.split(":", 1)[1], data_dir=data_dir, domain_field=domains, progress=progress)
+        from benchmark.data.domains import parse_list, restrict
+
+        ds = load_recbole(name.split(":", 1)[1], data_dir=data_dir, domain_field=domain_field, progress=progress)
+        return restrict(ds, parse_list(domains), ds.meta["files"][-1])
+    other = _other_source(name, data_dir, domains, domain_field, time_field, progress)
+    if other is not None:
+        return other
     known = ", ".join(n for n, _ in list_datasets())
     raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, list(_SUMMARIES))}; known: {known}")
+
+
+def _other_source(name: str, data_dir: Path, domains, domain_field, time_field, progress) -> Dataset | None:
+    """CSV files and cards (``csv:<path>``, a card name or ``.yaml``) and XMarket 5-core files."""
+    from benchmark.data import cards, csv_source
+
+    if name.startswith("csv:"):
+        return csv_source.load_csv(Path(name[4:]), domain_field=domain_field, domains=domains, time_field=time_field)
+    if name.startswith("xmarket:"):
+        from benchmark.data.xmarket_5core import load_xmarket_dir
+
+        return load_xmarket_dir(Path(name[8:]), domains=domains, progress=progress)
+    card = cards.find_card(name)
+    if card is not None and card.get("format") == "csv":
+        spec = csv_source.card_spec(card)
+        defaults = card.get("defaults") or {}
+        ds = csv_source.load_csv(
+            spec["file"], name=spec["name"], columns=spec["columns"], item_file=spec["item_file"], sep=spec["sep"],
+            domain_field=domain_field or defaults.get("domain_field"), domains=domains,
+            time_field=time_field, card=spec["card"],
+        )
+        return replace(ds, synthetic=bool(card.get("synthetic")))  # a toy fixture card says so
+    if card is not None and card["name"] != name:
+        return load_dataset(card["name"], data_dir, domains=domains, progress=progress,
+                            domain_field=domain_field, time_field=time_field)
+    return None
 
 
 def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:

@@ -3,7 +3,7 @@
 UniEmbedding (section 4 and 5.1) keeps users with >= 2 interactions over the three domains,
 merges each user's interactions into one mixed-domain sequence, splits users 9:1 and evaluates
 item-to-item matching on two test populations (overlapped / unseen). The exact construction,
-with the gaps the paper leaves filled as [proposal] (methods.md 0.2), is written into
+with the gaps the paper leaves filled as [proposal] (docs/protocol.md 0.2), is written into
 ``Split.meta['construction']`` so it reaches the dataset card and every report.
 
 Everything here is columnar numpy (one stable sort, ``np.repeat``, ``reduceat``, masks): at paper
@@ -96,7 +96,7 @@ class _Ordered:
 def _order_rows(inter: Interactions, keep_user: np.ndarray) -> _Ordered:
     """Sort the rows of the kept users by (user, day, line) with one stable integer sort.
 
-    ``line`` is the original file order, the deterministic same-day tie rule (methods.md 0.2).
+    ``line`` is the original file order, the deterministic same-day tie rule (docs/protocol.md 0.2).
     """
     rows = np.flatnonzero(keep_user[inter.user])
     line = inter.line[rows]
@@ -173,7 +173,7 @@ def build_split(
     overlapped_frac: float = 0.1,
     min_interactions: int = 2,
 ) -> Split:
-    """Build the paper's split manifest (methods.md 0.2), run the leakage check, return it.
+    """Build the paper's split manifest (docs/protocol.md 0.2), run the leakage check, return it.
 
     Users with >= ``min_interactions`` interactions are kept and permuted with a seeded PCG64
     generator; ``test_user_frac`` of them become unseen test users, and ``overlapped_frac`` of the
@@ -299,6 +299,8 @@ def build_split(
         "counts": counts,
         "construction": _construction_text(settings, counts),
     }
+    if dataset.meta.get("undated"):  # declared by the loader: no dates, this order rule replaces them
+        meta["undated"] = dataset.meta["undated"]
     split = Split(
         train=train,
         cases=cases,
@@ -343,7 +345,7 @@ def _construction_text(s: dict, c: dict) -> str:
 
 
 def train_view(dataset: Dataset, split: Split) -> TrainView:
-    """What a method may see (design.md, plugin contract): training sequences and item attributes."""
+    """What a method may see: training sequences and item attributes."""
     if len(split.item_train_count) != len(dataset.items):
         raise DataError(
             f"split has {len(split.item_train_count)} items but dataset {dataset.name!r} has "
@@ -378,7 +380,7 @@ def compute_manifest_hash(
     """sha256 over every array (canonical little-endian dtype), the settings and SPLIT_VERSION.
 
     Independent of machine byte order and of how the arrays were produced, so the same input and
-    seed give the same hash everywhere; it is logged with every run (design.md, data model).
+    seed give the same hash everywhere; it is logged with every run.
     """
     h = hashlib.sha256()
     h.update(f"uie-bench split v{SPLIT_VERSION}\n".encode())

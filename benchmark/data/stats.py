@@ -3,7 +3,7 @@
 The UniEmbedding paper (section 5.1) describes its XMarket subset by a few numbers: ~2.65M users
 and ~0.14M items after filtering, users touching 1/2/3 domains (65.90 / 30.35 / 3.75 %) and tail
 items carrying 10.9 % of interactions. XMarket's own index gives the raw per-domain sizes
-(methods.md 1.2). :func:`format_stats` prints ours next to those, so a reader sees at once how
+(docs/protocol.md 1.2). :func:`format_stats` prints ours next to those, so a reader sees at once how
 close a dataset (real or the synthetic twin) is to the paper's.
 """
 
@@ -17,7 +17,7 @@ from benchmark.data.split import head_mask
 XMARKET_PUBLISHED: dict = {
     "source": (
         "UniEmbedding (Dai et al., CIKM'24) section 5.1 for the filtered subset; "
-        "XMarket data/us/index.md for the raw FULL per-domain sizes (methods.md 1.2)"
+        "XMarket data/us/index.md for the raw FULL per-domain sizes (docs/protocol.md 1.2)"
     ),
     "users": 2_650_000,  # "~2.65 million users" after keeping users with >= 2 interactions
     "items": 140_000,  # "~0.14 million items"
@@ -227,7 +227,7 @@ def format_stats(stats: dict, reference: dict | None = XMARKET_PUBLISHED) -> str
     ]
     out += [_table(headers, rows)]
     if ref_dom:
-        out.append("(raw = published sizes of the unfiltered XMarket FULL files, methods.md 1.2)")
+        out.append("(raw = published sizes of the unfiltered XMarket FULL files, docs/protocol.md 1.2)")
     out.append("")
 
     if "split" in stats:

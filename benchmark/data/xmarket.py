@@ -1,15 +1,15 @@
-"""The XMarket loader: raw FULL files -> :class:`Dataset` (methods.md 1.3 and 1.4).
+"""The XMarket loader: raw FULL files -> :class:`Dataset` (docs/protocol.md 1.3 and 1.4).
 
 Reads ``ratings_<market>_<Category>.txt.gz`` (space-separated ``userId itemId rating date``, no
 header) and, when present, ``metadata_<market>_<Category>.json.gz`` (one JSON object or Python
 dict literal per line). Files are looked up as ``<data_dir>/<market>/<Category>/<file>`` (the
-download layout, methods.md 1.1) or flat as ``<data_dir>/<file>``.
+download layout, docs/protocol.md 1.1) or flat as ``<data_dir>/<file>``.
 
 Interactions are parsed column-wise: pyarrow's CSV reader (fast path) or, for any file it
 declines, the pandas C engine in chunks, which reports the offending line; ids are factorised
 from the raw Arrow buffers. The paper-scale data (~15M rows) never becomes per-row Python objects.
 Items are keyed by ``(domain, asin)``, so an ASIN listed in two categories is two items
-(methods.md 1.4 step 1).
+(docs/protocol.md 1.4 step 1).
 The synthetic twin writes the same files plus ``SIMULATED.json``, which marks the dataset synthetic.
 """
 
@@ -578,7 +578,7 @@ def load_xmarket(
     progress: bool = True,
     name: str = "xmarket",
 ) -> Dataset:
-    """Load XMarket ratings (+ metadata) for ``domains`` (methods.md 1.3, 1.4 steps 1-2).
+    """Load XMarket ratings (+ metadata) for ``domains`` (docs/protocol.md 1.3, 1.4 steps 1-2).
 
     ``metadata=None`` uses metadata when every domain has its file, else loads ID-only data;
     ``True`` requires it. With metadata, items without a metadata record or with an empty title

@@ -1,4 +1,4 @@
-"""The one evaluator for every method (design.md "Evaluator", methods.md 0.2).
+"""The one evaluator for every method.
 
 ``target_ranks`` turns item embeddings and the split's test cases into the per-case rank vector
 (int32), the run's primary artefact; metrics, breakdowns and significance tests are pure

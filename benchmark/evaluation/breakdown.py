@@ -1,8 +1,8 @@
-"""Metrics by test-case group, from the one per-case rank vector (methods.md 0.2 "Breakdowns").
+"""Metrics by test-case group, from the one per-case rank vector (docs/protocol.md 0.2 "Breakdowns").
 
 Groups follow the UniEmbedding paper: overlapped vs unseen users (Table 1), head vs tail target
 items, head = top 50% of items by training frequency (section 5.2.2, Figure 6), and the target's
-domain (section 5.2.3, Figure 7); 'cold' counts targets never seen in training (methods.md 0.2:
+domain (section 5.2.3, Figure 7); 'cold' counts targets never seen in training (docs/protocol.md 0.2:
 ID-only methods give them zero vectors). Crossed groups split each user population further.
 """
 

@@ -1,4 +1,4 @@
-"""Top-K metrics as small stateless objects over the per-case rank vector (methods.md 0.2).
+"""Top-K metrics as small stateless objects over the per-case rank vector (docs/protocol.md 0.2).
 
 Each test case has exactly one target, so with ``r`` its 1-based rank (evaluation/ranking.py):
 HR@K = 1[r <= K] (= Recall@K), MRR@K = 1/r if r <= K else 0, NDCG@K = 1/log2(r + 1) if

@@ -1,4 +1,4 @@
-"""Exact rank of each test case's target under item-to-item MIPS (methods.md 0.2).
+"""Exact rank of each test case's target under item-to-item MIPS (docs/protocol.md 0.2).
 
 Every item vector is L2-normalised; a candidate's score is its inner product with the query
 item's vector. The candidates are all items except the query item (or, with a per-domain pool,
@@ -69,7 +69,7 @@ def target_ranks(
 
     ``embeddings`` is [n_items, d] (row = item index). Candidates are all items but the query
     item; when ``candidate_domain`` is given, only the items with
-    ``item_domain == candidate_domain[c]`` (the optional per-domain pool of methods.md 0.2),
+    ``item_domain == candidate_domain[c]`` (the optional per-domain pool of docs/protocol.md 0.2),
     and each target must lie in its case's pool. If the query item is the target itself
     (a repeated purchase) the target stays a candidate. ``query_embeddings`` ([n_items, d],
     optional) gives asymmetric scorers their query-side vectors (``Method.query_embeddings``);

@@ -1,4 +1,4 @@
-"""Paired significance across test cases (design.md "Evaluator": significance).
+"""Paired significance across test cases.
 
 Two runs on the same split manifest score the same cases, so per-case values (e.g. NDCG@10 from
 metrics.py) pair up: the Wilcoxon signed-rank test or a paired bootstrap on their differences,

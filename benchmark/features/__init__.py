@@ -1,7 +1,6 @@
 """Item content features: prompt builder, text and image encoders, on-disk cache.
 
-:func:`compute_features` is the pipeline stage ``Items -> ItemFeatures`` (design.md
-"Features"): one prompt per item (UniEmbedding 4.3), a text encoder and an image encoder by
+:func:`compute_features` is the pipeline stage ``Items -> ItemFeatures``: one prompt per item (UniEmbedding 4.3), a text encoder and an image encoder by
 name, each result cached under (encoder id, weights hash, items fingerprint).
 """
 
@@ -130,7 +129,7 @@ def compute_features(
     progress: bool = True,
     word_drop: float = 0.0,
 ) -> ItemFeatures:
-    """Frozen text and image vectors for every item (methods.md 1.4 step 7; UniEmbedding 4.3).
+    """Frozen text and image vectors for every item (docs/protocol.md 1.4 step 7; UniEmbedding 4.3).
 
     Encoders may be given by name (see :func:`list_encoders`) or as objects. Items without a
     (readable) image get a zero row and ``image_mask`` False; with no image at all, or no image

@@ -1,4 +1,4 @@
-"""On-disk cache of frozen item features (design.md "Features"; methods.md 1.4 step 7).
+"""On-disk cache of frozen item features.
 
 Features are computed once per (encoder id, weights hash, items fingerprint) and stored as
 float32 ``.npy`` (+ a bool mask for images) with a small JSON record. Files are written to a

@@ -1,4 +1,4 @@
-"""The one item-text prompt every content method sees (UniEmbedding 4.3; methods.md 1.4 step 5).
+"""The one item-text prompt every content method sees (UniEmbedding 4.3; docs/protocol.md 1.4 step 5).
 
 The paper feeds CLIP "the item's domain name, title, categories, and description information
 with prompt text" [seed 4.3]; the template wording is ours [proposal]. Fields are cleaned the
@@ -104,7 +104,7 @@ def build_prompts(items: Items, max_desc_words: int = 64) -> list[str]:
     """The prompt of every item, row = item index (one builder for all methods).
 
     Where an item's description is empty its feature bullets stand in [proposal]: XMarket
-    leaves many descriptions blank but lists features (methods.md 1.4 step 5 uses both).
+    leaves many descriptions blank but lists features (docs/protocol.md 1.4 step 5 uses both).
     """
     if items.title is None:
         raise MissingRequirementError("dataset has no item text/metadata: cannot build item prompts")

@@ -1,4 +1,4 @@
-"""Encoders by name (design.md "Features"): ``minilm``, ``hf:<model>``, ``clip:<arch>/<weights>``,
+"""Encoders by name: ``minilm``, ``hf:<model>``, ``clip:<arch>/<weights>``,
 ``offline-descriptor``.
 
 Getting an encoder resolves and hashes its weights (cheap, no model load) so its ``id`` can

@@ -1,7 +1,7 @@
 """Paired significance of the best method against every other, from the stored per-case ranks.
 
 All runs of a suite share one split manifest, so their per-case NDCG@10 values pair up: a
-Wilcoxon signed-rank test per comparison, Holm-corrected across the comparisons (design.md).
+Wilcoxon signed-rank test per comparison, Holm-corrected across the comparisons.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CB2CF (Barkan et al., RecSys'19): multiview content -> Item2Vec regression (methods.md 10)."""
+"""CB2CF (Barkan et al., RecSys'19): multiview content -> Item2Vec regression (docs/methods.md 10)."""
 
 from methods.cb2cf.model import CB2CF
 

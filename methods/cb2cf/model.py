@@ -1,7 +1,7 @@
 """CB2CF (Barkan, Koenigstein, Yogev, Katz; RecSys'19): content -> collaborative-filtering regression.
 
 A multiview network g maps an item's content to its Item2Vec vector y_i (the CF target, same
-authors; methods.md 8) with L = ||n(g(x_i)) - n(y_i)||^2 (10.3). The item embedding is n(g(x_i))
+authors; docs/methods.md 8) with L = ||n(g(x_i)) - n(y_i)||^2 (10.3). The item embedding is n(g(x_i))
 for *every* item, warm or cold, so the method stays content -> CF (10.4). No official code exists.
 """
 
@@ -24,7 +24,7 @@ from methods.shared.content import MultiHot, category_multihot, image_view, nume
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:
-    """Items with an Item2Vec vector and >= ``min_count`` training occurrences (methods.md 10.4)."""
+    """Items with an Item2Vec vector and >= ``min_count`` training occurrences (docs/methods.md 10.4)."""
     has_vector = np.any(targets != 0, axis=1)
     return np.flatnonzero(has_vector & (train_count >= min_count))
 

@@ -1,4 +1,4 @@
-"""The CB2CF multiview network g(x) (methods.md 10.2, 10.4).
+"""The CB2CF multiview network g(x) (docs/methods.md 10.2, 10.4).
 
 One component per view (text -> 512, image -> 512, categories -> 256, numeric -> 64), each a
 Linear + ReLU + dropout; their concatenation goes through the combiner MLP (-> 512 -> d_CF).

@@ -1,4 +1,4 @@
-"""Item2Vec (Barkan & Koenigstein, MLSP 2016): SGNS over item sets (methods.md section 8)."""
+"""Item2Vec (Barkan & Koenigstein, MLSP 2016): SGNS over item sets (docs/methods.md section 8)."""
 
 from methods.item2vec.model import Item2Vec, train_item2vec
 

@@ -1,4 +1,4 @@
-"""Item2Vec as skip-gram with negative sampling over each user's training items (methods.md 8).
+"""Item2Vec as skip-gram with negative sampling over each user's training items (docs/methods.md 8).
 
 The paper treats a user's items as a *set*: every pair in the set is a (target, context) pair, so
 the window is the whole (capped) set and order is ignored. gensim's Word2Vec with
@@ -59,7 +59,7 @@ def train_item2vec(
     """Train SGNS on item sets and return the input ("target") vectors u_i, float32 [n_items, d].
 
     Items absent from the vocabulary (never in a training set of >= 2 items) get a zero row, so
-    they rank last (methods.md 0.2). ``workers > 1`` is faster but gensim is then not
+    they rank last (docs/protocol.md 0.2). ``workers > 1`` is faster but gensim is then not
     deterministic; the default config uses 1.
     """
     from gensim.models import Word2Vec

@@ -1,4 +1,4 @@
-"""Step 2 of PGG-lite (methods.md 9.1): a user-item model and the confidence c(u, i).
+"""Step 2 of PGG-lite (docs/methods.md 9.1): a user-item model and the confidence c(u, i).
 
 PGG "first estimates a confidence value between user and item to filter exceptional actions"
 (He et al., KDD'21, abstract). The reconstruction scores (u, i) with matrix factorisation
@@ -27,7 +27,7 @@ def set_scores(sets: np.ndarray, owner: np.ndarray, user_vec: np.ndarray, item_v
 
 
 def set_confidence(scores: np.ndarray) -> np.ndarray:
-    """c(u, i) = softmax over the set's items of p_u . q_i (methods.md 9.1 step 2); nan on padding."""
+    """c(u, i) = softmax over the set's items of p_u . q_i (docs/methods.md 9.1 step 2); nan on padding."""
     valid = ~np.isnan(scores)
     shifted = np.where(valid, scores, -np.inf)
     shifted = shifted - shifted.max(axis=1, keepdims=True)

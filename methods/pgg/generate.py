@@ -1,4 +1,4 @@
-"""Steps 4-5 of PGG-lite (methods.md 9.1): the generative I2I graph (GPBG stand-in) and its embedding.
+"""Steps 4-5 of PGG-lite (docs/methods.md 9.1): the generative I2I graph (GPBG stand-in) and its embedding.
 
 PGG feeds the purified sets to GPBG, "an unsupervised I2I graph-structure-learning framework"
 (He et al., KDD'21, abstract). The stand-in learns node embeddings h_i and context embeddings

@@ -1,4 +1,4 @@
-"""PGG (He et al., KDD'21) as the reconstruction "PGG-lite" of methods.md 9.1: no code or full text exists.
+"""PGG (He et al., KDD'21) as the reconstruction "PGG-lite" of docs/methods.md 9.1: no code or full text exists.
 
 Pipeline, one module per step: short-term sets (``sets``) -> user-item confidence (``confidence``)
 -> purification and R re-samples (``purify``) -> generative I2I graph embedding (``generate``)

@@ -1,4 +1,4 @@
-"""Step 3 of PGG-lite (methods.md 9.1): purify each short-term set and re-sample it R times.
+"""Step 3 of PGG-lite (docs/methods.md 9.1): purify each short-term set and re-sample it R times.
 
 PGG filters "exceptional actions" with the user-item confidence, then "re-samples purified sets"
 as the input of its graph learner (He et al., KDD'21, abstract). Reconstruction [proposal]:

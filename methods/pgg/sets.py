@@ -1,4 +1,4 @@
-"""Step 1 of PGG-lite (methods.md 9.1): cut each user's training sequence into short-term sets.
+"""Step 1 of PGG-lite (docs/methods.md 9.1): cut each user's training sequence into short-term sets.
 
 PGG builds its I2I graph from *short-term* behaviour, not from a user's whole history
 (He et al., KDD'21, abstract). The reconstruction uses windows of ``window`` consecutive items

@@ -8,7 +8,7 @@ so the examples and their loss are the same and a step costs one forward per seq
 carve-out (benchmark/data/validation.py), best epoch restored.
 
 Item embedding (item-to-item and next-item candidates) = the ID embedding row; items never in the
-fitted training data get zero rows (methods.md 0.2: ID-only methods rank cold items last).
+fitted training data get zero rows (docs/protocol.md 0.2: ID-only methods rank cold items last).
 Next-item scores are raw inner products, as in SASRec.
 """
 

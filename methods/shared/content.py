@@ -1,4 +1,4 @@
-"""Content views of an item, shared by CB2CF (methods.md 10.4) and UAE's content tower (11.3).
+"""Content views of an item, shared by CB2CF (docs/methods.md 10.4) and UAE's content tower (11.3).
 
 CB2CF is a *multiview* regression (Barkan et al., RecSys'19): each view has its own component
 and the components are concatenated. Here every view is a float matrix with one row per item
@@ -89,7 +89,7 @@ def category_multihot(items: Items, min_freq: int) -> MultiHot | None:
 def numeric_view(items: Items) -> np.ndarray:
     """[log1p(price), has_price, averageRating, rating_missing], standardised: float32 [N, 4].
 
-    Missing price or rating (nan, or no column at all) -> 0 plus its flag (methods.md 10.4).
+    Missing price or rating (nan, or no column at all) -> 0 plus its flag (docs/methods.md 10.4).
     """
     n = len(items)
     price = np.full(n, np.nan, dtype=np.float64) if items.price is None else items.price.astype(np.float64)
@@ -108,7 +108,7 @@ def numeric_view(items: Items) -> np.ndarray:
 
 
 def content_input(features: ItemFeatures) -> tuple[np.ndarray, bool]:
-    """UAE's content-tower input [text; image; image-missing flag] (methods.md 11.3).
+    """UAE's content-tower input [text; image; image-missing flag] (docs/methods.md 11.3).
 
     Without image features it is the text alone. Returns the matrix and whether images were used.
     """

@@ -1,4 +1,4 @@
-"""In-batch contrastive (InfoNCE) losses of the text-based sequence methods (methods.md 3.4, 4.4, 15).
+"""In-batch contrastive (InfoNCE) losses of the text-based sequence methods (docs/methods.md 3.4, 4.4, 15).
 
 Sequence-item: ``-log exp(s.v+/tau) / sum_b exp(s.v_b/tau)`` over the batch's targets, vectors
 L2-normalised, the positive kept in the denominator. Other in-batch entries whose target equals

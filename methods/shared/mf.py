@@ -1,7 +1,7 @@
 """Matrix factorisation with sampled softmax: the user-item model two methods share.
 
-PGG's confidence step (methods.md 9.1) scores (user, item) pairs with it, and UAE's fixed
-pretrained user tower (methods.md 11.3) is its user side; it lives here so neither borrows the
+PGG's confidence step (docs/methods.md 9.1) scores (user, item) pairs with it, and UAE's fixed
+pretrained user tower (docs/methods.md 11.3) is its user side; it lives here so neither borrows the
 other's package.
 """
 

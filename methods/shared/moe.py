@@ -1,4 +1,4 @@
-"""UniSRec's MoE adaptor of parametric-whitening experts (methods.md 3.2), shared by UniSRec and UniM2Rec.
+"""UniSRec's MoE adaptor of parametric-whitening experts (docs/methods.md 3.2), shared by UniSRec and UniM2Rec.
 
     PW_k(x) = W_k (Dropout_p(x) - b_k)                      W_k: d_in -> d, no bias; b_k init 0
     g(x)    = softmax(x W_gate + 1[train] * eps * (softplus(x W_noise) + 1e-2)),  eps ~ N(0, 1)

@@ -1,7 +1,7 @@
 """UAE (Chen, Liang, Ma, Gu; ICASSP'21): user-audio embedding, reimplemented on item content.
 
 A fixed, pretrained user embedding UE_u and a content tower AE_i = f(x_i) are matched with
-R(u, i) = cos(UE_u, AE_i) and P(i+ | u) = softmax_gamma over {i+} U N_u (methods.md 11.2), where
+R(u, i) = cos(UE_u, AE_i) and P(i+ | u) = softmax_gamma over {i+} U N_u (docs/methods.md 11.2), where
 N_u = 4 negatives (the user's disliked items first, then random) plus the batch's other
 positives. The item embedding is n(f(x_i)) for every item (11.3).
 """

@@ -1,4 +1,4 @@
-"""UAE's training examples and negatives (methods.md 11.2-11.3).
+"""UAE's training examples and negatives (docs/methods.md 11.2-11.3).
 
 UAE learns from a user's *liked* tracks as positives against *disliked* (or sampled) tracks
 (Chen et al., ICASSP'21). On XMarket the analogue of "disliked" is the user's own items rated

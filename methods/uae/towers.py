@@ -1,4 +1,4 @@
-"""UAE's two towers (methods.md 11.3).
+"""UAE's two towers (docs/methods.md 11.3).
 
 The content (item) tower replaces the paper's mel-spectrogram CNN with an MLP over frozen
 content vectors. The user tower is a fixed pretrained CF vector as in the paper; the

@@ -1,5 +1,5 @@
 """UniEmbedding (Dai et al., CIKM'24): user-view contrastive pretraining of a domain-aware
-multi-modal adapter (methods.md section 2), plus its Table 1 / Table 3 variants."""
+multi-modal adapter (docs/methods.md section 2), plus its Table 1 / Table 3 variants."""
 
 from methods.uniembedding.model import (
     UniEmbedding,

@@ -5,7 +5,7 @@ Eqn 1:  E^A_i = [E^j_1(m_i); ...; E^j_{n_j}(m_i); E^S_1(m_i); ...; E^S_{n_S}(m_i
 with j the domain of item i: n_j experts private to domain j, n_S experts shared by every domain
 and one gate network G^j per domain. The paper then L2-normalises E^A_i and, when an item has
 several modality-specific adapted embeddings, averages them (end of 3.2). The expert type is not
-given; the default is UniSRec's parametric whitening W(x - b) (methods.md 3.2), the option a
+given; the default is UniSRec's parametric whitening W(x - b) (docs/methods.md 3.2), the option a
 1-hidden-layer MLP. One adapter per modality, because text and image inputs differ in size.
 
 Vectorised over items: experts are stacked in one tensor per bank, so a bank is one matmul; the
