@@ -164,15 +164,6 @@ def cmd_run(args: argparse.Namespace) -> None:
                        (args.reports_dir, "--reports-dir")):
         if path is not None:
             _check_dir(path, flag)
-    if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
-        from benchmark.transfer import run_transfer
-        from benchmark.transfer_report import write_transfer_reports
-
-        out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-                           overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
-                           results_dir=args.results_dir, progress=not args.no_progress)
-        print(write_transfer_reports(args.suite, out, args.reports_dir))
-        return
     if is_ranking_suite(args.suite):  # CTR ranking on stored embeddings (benchmark/ranking/), Table 4
         from benchmark.ranking.report import write_ranking_reports
         from benchmark.ranking.suite import run_ranking_suite
@@ -184,6 +175,15 @@ def cmd_run(args: argparse.Namespace) -> None:
             progress=not args.no_progress)
         print(write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir,
                                     keys={r.run_key for r in ranking.records}))
+        return
+    if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
+        from benchmark.transfer import run_transfer
+        from benchmark.transfer_report import write_transfer_reports
+
+        out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
+                           overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
+                           results_dir=args.results_dir, progress=not args.no_progress)
+        print(write_transfer_reports(args.suite, out, args.reports_dir))
         return
     if args.models or args.fit_missing:
         raise ConfigError("--models and --fit-missing apply to ranking suites only")
@@ -212,17 +212,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     from benchmark.reporting import write_suite_reports
     from benchmark.transfer import is_transfer_suite
 
+    if is_ranking_suite(args.suite):
+        from benchmark.ranking.report import write_ranking_reports
+
+        print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
+        return
     if is_transfer_suite(args.suite):
         from benchmark.transfer_report import write_transfer_reports
 
         print(write_transfer_reports(args.suite, args.results_dir / args.suite / "transfer", args.reports_dir))
         return
 
-    if is_ranking_suite(args.suite):
-        from benchmark.ranking.report import write_ranking_reports
-
-        print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
-        return
     safe_name(args.suite, "suite name")
     card = find_card(args.dataset) if args.dataset else None
     dataset = card["name"] if card is not None else args.dataset
