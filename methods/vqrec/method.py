@@ -201,7 +201,8 @@ class VQRec(Method):
     def _bake(self, sink: dict[str, Any]) -> None:
         """One sampled permutation baked into the code table; freeze the Transformer and positions."""
         net = self.net
-        perms = net.permutations(generator=self._gen, **sink).detach()
+        # the forward value is hard + soft - soft, which float rounding leaves ~1e-7 off 0/1: round it back
+        perms = torch.round(net.permutations(generator=self._gen, **sink).detach())
         table = net.permuted_table(perms)
         table[0] = 0.0
         net.code_emb.weight.copy_(table)
