@@ -194,9 +194,14 @@ def _matching_record(stored: StoredEmbeddings) -> dict:
 
 
 def find_embeddings(results_dir: Path, matching_suite: str, names: list[str], seeds: set[int], manifest_hash: str,
-                    n_items: int) -> tuple[dict[tuple[str, int], StoredEmbeddings], list[tuple[str, int, str]]]:
-    """Load every (method, seed)'s stored embeddings; return them and the missing ones with the reason."""
-    found, missing = {}, []
+                    n_items: int) -> tuple[dict[tuple[str, int], StoredEmbeddings], list[tuple[str, int, str]],
+                                           dict[tuple[str, int], str]]:
+    """Load every (method, seed)'s stored embeddings; return them, the missing ones and the skipped ones.
+
+    Missing = no matching run yet (the suite says which to do); skipped = the matching run itself was
+    skipped with a reason (e.g. VQ-Rec on data too small for its PQ): those cells are reported, not run.
+    """
+    found, missing, skipped = {}, [], {}
     for name in names:
         if name == NONE:
             continue
@@ -208,9 +213,11 @@ def find_embeddings(results_dir: Path, matching_suite: str, names: list[str], se
                 text = str(exc)
                 if "no run of method" in text or "no results for suite" in text:
                     missing.append((name, seed, text))
+                elif "has no item embeddings" in text:  # the matching run itself was skipped, with its reason
+                    skipped[(name, seed)] = text
                 else:  # another manifest, a wrong row count, a corrupt file: bad input, stop here
                     raise
-    return found, missing
+    return found, missing, skipped
 
 
 def other_methods(results_dir: Path, matching_suite: str, manifest_hash: str, exclude: list[str]) -> list[str]:
@@ -261,7 +268,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
         names += extra
         _, names, cells = resolve_cells(suite, scale, models, names, seeds, overrides)
     emb_seeds = {c.embedding_seed for c in cells if c.embedding != NONE}
-    found, missing = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
+    found, missing, skipped = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
     if missing and fit_missing:
         from benchmark import registry
 
@@ -273,7 +280,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
         run_suite(matching, scale=scale, methods=sorted({m for m, _, _ in missing}),
                   seeds=sorted({s for _, s, _ in missing}), data_dir=data_dir, results_dir=results_dir,
                   tracking_uri=tracking_uri, progress=progress, echo=echo)
-        found, missing = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
+        found, missing, skipped = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
     if missing:
         todo = sorted({m for m, _, _ in missing})
         seeds_needed = ",".join(str(s) for s in sorted({s for _, s, _ in missing}))
@@ -282,6 +289,10 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
             f"on split {manifest[:12]}; run `python -m benchmark run --suite {matching} --scale {scale} "
             f"--methods {','.join(todo)} --seeds {seeds_needed} --results-dir {results_dir}` first, "
             f"add --fit-missing, or leave them out with --methods")
+    for (name, seed), reason in skipped.items():
+        dropped = [c for c in cells if c.embedding == name and c.embedding_seed == seed]
+        cells = [c for c in cells if c not in dropped]
+        echo(f"  SKIPPED {len(dropped)} cell(s) with {name} (seed {seed}) embeddings: {reason}")
     d = cells[0].data
     ctr = cached_ctr(inputs.split, inputs.train, data_dir / ".cache" / "ctr", negatives=int(d["negatives"]),
                      max_history=int(d["max_history"]), validation_fraction=float(d["validation_fraction"]),
