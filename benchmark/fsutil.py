@@ -149,3 +149,24 @@ def remove_dead_tmp_dirs(parent: Path, prefix: str = ".tmp-") -> list[Path]:
     if removed:
         log.info("removed %d unfinished temporary folder(s) of dead processes under %s", len(removed), parent)
     return removed
+
+
+def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
+    """Write into a temporary sibling, then rename onto ``final`` (never a partial folder).
+
+    The temporary name carries the writer's pid (``.tmp-<key>-p<pid>-*``) so folders of dead
+    processes can be told apart and removed; readers skip every dot-folder.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-p{os.getpid()}-", dir=final.parent))
+    try:
+        write(tmp)
+        for path in tmp.iterdir():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

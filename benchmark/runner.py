@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,14 +22,14 @@ from typing import Any
 
 import numpy as np
 import yaml
-from tqdm.auto import tqdm
 
 from benchmark import registry
 from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.errors import BenchmarkError, MissingRequirementError
-from benchmark.fsutil import file_lock, remove_dead_tmp_dirs, safe_name
+from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import Method, RunContext
+from benchmark.progress import progress_factory
 from benchmark.sync import TRACKING_FILE, log_result, run_lock_path
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
@@ -81,25 +80,6 @@ def run_key(run: RunConfig, inputs: Inputs) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _logged(iterable, desc: str, total: int | None):
-    """Without progress bars, a long loop still reports its steps (epochs) at INFO level."""
-    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-    every = 1 if not total or total <= 50 else max(total // 20, 1)
-    for i, item in enumerate(iterable, start=1):
-        yield item
-        if i % every == 0 or i == total:
-            log.info("%s %d/%s", desc or "step", i, total if total else "?")
-
-
-def _progress(enabled: bool) -> Callable[..., Any]:
-    def wrap(iterable, desc: str = "", total: int | None = None):
-        if not enabled:
-            return _logged(iterable, desc, total)
-        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
-
-    return wrap
-
-
 def _check_embeddings(name: str, emb: Any, n_rows: int, what: str = "embeddings", rows: str = "items") -> np.ndarray:
     if not isinstance(emb, np.ndarray) or emb.ndim != 2 or emb.shape[0] != n_rows or emb.shape[1] < 1:
         shape = getattr(emb, "shape", type(emb).__name__)
@@ -142,27 +122,6 @@ def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: 
         tags[f"encoder.{modality}"] = encoder
     tags.update({str(k): str(v) for k, v in cls.tags.items()})
     return tags
-
-
-def _atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
-    """Write into a temporary sibling, then rename onto ``final`` (never a partial folder).
-
-    The temporary name carries the writer's pid (``.tmp-<key>-p<pid>-*``) so folders of dead
-    processes can be told apart and removed; readers skip every dot-folder.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-p{os.getpid()}-", dir=final.parent))
-    try:
-        write(tmp)
-        for path in tmp.iterdir():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _next_item(method: Method, cls: type[Method], run: RunConfig, inputs: Inputs, progress: bool) -> np.ndarray:
@@ -255,7 +214,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
         tags["skipped"] = record.reason
     else:
         ctx = RunContext(
-            seed=run.seed, scale=run.scale, progress=_progress(progress),
+            seed=run.seed, scale=run.scale, progress=progress_factory(progress),
             log_metric=lambda name, value, step=None: curves.append((name, float(value), int(step or 0))),
             logger=logging.getLogger(f"benchmark.methods.{run.method}"),
         )
@@ -316,7 +275,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
             "params": {**run.as_dict(), "run_key": key}, "tags": tags}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
-    _atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write)
     return record
 
 

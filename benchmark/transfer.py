@@ -39,6 +39,7 @@ from benchmark.data.model import Histories, Sequences, TrainView
 from benchmark.errors import ConfigError
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import RunContext
+from benchmark.progress import progress_factory
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +223,14 @@ def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -
 
 
 def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray) -> None:
-    from benchmark.runner import _atomic_write_dir
+    from benchmark.fsutil import atomic_write_dir
 
     def write(tmp: Path) -> None:
         np.save(tmp / "next_item_ranks.npy", nxt.astype(np.int32))
         np.save(tmp / "ranks.npy", i2i.astype(np.int32))
         (tmp / "record.json").write_text(json.dumps(record, indent=1, default=str))
 
-    _atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write)
 
 
 class _TransRecFamily:
@@ -274,7 +275,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
                  results_dir: Path = Path("results"), progress: bool = True,
                  echo: Callable[[str], None] = print) -> Path:
     """Run (or resume) the transfer grid of ``suite``; return its results folder."""
-    from benchmark.runner import _progress, plan
+    from benchmark.runner import plan
 
     suite_cfg = load_suite_file(registry.suite_path(suite))
     cfg = validate_transfer(suite_cfg.get("transfer"), suite_cfg["dataset"]["domains"].split(","))
@@ -312,7 +313,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         if (folder / "record.json").exists():
             echo(f"  {cond.label:<40} finished earlier (key {key})")
             continue
-        ctx = RunContext(seed=cond.seed, scale=run.scale, progress=_progress(progress),
+        ctx = RunContext(seed=cond.seed, scale=run.scale, progress=progress_factory(progress),
                          logger=logging.getLogger(f"benchmark.methods.{method}"))
         ctx.seed_everything()
         t0 = time.perf_counter()

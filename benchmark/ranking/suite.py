@@ -26,9 +26,10 @@ import yaml
 from benchmark.config import SCALES, deep_merge, flatten, parse_override
 from benchmark.embeddings import StoredEmbeddings, load_embeddings
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.fsutil import atomic_write_dir
+from benchmark.progress import progress_factory
 from benchmark.ranking.models import DISPLAY, EMBEDDING_MODES, MODELS
 from benchmark.ranking.train import PRETRAINED_NORMS, train_cell
-from benchmark.runner import _atomic_write_dir
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
     """Run (or resume) every cell of a ranking suite and return their records."""
     from benchmark.inputs import prepare_inputs
     from benchmark.ranking.data import cached_ctr
-    from benchmark.runner import _progress, plan, run_suite
+    from benchmark.runner import plan, run_suite
 
     suite = load_ranking_suite(name)
     scale, names, cells = resolve_cells(suite, scale, models, methods, seeds, overrides)
@@ -306,7 +307,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
     for cell in cells:
         stored = found.get((cell.embedding, cell.embedding_seed))
         t0 = time.perf_counter()
-        record = execute_cell(suite["name"], scale, cell, ctr, stored, inputs, results_dir, tracker, _progress(progress))
+        record = execute_cell(suite["name"], scale, cell, ctr, stored, inputs, results_dir, tracker, progress_factory(progress))
         took = time.perf_counter() - t0
         cached = "finished earlier" if record.timings.get("cached") else f"{took:.1f}s"
         echo(f"  {DISPLAY[cell.model]:<9} {record.embedding_display:<14} seed {cell.seed}: "
@@ -377,5 +378,5 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
                 curves=result.curves, artefacts=sorted(tmp.iterdir()))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
-    _atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write)
     return record
