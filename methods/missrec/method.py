@@ -16,7 +16,6 @@ when beta = 0; the learned beta is reported, and ``fused_scores`` gives the dyna
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -33,7 +32,7 @@ from methods.missrec.augment import ALIGNMENTS, augment
 from methods.missrec.interest import discover_interests
 from methods.missrec.model import MISSRecNet, zero_cold_ids
 from methods.shared.sequence import padded_ids, prefix_examples
-from methods.shared.training import resolve_device
+from methods.shared.training import EarlyStopping, resolve_device
 
 FUSIONS = ("dynamic", "static")
 
@@ -195,7 +194,7 @@ class MISSRec(Method):
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"]))
         tau, gamma = float(cfg["tau"]), float(cfg["gamma"])
         targets_v = torch.from_numpy(carve.targets.astype(np.int64)).to(device)
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(patience, "missrec", ctx.logger)
         for epoch in ctx.progress(range(epochs), desc="missrec fine-tune", total=epochs):
             self._discover(float(cfg["finetune_interest_ratio"]), ctx, epoch, "finetune")
             net.train()
@@ -218,16 +217,10 @@ class MISSRec(Method):
                 continue
             score = self._valid_ndcg(carve.histories, targets_v)
             ctx.log_metric("missrec_valid_ndcg10", score, epoch)
-            if score > best + 1e-6:
-                best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
-            else:
-                waited += 1
-                if waited >= patience:
-                    ctx.logger.info("missrec: early stop at epoch %d (best valid NDCG@10 %.4f)", epoch + 1, best)
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        self.stats["best_valid_ndcg10"] = best
+            if stopper.update(score, net, epoch):
+                break
+        stopper.restore(net)
+        self.stats["best_valid_ndcg10"] = stopper.best
 
     # ----------------------------------------------------------------------------- inference
     @torch.no_grad()

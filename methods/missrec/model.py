@@ -25,17 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.missrec.interest import Interests, interest_sets
-
-
-def _init(module: nn.Module, std: float) -> None:
-    """RecBole's initialisation (the authors' Transformer base): N(0, std) weights, zero biases."""
-    if isinstance(module, nn.Linear | nn.Embedding):
-        module.weight.data.normal_(0.0, std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
-    elif isinstance(module, nn.LayerNorm):
-        module.weight.data.fill_(1.0)
-        module.bias.data.zero_()
+from methods.shared.sequence import recbole_init
 
 
 def diversity_regulariser(memory: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
@@ -93,7 +83,7 @@ class MISSRecNet(nn.Module):
                   layer_norm_eps=eps, batch_first=True, norm_first=False)
         self.encoder = nn.TransformerEncoderLayer(d, int(cfg["n_heads"]), **kw)
         self.decoder = nn.TransformerDecoderLayer(d, int(cfg["n_heads"]), **kw)
-        self.apply(lambda m: _init(m, float(cfg["init_std"])))
+        self.apply(lambda m: recbole_init(m, float(cfg["init_std"])))
         if self.item_id is not None:
             with torch.no_grad():
                 self.item_id.weight[0].zero_()

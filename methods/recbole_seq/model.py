@@ -12,7 +12,6 @@ suite card]. NextItNet reads the last position's output, so its inputs are right
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import padded_ids, prefix_examples
-from methods.shared.training import resolve_device, validation_ndcg
+from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 
 
 class _Items:
@@ -79,7 +78,7 @@ class RecBoleSequential(Method):
         opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["lr"]))
         rng = ctx.rng(0x6E7)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(patience, self.name, ctx.logger)
         self.stats: dict[str, Any] = {"examples": len(examples), "epochs": 0, **carve.describe()}
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(int(cfg["epochs"])), desc=f"{self.name} epochs"):
@@ -101,15 +100,10 @@ class RecBoleSequential(Method):
                 continue
             score = validation_ndcg(self._users(carve.histories), self._items(),
                                     torch.from_numpy(carve.targets.astype(np.int64)).to(device))
-            if score > best + 1e-6:
-                best, waited, best_state = score, 0, copy.deepcopy(self.net.state_dict())
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": best})
+            if stopper.update(score, self.net, epoch):
+                break
+        stopper.restore(self.net)
+        self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": stopper.best})
         emb = self._items().cpu().numpy().astype(np.float32).copy()
         emb[carve.fit.item_train_count == 0] = 0.0
         self._emb = emb

@@ -14,7 +14,6 @@ Next-item scores are raw inner products, as in SASRec.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -28,7 +27,7 @@ from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import SequenceEncoder, padded_ids, sequence_windows
-from methods.shared.training import resolve_device, validation_ndcg
+from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 
 
 class SASRecNet(nn.Module):
@@ -73,7 +72,7 @@ class SASRec(Method):
         opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["lr"]))
         batch, epochs, patience = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["patience"])
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 11)
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(patience, "sasrec", ctx.logger)
         self.stats: dict[str, Any] = {"windows": len(inputs), "positions": int(lengths.sum()), "epochs": 0,
                                       **carve.describe()}
         t0 = time.perf_counter()
@@ -102,16 +101,10 @@ class SASRec(Method):
             score = validation_ndcg(self._users(carve.histories, device), self.net.candidates().detach(),
                                     torch.from_numpy(carve.targets.astype(np.int64)).to(device))
             ctx.log_metric("sasrec_valid_ndcg10", score, epoch)
-            if score > best + 1e-6:
-                best, waited, best_state = score, 0, copy.deepcopy(self.net.state_dict())
-            else:
-                waited += 1
-                if waited >= patience:
-                    ctx.logger.info("sasrec: early stop at epoch %d (best valid NDCG@10 %.4f)", epoch + 1, best)
-                    break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": best})
+            if stopper.update(score, self.net, epoch):
+                break
+        stopper.restore(self.net)
+        self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": stopper.best})
         self.device = device
         emb = self.net.candidates().detach().cpu().numpy().astype(np.float32).copy()
         emb[fit_view.item_train_count == 0] = 0.0

@@ -51,7 +51,7 @@ class SequenceEncoder(nn.Module):
                                            activation=activation, layer_norm_eps=layer_norm_eps,
                                            batch_first=True, norm_first=False)
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.apply(lambda m: _init(m, init_std))
+        self.apply(lambda m: recbole_init(m, init_std))
 
     def hidden(self, x: torch.Tensor, lengths: torch.Tensor, domains: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states at every position, [B, L, d]; ``x`` is [B, L, d] left-aligned item vectors."""
@@ -86,7 +86,7 @@ class SequenceEncoder(nn.Module):
         return out * (lengths > 0).to(out.dtype).unsqueeze(1)
 
 
-def _init(module: nn.Module, std: float) -> None:
+def recbole_init(module: nn.Module, std: float) -> None:
     """RecBole's SASRec initialisation: N(0, std) weights, zero biases, unit LayerNorm."""
     if isinstance(module, nn.Linear | nn.Embedding):
         module.weight.data.normal_(0.0, std)

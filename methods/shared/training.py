@@ -1,8 +1,13 @@
-"""Small training utilities the torch methods share: device choice and the validation metric."""
+"""Small training utilities the torch methods share: device choice, the validation metric and
+early stopping on it."""
 
 from __future__ import annotations
 
+import copy
+import logging
+
 import torch
+from torch import nn
 
 from benchmark.errors import ConfigError
 
@@ -37,3 +42,36 @@ def validation_ndcg(users: torch.Tensor, items: torch.Tensor, targets: torch.Ten
         rank = 1 + (scores > target_score).sum(1)
         total += float(torch.where(rank <= k, 1.0 / torch.log2(rank.double() + 1), torch.zeros_like(rank.double())).sum())
     return total / len(users)
+
+
+class EarlyStopping:
+    """Model selection on a validation score with patience (RecBole's ``stopping_step`` rule).
+
+    A score counts as a gain only when it beats the best by more than ``min_delta``; the best
+    state is kept (a deep copy) and put back by :meth:`restore`. The authors' code of UniSRec,
+    VQ-Rec and MISSRec and the other sequence methods here all select this way.
+    """
+
+    def __init__(self, patience: int, label: str, logger: logging.Logger | None = None,
+                 min_delta: float = 1e-6) -> None:
+        self.patience, self.label, self.logger, self.min_delta = int(patience), label, logger, min_delta
+        self.best: float = -1.0
+        self.waited = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, score: float, net: nn.Module, epoch: int) -> bool:
+        """Record ``score`` of 0-based ``epoch``; True when training should stop now."""
+        if score > self.best + self.min_delta:
+            self.best, self.waited, self.best_state = score, 0, copy.deepcopy(net.state_dict())
+            return False
+        self.waited += 1
+        if self.waited < self.patience:
+            return False
+        if self.logger is not None:
+            self.logger.info("%s: early stop at epoch %d (best valid NDCG@10 %.4f)", self.label, epoch + 1, self.best)
+        return True
+
+    def restore(self, net: nn.Module) -> None:
+        """Load the best state into ``net`` (no-op when no score was ever recorded)."""
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)

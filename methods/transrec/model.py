@@ -13,7 +13,6 @@ candidates are the raw item-tower outputs scored by inner product, as the author
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import padded_ids, sequence_windows
-from methods.shared.training import resolve_device, validation_ndcg
+from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 from methods.transrec.encoders import (
     SMALL_CNN,
     TextTokenCache,
@@ -186,7 +185,7 @@ class TransRec(Method):
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 2)
         rng = ctx.rng(0x7C0 + sum(map(ord, tag)))  # same stream whatever ran before (resumable grids)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
-        best, best_state, waited, done = -1.0, None, 0, 0
+        stopper, done = EarlyStopping(patience, f"transrec{tag}", ctx.logger), 0
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(epochs), desc=f"transrec{tag} stage 2", total=epochs):
             net.train()
@@ -208,14 +207,10 @@ class TransRec(Method):
                 continue
             score = self._validate(carve, pool)
             ctx.log_metric(f"transrec{tag}_valid_ndcg10", score, epoch)
-            if score > best + 1e-6:
-                best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+            if stopper.update(score, net, epoch):
+                break
+        stopper.restore(net)
+        best = stopper.best
         self.stats["stages"].append({"stage": 2, "tag": tag, "sequences": len(rows), "epochs": done, "lr": lr,
                                      "targets": n_targets, "negatives": n_neg, "best_valid_ndcg10": best,
                                      "seconds": round(time.perf_counter() - t0, 2), **carve.describe()})

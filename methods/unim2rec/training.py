@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -26,7 +25,7 @@ from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.sequence import padded_ids, sequence_windows
-from methods.shared.training import validation_ndcg
+from methods.shared.training import EarlyStopping, validation_ndcg
 from methods.unim2rec.network import UniM2RecNet
 from methods.unim2rec.views import ItemViews
 
@@ -137,7 +136,7 @@ def train_stage(net: UniM2RecNet, items: ItemViews, sequences: Sequences, carve:
     generator = torch.Generator().manual_seed(int(ctx.seed) * 7919 + (17 if stage == "pretrain" else 29))
     batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
     dev = items.domain.device
-    best, best_state, waited, done = -1.0, None, 0, 0
+    stopper, done = EarlyStopping(patience, f"unim2rec {stage}", ctx.logger), 0
     t0 = time.perf_counter()
     for epoch in ctx.progress(range(epochs), desc=f"unim2rec {stage}", total=epochs):
         net.train()
@@ -162,14 +161,8 @@ def train_stage(net: UniM2RecNet, items: ItemViews, sequences: Sequences, carve:
             continue
         score = validation_score(net, items, carve)
         ctx.log_metric(f"unim2rec_{stage}_valid_ndcg10", score, epoch)
-        if score > best + 1e-6:
-            best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
-        else:
-            waited += 1
-            if waited >= patience:
-                ctx.logger.info("unim2rec %s: early stop at epoch %d (best valid NDCG@10 %.4f)", stage, done, best)
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return {f"{stage}_epochs": done, f"{stage}_best_valid_ndcg10": best, f"{stage}_windows": len(inputs),
+        if stopper.update(score, net, epoch):
+            break
+    stopper.restore(net)
+    return {f"{stage}_epochs": done, f"{stage}_best_valid_ndcg10": stopper.best, f"{stage}_windows": len(inputs),
             f"{stage}_seconds": round(time.perf_counter() - t0, 2)}

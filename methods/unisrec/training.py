@@ -9,7 +9,6 @@ cross-entropy over all items of cos / tau; early stopping on the validation carv
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.sequence import PrefixExamples, padded_ids
-from methods.shared.training import validation_ndcg
+from methods.shared.training import EarlyStopping, validation_ndcg
 from methods.unisrec.augment import item_drop, word_drop_mask
 from methods.unisrec.batching import Windows, aug_positions
 from methods.unisrec.model import UniSRecNet
@@ -195,8 +194,7 @@ def finetune(net: UniSRecNet, examples: PrefixExamples | Windows, carve: Validat
     all_items = torch.arange(net.n_items, device=device)
     # Recorded, not a candidate: the code selects among fine-tuning epochs only.
     stats: dict[str, Any] = {"valid_ndcg10_pretrained": validation_score(net, carve), "finetune_epochs_run": 0}
-    best = -1.0
-    best_state, waited, seen = copy.deepcopy(net.state_dict()), 0, 0
+    stopper, seen = EarlyStopping(patience, "unisrec fine-tune", ctx.logger), 0
     t0 = time.perf_counter()
     for epoch in ctx.progress(range(epochs), desc="unisrec fine-tune", total=epochs):
         net.train()
@@ -219,20 +217,15 @@ def finetune(net: UniSRecNet, examples: PrefixExamples | Windows, carve: Validat
             seen += count
         ctx.log_metric("unisrec_finetune_loss", total / max(steps, 1), epoch)
         stats["finetune_epochs_run"] = epoch + 1
-        if len(carve) == 0:
-            best_state = copy.deepcopy(net.state_dict())
+        if len(carve) == 0:  # no validation: the last state is the model
             continue
         score = validation_score(net, carve)
         ctx.log_metric("unisrec_valid_ndcg10", score, epoch)
-        if score > best + 1e-6:
-            best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
-        else:
-            waited += 1
-            if waited >= patience:
-                ctx.logger.info("unisrec: early stop at fine-tune epoch %d (best valid NDCG@10 %.4f)", epoch + 1, best)
-                break
-    net.load_state_dict(best_state)
+        if stopper.update(score, net, epoch):
+            break
+    stopper.restore(net)
     seconds = time.perf_counter() - t0
-    stats.update({"finetune_examples": n_examples(examples), "finetune_seconds": seconds, "best_valid_ndcg10": best,
+    stats.update({"finetune_examples": n_examples(examples), "finetune_seconds": seconds,
+                  "best_valid_ndcg10": stopper.best,
                   "finetune_examples_per_s": seen / max(seconds, 1e-9)})
     return stats

@@ -15,7 +15,6 @@ codes come from the trained index); user embedding = the encoder's output, norma
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import padded_ids, prefix_examples, sequence_windows
-from methods.shared.training import resolve_device, validation_ndcg
+from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 from methods.vqrec.codes import build_codes, check_width, factory_string
 from methods.vqrec.faiss_log import quiet_faiss
 from methods.vqrec.model import ROUNDINGS, VQRecNet, fake_codes, pretrain_loss
@@ -141,7 +140,7 @@ class VQRec(Method):
         vt = torch.from_numpy(carve.targets.astype(np.int64)).to(self.device)
         self.stats.update({"finetune_windows": len(inputs), "finetune_epochs": 0, "reassign_steps": steps,
                            "reassign_rounding": sink["rounding"], "baked": False})
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(patience, "vqrec", ctx.logger)
         opt = None
         order_gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 23)
         for epoch in ctx.progress(range(epochs), desc="vqrec finetune", total=epochs):
@@ -183,19 +182,13 @@ class VQRec(Method):
             ctx.log_metric("vqrec_valid_ndcg10", score, epoch)
             if reassigning:  # model selection starts once the assignment is fixed [proposal]
                 continue
-            if score > best + 1e-6:
-                best, waited, best_state = score, 0, copy.deepcopy(net.state_dict())
-            else:
-                waited += 1
-                if waited >= patience:
-                    ctx.logger.info("vqrec: early stop at epoch %d (best valid NDCG@10 %.4f)", epoch + 1, best)
-                    break
+            if stopper.update(score, net, epoch):
+                break
         if not self.stats["baked"]:  # fewer epochs than reassign_steps: bake the last state anyway
             self._bake(sink)
-        if best_state is not None:
-            net.load_state_dict(best_state)
+        stopper.restore(net)
         net.table = None
-        self.stats["best_valid_ndcg10"] = best
+        self.stats["best_valid_ndcg10"] = stopper.best
 
     @torch.no_grad()
     def _bake(self, sink: dict[str, Any]) -> None:
