@@ -352,7 +352,8 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
             f"{', '.join(suite_cfg['methods'])}); the suite's scale presets do not cover them. "
             "Pass --allow-extra-methods to run them with their own defaults")
     runs = resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
-    check_devices((run.method, run.method_config) for run in runs)  # a missing GPU fails here, before any work
+    # a missing GPU fails here, before any work: the feature encoders' device, then each method's
+    check_devices([("features", runs[0].features), *((run.method, run.method_config) for run in runs)])
     for run in runs:
         if run.method in extra and run.seed == runs[0].seed:
             shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()

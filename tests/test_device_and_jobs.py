@@ -62,6 +62,14 @@ def test_the_grid_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
     assert not results.exists() and not (tmp_path / "data").exists()  # nothing loaded, nothing written
 
 
+def test_features_device_is_optional_and_checked() -> None:
+    base = plan("xmarket-matching", scale="tiny", methods=["uae"])[0]
+    cpu = plan("xmarket-matching", scale="tiny", methods=["uae"], overrides=("features.device=cpu",))[0]
+    assert "device" not in base.features and cpu.canonical_json() == base.canonical_json()  # run keys kept
+    with pytest.raises(ConfigError, match=r"^features\.device: unknown device 'gpu'"):
+        plan("xmarket-matching", scale="tiny", methods=["uae"], overrides=("features.device=gpu",))
+
+
 def test_an_unknown_device_in_the_ranking_suite_names_its_key(tmp_path: Path, capsys) -> None:
     from benchmark.cli import main
 
