@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. item2vec.epochs=5 or features.text_encoder=minilm")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
-    run.add_argument("--jobs", type=int, default=1,
-                     help="runs at once on this machine (through a local Ray; same keys and metrics as 1; "
-                     "default 1)")
+    run.add_argument("--jobs", default="auto", metavar="N|auto",
+                     help="runs of the grid at once on this machine (N > 1 through a local Ray), each with "
+                     "one torch thread, so keys and numbers are those of --jobs 1. Default auto = min(cores, "
+                     "runs still to compute); more than the cores is clamped with a warning; 0 or less is an error")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log-embeddings", action="store_true",
                      help="also copy each run's item embeddings into MLflow (default: path and checksum only)")
@@ -157,8 +158,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import report_dir, write_suite_reports
     from benchmark.reporting.results import load_records
-    from benchmark.runner import run_suite
+    from benchmark.runner import check_jobs, run_suite
     from benchmark.transfer import is_transfer_suite
+
+    jobs = check_jobs(args.jobs)  # before any work, for every kind of suite
 
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
                        (args.reports_dir, "--reports-dir")):
@@ -195,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         overrides=overrides, allow_extra_methods=args.allow_extra_methods,
         data_dir=args.data_dir or _default_data_dir(), results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
-        log_embeddings=args.log_embeddings, jobs=args.jobs, twin_fallback=not given,
+        log_embeddings=args.log_embeddings, jobs=jobs, twin_fallback=not given,
     )
     keys = {r.run_key for r in result.records}
     write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)

@@ -37,7 +37,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
         "min_interactions": (int,),
     },
     "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
-                 "word_drop": (float,), "degrade": (dict,)},
+                 "word_drop": (float,), "degrade": (dict,), "device": (str,)},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
                    "exclude_history": (bool,)},
     "methods_config": (dict,),
@@ -332,7 +332,11 @@ def resolve(
         if key.startswith("features.degrade.") and "degrade" not in base["features"]:
             base["features"]["degrade"] = dict(DEGRADE_DEFAULTS)  # --set switches the knob on
         head = key.split(".", 1)[0]
-        if key in OPTIONAL_DATASET_KEYS:  # a dataset card's defaults; absent keys keep older run keys
+        if key == "features.device":  # absent = cpu, so CPU runs keep their run keys (benchmark/devices.py checks it)
+            base["features"].pop("device", None)
+            if value not in (None, "cpu"):
+                base["features"]["device"] = str(value)
+        elif key in OPTIONAL_DATASET_KEYS:  # a dataset card's defaults; absent keys keep older run keys
             base["dataset"].pop(key.split(".")[1], None)
             if value is not None:
                 base["dataset"][key.split(".")[1]] = str(value)

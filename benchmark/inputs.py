@@ -116,7 +116,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
             dataset.items, text_encoder=features_cfg["text_encoder"],
             image_encoder=features_cfg["image_encoder"] if dataset.items.has_images else None,
             cache_dir=root / ".cache" / "features", batch_size=features_cfg["batch_size"], progress=progress,
-            word_drop=float(features_cfg.get("word_drop", 0.0)),
+            word_drop=float(features_cfg.get("word_drop", 0.0)), device=features_cfg.get("device") or "cpu",
         )
         features = degrade_features(features, features_cfg.get("degrade"))  # the one place (features.degrade)
     else:

@@ -25,7 +25,8 @@ import yaml
 
 from benchmark import registry
 from benchmark.config import RunConfig, flatten, load_suite_file, resolve
-from benchmark.errors import BenchmarkError, MissingRequirementError
+from benchmark.devices import check_devices
+from benchmark.errors import BenchmarkError, ConfigError, MissingRequirementError
 from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import Method, RunContext
@@ -35,6 +36,10 @@ from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 RESULT_SCHEMA = 2
+#: torch CPU threads per run, for every --jobs value. Not cores // jobs: SASRec's tiny-twin item
+#: embeddings differ in the last bits between 1 and 2 threads (same seed, same key), and on the
+#: shared 2-core machine 2 threads per run were several times slower (OpenMP waits on busy cores).
+RUN_THREADS = 1
 _READABLE_SCHEMAS = (1, 2)  # v1 records lack embeddings and next-item metrics; they read with defaults
 
 
@@ -141,7 +146,7 @@ def _next_item(method: Method, cls: type[Method], run: RunConfig, inputs: Inputs
 
 
 def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Tracker | None,
-                progress: bool = True, log_embeddings: bool = False) -> RunRecord:
+                progress: bool = True, log_embeddings: bool = False, workers: int = 1) -> RunRecord:
     """Fit one method at one seed, evaluate it, and store the result (or the reason it was skipped).
 
     The result folder holds the per-case ranks of both protocols (``ranks.npy`` item-to-item,
@@ -152,6 +157,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     Results first, tracking second: the folder is complete and renamed into place before any
     MLflow call; a tracking failure is recorded in result.json ("not logged") and never raises.
     Under a per-key file lock, so processes sharing ``results_dir`` compute each key once.
+    ``workers``: the run's CPU thread budget (``RunContext.workers``), recorded in result.json.
     """
     safe_name(run.suite, "suite name")
     key = run_key(run, inputs)
@@ -164,7 +170,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
             return _cached(folder, None, lock, log_embeddings)
         for stale in folder.parent.glob(f".tmp-{key}-*"):  # we hold the key's lock: its writer is dead
             shutil.rmtree(stale, ignore_errors=True)
-        record = _compute(run, inputs, key, folder, progress)
+        record = _compute(run, inputs, key, folder, progress, workers)
         if tracker is not None:
             record = log_result(tracker, folder, log_embeddings)
         return record
@@ -182,7 +188,7 @@ def _cached(folder: Path, tracker: Tracker | None, lock: Path, log_embeddings: b
     return record
 
 
-def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: bool) -> RunRecord:
+def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: bool, workers: int = 1) -> RunRecord:
     """Fit, evaluate and write the complete result folder (atomically); no tracking here."""
     from benchmark.embeddings import EMBEDDINGS_FILE, write_embeddings
     from benchmark.evaluation.breakdown import grouped_metrics
@@ -201,7 +207,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
                  "domain_interactions": inputs.domain_interactions()},
         manifest_hash=inputs.split.manifest_hash, encoders=inputs.features.encoder_ids(),
         code_version=code_version(), tags={str(k): str(v) for k, v in cls.tags.items()},
-        tracking={"status": "pending"}, machine=machine_info(),
+        tracking={"status": "pending"}, machine={**machine_info(), "run_threads": int(workers)},
     )
     tags = _tags(run, inputs, cls, key, display)
     missing = cls.requires - inputs.available()
@@ -216,7 +222,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
         ctx = RunContext(
             seed=run.seed, scale=run.scale, progress=progress_factory(progress),
             log_metric=lambda name, value, step=None: curves.append((name, float(value), int(step or 0))),
-            logger=logging.getLogger(f"benchmark.methods.{run.method}"),
+            logger=logging.getLogger(f"benchmark.methods.{run.method}"), workers=workers,
         )
         ctx.seed_everything()
         t0 = time.perf_counter()
@@ -305,6 +311,8 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
             f"{', '.join(suite_cfg['methods'])}); the suite's scale presets do not cover them. "
             "Pass --allow-extra-methods to run them with their own defaults")
     runs = resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
+    # a missing GPU fails here, before any work: the feature encoders' device, then each method's
+    check_devices([("features", runs[0].features), *((run.method, run.method_config) for run in runs)])
     for run in runs:
         if run.method in extra and run.seed == runs[0].seed:
             shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()
@@ -328,15 +336,16 @@ def run_suite(
     executor: str = "local",
     progress: bool = True,
     log_embeddings: bool = False,
-    jobs: int = 1,
+    jobs: int | str = 1,
     echo: Callable[[str], None] = print,
     twin_fallback: bool = True,
 ) -> SuiteRun:
     """Run (or resume) every run of a suite and return their records.
 
     ``jobs`` > 1 runs that many runs at once on this machine, through the same Ray executor that
-    scales out to a cluster (one mechanism); each run keeps its own 1-thread budget, so run keys
-    and metrics are those of ``jobs=1``. ``twin_fallback=False`` (the CLI, when a data directory
+    scales out to a cluster (one mechanism); ``"auto"`` = min(cores, runs still to compute). Each
+    run keeps a budget of RUN_THREADS torch thread(s) whatever ``jobs`` is, so its numbers do not depend on it.
+    An effective 1 runs here, without starting Ray. ``twin_fallback=False`` (the CLI, when a data directory
     was given): a suite on real XMarket fails if the files are missing instead of switching to the
     synthetic twin.
     """
@@ -348,8 +357,11 @@ def run_suite(
                             twin_fallback=twin_fallback)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
+    pending = sum(not (results_dir / first.suite / run_key(r, inputs) / "result.json").exists() for r in runs)
+    jobs, threads = effective_jobs(jobs, pending)
     echo(f"suite {first.suite}: {len(runs)} run(s) on {inputs.label}; "
-         f"{len(inputs.split.cases)} test cases, manifest {inputs.split.manifest_hash[:12]}")
+         f"{len(inputs.split.cases)} test cases, manifest {inputs.split.manifest_hash[:12]}"
+         + (f"; {pending} to compute, {jobs} at once with {threads} thread(s) each" if executor == "local" else ""))
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -358,7 +370,7 @@ def run_suite(
     uri = resolve_tracking_uri(results_dir, tracking_uri)
     if executor not in ("local", "ray"):
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
-    if executor == "ray" or jobs > 1:
+    if executor == "ray" or jobs > 1:  # an effective 1 job runs here: no Ray start-up
         from benchmark.ray_executor import run_on_ray
 
         try:  # create the store once, before workers race
@@ -368,7 +380,8 @@ def run_suite(
                         "logs them later", uri, exc)
         t0 = time.perf_counter()
         records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
-                             log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None)
+                             log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None,
+                             workers=threads if executor == "local" else 1)
         for record in records:
             _echo_record(echo, record, None)
         echo(f"  ({len(records)} run(s) in {time.perf_counter() - t0:.1f}s with {jobs if executor == 'local' else 'Ray'} "
@@ -378,7 +391,8 @@ def run_suite(
         records = []
         for run in runs:
             t0 = time.perf_counter()
-            record = execute_run(run, inputs, results_dir, tracker, progress=progress, log_embeddings=log_embeddings)
+            record = execute_run(run, inputs, results_dir, tracker, progress=progress, log_embeddings=log_embeddings,
+                                 workers=threads)
             _echo_record(echo, record, time.perf_counter() - t0)
             records.append(record)
     unlogged = [r for r in records if r.tracking.get("status") == "not logged"]
@@ -389,15 +403,46 @@ def run_suite(
     return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)
 
 
-def check_jobs(jobs: int) -> int:
-    """``--jobs``: a positive integer; more than the machine's cores is clamped with a warning."""
+def machine_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int | str) -> int | str:
+    """``--jobs``: ``auto`` or a positive integer; more than the machine's cores is clamped with a warning.
+
+    Checked before any work; ``auto`` is resolved by :func:`effective_jobs` once the pending runs are known.
+    """
+    if isinstance(jobs, str):
+        if jobs.strip().lower() == "auto":
+            return "auto"
+        try:
+            jobs = int(jobs)
+        except ValueError:
+            raise ConfigError(f"--jobs must be a positive integer or auto, got {jobs!r}") from None
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise BenchmarkError(f"--jobs must be a positive integer, got {jobs!r}")
-    cores = os.cpu_count() or 1
+        raise ConfigError(f"--jobs must be a positive integer or auto, got {jobs!r}")
+    cores = machine_cores()
     if jobs > cores:
-        log.warning("--jobs %d is more than this machine's %d cores: using %d (one thread per run)", jobs, cores, cores)
+        log.warning("--jobs %d is more than this machine's %d cores: clamped to %d job(s) of 1 thread each",
+                    jobs, cores, cores)
         return cores
     return jobs
+
+
+def effective_jobs(jobs: int | str, pending: int) -> tuple[int, int]:
+    """(runs at once, torch threads per run) for a checked ``jobs`` and ``pending`` runs to compute.
+
+    ``auto`` = min(cores, pending), at least 1. The per-run budget is RUN_THREADS whatever the
+    jobs: ``auto`` depends on how many runs are pending, and a run key must give the same bits
+    whether it ran in a batch or alone.
+    """
+    cores = machine_cores()
+    n = min(cores, max(int(pending), 1)) if jobs == "auto" else int(check_jobs(jobs))
+    return n, RUN_THREADS
 
 
 def _echo_record(echo: Callable[[str], None], record: RunRecord, took: float | None) -> None:

@@ -31,7 +31,7 @@ def test_ray_executor_matches_local(tiny_suite_run, tiny_data_dir, tmp_path) -> 
 @pytest.mark.slow
 def test_jobs_runs_in_parallel_with_the_same_keys_and_metrics(tiny_suite_run, tiny_data_dir, tmp_path) -> None:
     ray = pytest.importorskip("ray")
-    local, _, _ = tiny_suite_run
+    local, local_results, _ = tiny_suite_run
     try:
         par = run_suite("xmarket-matching", scale="tiny", methods=["random", "popularity"], jobs=2,
                         data_dir=tiny_data_dir, results_dir=tmp_path / "results", progress=False, echo=lambda s: None)
@@ -41,6 +41,10 @@ def test_jobs_runs_in_parallel_with_the_same_keys_and_metrics(tiny_suite_run, ti
     assert sorted(r.method for r in par.records) == ["popularity", "random"]
     for record in par.records:
         assert json.dumps(record.metrics, sort_keys=True) == json.dumps(by_key[record.run_key].metrics, sort_keys=True)
+        for name in ("ranks.npy", "next_item_ranks.npy", "item_embeddings.npy"):  # the same bytes
+            mine = tmp_path / "results" / "xmarket-matching" / record.run_key / name
+            assert mine.read_bytes() == (local_results / "xmarket-matching" / record.run_key / name).read_bytes()
+        assert record.machine["run_threads"] == 1
 
 
 @pytest.mark.parametrize("jobs", [0, -2])

@@ -87,9 +87,13 @@ def _encode_images(
     return out, mask
 
 
-def _cached(cache, modality, enc, fingerprint, n, with_mask, compute):
-    """Load (vectors, mask) from the cache or compute and store them; the model loads only on a miss."""
-    key = cache_key(modality, enc.id, enc.weights_hash, fingerprint)
+def _cached(cache, modality, enc, fingerprint, n, with_mask, compute, device="cpu"):
+    """Load (vectors, mask) from the cache or compute and store them; the model loads only on a miss.
+
+    Vectors encoded on a GPU may differ from CPU ones in the last bits: they are cached apart.
+    """
+    where = "" if str(device) == "cpu" else f"#{str(device).split(':')[0]}"
+    key = cache_key(modality, enc.id + where, enc.weights_hash, fingerprint)
     if cache is not None:
         hit = cache.load(modality, key, n, enc.dim, with_mask)
         if hit is not None:
@@ -128,6 +132,7 @@ def compute_features(
     batch_size: int = 64,
     progress: bool = True,
     word_drop: float = 0.0,
+    device: str = "cpu",
 ) -> ItemFeatures:
     """Frozen text and image vectors for every item (docs/protocol.md 1.4 step 7; UniEmbedding 4.3).
 
@@ -135,7 +140,8 @@ def compute_features(
     (readable) image get a zero row and ``image_mask`` False; with no image at all, or no image
     encoder, ``image`` is None. Text and image share a space (``joint_space``) only when both
     come from the same CLIP model. ``word_drop`` > 0 also encodes the word-drop text view
-    (``ItemFeatures.text_word_drop``), cached like any feature.
+    (``ItemFeatures.text_word_drop``), cached like any feature. ``device``: where encoders given by
+    name run their torch models (``features.device``; checked before any work by the runner).
     """
     if not 0.0 <= float(word_drop) < 1.0:
         raise BenchmarkError(f"features.word_drop must be in [0, 1), got {word_drop!r}")
@@ -150,7 +156,7 @@ def compute_features(
             raise MissingRequirementError(
                 f"dataset has no item text/metadata: text encoder {name!r} needs item titles"
             )
-        enc = get_text_encoder(text_encoder) if isinstance(text_encoder, str) else text_encoder
+        enc = get_text_encoder(text_encoder, device) if isinstance(text_encoder, str) else text_encoder
         prompts = build_prompts(items)
         text, _ = _cached(
             cache,
@@ -160,17 +166,18 @@ def compute_features(
             n,
             False,
             lambda: (_encode_texts(enc, prompts, batch_size, progress), None),
+            device,
         )
         text_id = enc.id
         if word_drop > 0:
             aug = word_drop_prompts(prompts, float(word_drop))
             dropped, _ = _cached(
                 cache, "text", enc, fingerprint_texts(aug), n, False,
-                lambda: (_encode_texts(enc, aug, batch_size, progress), None),
+                lambda: (_encode_texts(enc, aug, batch_size, progress), None), device,
             )
 
     if image_encoder is not None and items.has_images:
-        enc = get_image_encoder(image_encoder) if isinstance(image_encoder, str) else image_encoder
+        enc = get_image_encoder(image_encoder, device) if isinstance(image_encoder, str) else image_encoder
         paths = ["" if p is None else str(p) for p in items.image_path]
         image, mask = _cached(
             cache,
@@ -180,6 +187,7 @@ def compute_features(
             n,
             True,
             lambda: _encode_images(enc, paths, batch_size, progress),
+            device,
         )
         image_id = enc.id
         if not mask.any():

@@ -296,14 +296,14 @@ class ClipBackend:
 
 
 @functools.lru_cache(maxsize=2)
-def clip_backend(spec: str) -> ClipBackend:
-    """One backend per spec and process, so text and image encoders share the loaded model."""
-    return ClipBackend(spec)
+def clip_backend(spec: str, device: str = "cpu") -> ClipBackend:
+    """One backend per spec, device and process, so text and image encoders share the loaded model."""
+    return ClipBackend(spec, device)
 
 
-def _backend(spec: str, fallback: str, modality: str) -> ClipBackend:
+def _backend(spec: str, fallback: str, modality: str, device: str = "cpu") -> ClipBackend:
     try:
-        return clip_backend(spec)
+        return clip_backend(spec, device)
     except _WeightsMissing as e:
         raise BenchmarkError(
             f"{modality} encoder 'clip:{spec}': {e}; use {modality} encoder {fallback!r}"
@@ -313,8 +313,8 @@ def _backend(spec: str, fallback: str, modality: str) -> ClipBackend:
 class ClipTextEncoder:
     """CLIP text tower (the paper's text encoder, seed 4.3); 77-token context."""
 
-    def __init__(self, spec: str):
-        self.backend = _backend(spec, TEXT_FALLBACK, "text")
+    def __init__(self, spec: str, device: str = "cpu"):
+        self.backend = _backend(spec, TEXT_FALLBACK, "text", device)
         self.id, self.dim, self.weights_hash = self.backend.id, self.backend.dim, self.backend.weights_hash
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -326,8 +326,8 @@ class ClipTextEncoder:
 class ClipImageEncoder:
     """CLIP image tower (the paper's image encoder, seed 4.3)."""
 
-    def __init__(self, spec: str):
-        self.backend = _backend(spec, IMAGE_FALLBACK, "image")
+    def __init__(self, spec: str, device: str = "cpu"):
+        self.backend = _backend(spec, IMAGE_FALLBACK, "image", device)
         self.id, self.dim, self.weights_hash = self.backend.id, self.backend.dim, self.backend.weights_hash
 
     def encode(self, paths: Sequence[str]) -> np.ndarray:

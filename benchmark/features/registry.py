@@ -80,29 +80,29 @@ def list_encoders() -> list[tuple[str, str, str]]:
     return list(_ENCODERS)
 
 
-def get_text_encoder(name: str) -> TextEncoder:
-    """A text encoder by name (see :func:`list_encoders`)."""
+def get_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
+    """A text encoder by name (see :func:`list_encoders`), its model on ``device``."""
     from benchmark.features import image, text
 
     if name == "minilm":
-        return text.MiniLMEncoder()
+        return text.MiniLMEncoder(device)
     if name.startswith("hf:") and len(name) > 3:
-        return text.HFTextEncoder(name[3:])
+        return text.HFTextEncoder(name[3:], device)
     if name.startswith("clip:"):
-        return image.ClipTextEncoder(name[5:])
+        return image.ClipTextEncoder(name[5:], device)
     raise BenchmarkError(
         f"unknown text encoder {name!r}; known: minilm, hf:<model-or-path>, clip:<arch>/<pretrained>"
     )
 
 
-def get_image_encoder(name: str) -> ImageEncoder:
-    """An image encoder by name (see :func:`list_encoders`)."""
+def get_image_encoder(name: str, device: str = "cpu") -> ImageEncoder:
+    """An image encoder by name (see :func:`list_encoders`), its model on ``device`` (CLIP only)."""
     from benchmark.features import image
 
     if name in ("offline-descriptor", image.OfflineDescriptor.id):
         return image.OfflineDescriptor()
     if name.startswith("clip:"):
-        return image.ClipImageEncoder(name[5:])
+        return image.ClipImageEncoder(name[5:], device)
     raise BenchmarkError(
         f"unknown image encoder {name!r}; known: offline-descriptor, clip:<arch>/<pretrained>"
     )

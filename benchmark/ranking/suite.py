@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from benchmark.config import SCALES, deep_merge, flatten, parse_override
+from benchmark.devices import check_device
 from benchmark.embeddings import StoredEmbeddings, load_embeddings
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.fsutil import atomic_write_dir
@@ -38,7 +39,8 @@ RESULT_SCHEMA = 1
 TOP_KEYS = {"name", "task", "description", "scale", "matching_suite", "models", "embeddings", "every_other",
             "embedding_seed", "seeds", "data", "training", "models_config", "scales"}
 DATA_KEYS = {"seed", "negatives", "max_history", "validation_fraction", "max_validation", "max_train_positives"}
-TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "epochs", "batch_size", "lr", "weight_decay", "patience"}
+TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "epochs", "batch_size", "lr", "weight_decay", "patience",
+                 "device"}
 PRESET_KEYS = {"seeds", "data", "training", "models_config"}
 
 
@@ -129,6 +131,7 @@ def resolve_cells(suite: dict, scale: str | None = None, models: list[str] | Non
     _check_keys("training", training, TRAINING_KEYS)
     if training["embedding_mode"] not in EMBEDDING_MODES:
         raise ConfigError(f"training.embedding_mode {training['embedding_mode']!r}; known: {', '.join(EMBEDDING_MODES)}")
+    check_device(training.get("device"), "training.device")  # a missing GPU fails before any work
     if training["pretrained_norm"] not in PRETRAINED_NORMS:
         raise ConfigError(f"training.pretrained_norm {training['pretrained_norm']!r}; known: {', '.join(PRETRAINED_NORMS)}")
     chosen_models = models or list(suite["models"])

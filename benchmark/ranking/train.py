@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.devices import check_device
 from benchmark.ranking.data import CTRData, CTRPart
 from benchmark.ranking.metrics import auc, logloss
 from benchmark.ranking.models import ItemFields, build_model
@@ -43,27 +44,30 @@ def prepare_pretrained(vectors: np.ndarray | None, norm: str) -> np.ndarray | No
 
 
 class _Tensors:
-    def __init__(self, part: CTRPart):
-        self.history = torch.from_numpy(part.history.astype(np.int64))
-        self.positive = torch.from_numpy(part.positive.astype(np.int64))
-        self.target = torch.from_numpy(part.target.astype(np.int64))
-        self.label = torch.from_numpy(part.label.astype(np.float32))
+    def __init__(self, part: CTRPart, device: torch.device | str = "cpu"):
+        device = torch.device(device)
+        self.history = torch.from_numpy(part.history.astype(np.int64)).to(device)
+        self.positive = torch.from_numpy(part.positive.astype(np.int64)).to(device)
+        self.target = torch.from_numpy(part.target.astype(np.int64)).to(device)
+        self.label = torch.from_numpy(part.label.astype(np.float32)).to(device)
 
     def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = rows.to(self.target.device)
         return self.history[self.positive[rows]], self.target[rows], self.label[rows]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, part: CTRPart, batch_size: int = 8192) -> np.ndarray:
-    """Click probabilities of every row of a part (model in eval mode)."""
+def predict(model: nn.Module, part: CTRPart, batch_size: int = 8192,
+            device: torch.device | str = "cpu") -> np.ndarray:
+    """Click probabilities of every row of a part (model in eval mode, on ``device``)."""
     model.eval()
-    t = _Tensors(part)
+    t = _Tensors(part, device)
     out = []
     for start in range(0, len(part), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(part)))
         hist, target, _ = t.batch(rows)
         out.append(torch.sigmoid(model(hist, target)))
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
+    return torch.cat(out).cpu().numpy().astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cfg: dict, seed: int,
@@ -72,19 +76,21 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
     """Train ``model_name`` on ``data`` with optional frozen ``pretrained`` vectors [n_items, d].
 
     ``cfg`` holds the training keys (id_dim, embedding_mode, pretrained_norm, epochs, batch_size,
-    lr, weight_decay, patience) and the model's own section under ``model``. The weights of the
-    epoch with the best validation AUC are restored before the test set is scored.
+    lr, weight_decay, patience, optional device) and the model's own section under ``model``. The
+    weights of the epoch with the best validation AUC are restored before the test set is scored.
+    The batch order comes from a CPU generator whatever the device.
     """
+    device = torch.device(check_device(cfg.get("device"), "training.device"))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(int(seed))
     table = prepare_pretrained(pretrained, cfg.get("pretrained_norm", "l2"))
     fields = ItemFields(data.known, data.item_domain, len(data.domains), int(cfg["id_dim"]), table,
                         mode=cfg.get("embedding_mode", "concat"))
-    model = build_model(model_name, fields, cfg.get("model", {}))
+    model = build_model(model_name, fields, cfg.get("model", {})).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 0.0)))
     loss_fn = nn.BCEWithLogitsLoss()
-    train = _Tensors(data.train)
+    train = _Tensors(data.train, device)
     batch = int(cfg["batch_size"])
     epochs, patience = int(cfg["epochs"]), int(cfg["patience"])
     best_auc, best_state, best_epoch, bad = -1.0, None, -1, 0
@@ -104,7 +110,7 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
             opt.step()
             total += float(loss.detach()) * len(label)
             seen += len(label)
-        valid_scores = predict(model, data.valid)
+        valid_scores = predict(model, data.valid, device=device)
         v_auc, v_loss = auc(data.valid.label, valid_scores), logloss(data.valid.label, valid_scores)
         curves += [("train/loss", total / max(seen, 1), epoch), ("valid/auc", v_auc, epoch), ("valid/logloss", v_loss, epoch)]
         if log:
@@ -119,7 +125,7 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
     if best_state is not None:
         model.load_state_dict(best_state)
     fit_s = time.perf_counter() - t0
-    scores = predict(model, data.test)
+    scores = predict(model, data.test, device=device)
     test = data.test
     metrics = {"auc": auc(test.label, scores), "logloss": logloss(test.label, scores),
                "valid_auc": best_auc}

@@ -21,6 +21,7 @@ from benchmark.plugin import Method, RunContext
 from methods.cb2cf.network import MultiviewRegressor
 from methods.item2vec import train_item2vec
 from methods.shared.content import MultiHot, category_multihot, image_view, numeric_view, text_view
+from methods.shared.training import resolve_device
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:
@@ -37,17 +38,19 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class _Inputs:
     """All views as tensors, sliced per batch of item indices."""
 
-    def __init__(self, dense: dict[str, np.ndarray], categories: MultiHot | None):
-        self.dense = {k: torch.from_numpy(v) for k, v in dense.items()}
+    def __init__(self, dense: dict[str, np.ndarray], categories: MultiHot | None,
+                 device: torch.device | str = "cpu"):
+        self.device = device = torch.device(device)
+        self.dense = {k: torch.from_numpy(v).to(device) for k, v in dense.items()}
         self.categories = categories
 
     def batch(self, items: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-        idx = torch.from_numpy(items)
+        idx = torch.from_numpy(items).to(self.device)
         dense = {k: v[idx] for k, v in self.dense.items()}
         if self.categories is None:
             return dense, None, None
         ids, offsets = self.categories.rows(items)
-        return dense, torch.from_numpy(ids), torch.from_numpy(offsets)
+        return dense, torch.from_numpy(ids).to(self.device), torch.from_numpy(offsets).to(self.device)
 
 
 class CB2CF(Method):
@@ -64,6 +67,7 @@ class CB2CF(Method):
         ctx.seed_everything()
         log = ctx.logger
         n = train.n_items
+        device = resolve_device(cfg.get("device", ctx.device))
 
         i2v_cfg = cfg["item2vec"]
         seqs = train.single_domain_sequences() if i2v_cfg.get("sets") == "per_domain" else train.sequences
@@ -81,12 +85,12 @@ class CB2CF(Method):
                      cfg["category_min_freq"])
         else:
             log.info("cb2cf: category vocabulary %d (min freq %d)", len(categories.vocab), cfg["category_min_freq"])
-        inputs = _Inputs(dense, categories)
+        inputs = _Inputs(dense, categories, device)
 
         widths = {k: int(v) for k, v in cfg["view_widths"].items()}
         self.network = MultiviewRegressor(
             {k: v.shape[1] for k, v in dense.items()}, widths, len(categories.vocab) if categories else 0,
-            int(cfg["hidden"]), targets.shape[1], float(cfg["dropout"]))
+            int(cfg["hidden"]), targets.shape[1], float(cfg["dropout"])).to(device)
 
         eligible = regression_items(targets, train.item_train_count, int(cfg["min_train_count"]))
         rng = ctx.rng(1)
@@ -99,7 +103,7 @@ class CB2CF(Method):
                       "regression_items": len(eligible), "seconds_item2vec": seconds_item2vec}
         t0 = time.perf_counter()
         if len(fit_items):
-            self._train(inputs, torch.from_numpy(targets), fit_items, valid, cfg, ctx)
+            self._train(inputs, torch.from_numpy(targets).to(device), fit_items, valid, cfg, ctx)
         self.stats["seconds_train"] = time.perf_counter() - t0
         self._emb = self._predict(inputs, n, int(cfg["batch_size"]))
         log.info("cb2cf: embeddings for all %d items (%d never in training)", n,
@@ -117,7 +121,7 @@ class CB2CF(Method):
             total = 0.0
             for s in range(0, len(order), batch):
                 items = order[s : s + batch]
-                loss = cosine_loss(self.network(*inputs.batch(items)), targets[items])
+                loss = cosine_loss(self.network(*inputs.batch(items)), targets[torch.from_numpy(items).to(inputs.device)])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -147,10 +151,10 @@ class CB2CF(Method):
 
     def _mean_cosine(self, inputs: _Inputs, targets: torch.Tensor, items: np.ndarray, batch: int) -> float:
         pred = self._outputs(inputs, items, batch)
-        return float((pred * F.normalize(targets[torch.from_numpy(items)], dim=1)).sum(1).mean())
+        return float((pred * F.normalize(targets[torch.from_numpy(items).to(inputs.device)], dim=1)).sum(1).mean())
 
     def _predict(self, inputs: _Inputs, n: int, batch: int) -> np.ndarray:
-        return self._outputs(inputs, np.arange(n, dtype=np.int64), batch).numpy().astype(np.float32)
+        return self._outputs(inputs, np.arange(n, dtype=np.int64), batch).cpu().numpy().astype(np.float32)
 
     def item_embeddings(self) -> np.ndarray:
         return self._emb

@@ -74,6 +74,7 @@ def train_generative_graph(
     cfg: dict[str, Any],
     seed: int = 0,
     ctx: RunContext | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit h (node) and h' (context) embeddings to the ordered pairs (src -> dst) with SGNS.
 
@@ -82,7 +83,9 @@ def train_generative_graph(
     2-hop term (``cfg['two_hop_weight']`` > 0) adds, per pair (i, j), a pair (i, k) with k a
     random out-neighbour of j in the pair list. Sparse embeddings + SparseAdam. Returns
     (h, h') float32 [n_items, dim]; rows of items never a source are left at their init.
+    ``device``: where the tables train; initialisation and sampling stay on the CPU generator.
     """
+    device = torch.device(device)
     dim, epochs, batch = int(cfg["dim"]), int(cfg["epochs"]), int(cfg["batch_size"])
     n_neg, two_hop, pool = int(cfg["negatives"]), float(cfg["two_hop_weight"]), int(cfg["negative_pool"])
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 29)
@@ -93,25 +96,26 @@ def train_generative_graph(
         context.weight.zero_()
     if len(src) == 0:
         return node.weight.detach().numpy().copy(), context.weight.detach().numpy().copy()
+    node, context = node.to(device), context.to(device)
     opt = torch.optim.SparseAdam(list(node.parameters()) + list(context.parameters()), lr=float(cfg["lr"]))
     q = torch.from_numpy(unigram_distribution(dst, n_items, 0.75)).float()
-    src_t, dst_t = torch.from_numpy(src), torch.from_numpy(dst)
+    src_t, dst_t = torch.from_numpy(src).to(device), torch.from_numpy(dst).to(device)
     if two_hop > 0:  # CSR of out-neighbours, to sample j -> k
         order = np.argsort(src, kind="stable")
-        nbr = torch.from_numpy(dst[order])
-        start = torch.from_numpy(np.searchsorted(src[order], np.arange(n_items)))
-        deg = torch.from_numpy(np.bincount(src, minlength=n_items))
+        nbr = torch.from_numpy(dst[order]).to(device)
+        start = torch.from_numpy(np.searchsorted(src[order], np.arange(n_items))).to(device)
+        deg = torch.from_numpy(np.bincount(src, minlength=n_items)).to(device)
 
     def draw(rows: int) -> torch.Tensor:
         if pool > 0:
-            return torch.multinomial(q, pool, replacement=True, generator=gen)
-        return torch.multinomial(q, rows * n_neg, replacement=True, generator=gen).view(rows, n_neg)
+            return torch.multinomial(q, pool, replacement=True, generator=gen).to(device)
+        return torch.multinomial(q, rows * n_neg, replacement=True, generator=gen).view(rows, n_neg).to(device)
 
     n = len(src)
     bar = ctx.progress(range(epochs), desc="pgg graph epochs", total=epochs) if ctx else range(epochs)
-    with standard_cpu_kernels():
+    with standard_cpu_kernels(device):
         for epoch in bar:
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen).to(device)
             total, seen = 0.0, 0
             for s in range(0, n, batch):
                 idx = perm[s : s + batch]
@@ -121,7 +125,7 @@ def train_generative_graph(
                 loss = _sgns_loss(h, context(j), negatives, n_neg)
                 if two_hop > 0:
                     has = deg[j] > 0
-                    pick = (torch.rand(len(idx), generator=gen) * deg[j].clamp_min(1)).long()
+                    pick = (torch.rand(len(idx), generator=gen).to(device) * deg[j].clamp_min(1)).long()
                     k = nbr[(start[j] + pick).clamp_max(n - 1)]
                     ok = has & (k != i)
                     if bool(ok.any()):
@@ -134,7 +138,7 @@ def train_generative_graph(
                 seen += len(idx)
             if ctx is not None:
                 ctx.log_metric("pgg_loss", total / max(seen, 1), epoch)
-    return node.weight.detach().numpy().copy(), context.weight.detach().numpy().copy()
+    return node.weight.detach().cpu().numpy().copy(), context.weight.detach().cpu().numpy().copy()
 
 
 def item_embedding(node: np.ndarray, trained: np.ndarray) -> np.ndarray:

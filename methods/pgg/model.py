@@ -25,6 +25,7 @@ from methods.pgg.generate import (
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import short_term_sets
 from methods.shared.mf import train_user_item_mf
+from methods.shared.training import resolve_device
 
 
 class PGG(Method):
@@ -41,6 +42,7 @@ class PGG(Method):
         ctx.seed_everything()
         log = ctx.logger
         seqs = train.sequences
+        device = resolve_device(cfg.get("device", ctx.device))
 
         sets, owner = short_term_sets(seqs, int(cfg["window"]), int(cfg["stride"]))
         log.info("pgg: %d short-term sets (window %d, stride %d) from %d sequences",
@@ -48,7 +50,7 @@ class PGG(Method):
 
         t0 = time.perf_counter()
         user_vec, item_vec = train_user_item_mf(seqs, train.n_items, cfg["confidence"], seed=ctx.seed,
-                                                ctx=ctx, prefix="pgg_confidence")
+                                                ctx=ctx, prefix="pgg_confidence", device=device)
         seconds_confidence = time.perf_counter() - t0
         conf = set_confidence(set_scores(sets, owner, user_vec, item_vec))
         keep = purify(conf, float(cfg["purify_std"]))
@@ -79,7 +81,8 @@ class PGG(Method):
                 ctx.log_metric(f"pgg_graph_{key}", float(value), None)
 
         t0 = time.perf_counter()
-        node, _context = train_generative_graph(src, dst, train.n_items, cfg["graph"], seed=ctx.seed, ctx=ctx)
+        node, _context = train_generative_graph(src, dst, train.n_items, cfg["graph"], seed=ctx.seed, ctx=ctx,
+                                               device=device)
         self.stats.update(seconds_confidence=seconds_confidence, seconds_train=time.perf_counter() - t0, unit="pairs")
         trained = np.bincount(src, minlength=train.n_items) > 0
         self._emb = item_embedding(node, trained)

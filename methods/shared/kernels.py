@@ -17,8 +17,14 @@ import torch
 
 
 @contextmanager
-def standard_cpu_kernels() -> Iterator[None]:
-    """One thread, deterministic-algorithms mode lifted; the caller's settings are restored afterwards."""
+def standard_cpu_kernels(device: torch.device | str = "cpu") -> Iterator[None]:
+    """One thread, deterministic-algorithms mode lifted; the caller's settings are restored afterwards.
+
+    Only for a CPU ``device``: on a GPU the caller's settings are kept (deterministic mode included).
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     threads = torch.get_num_threads()

@@ -38,6 +38,7 @@ def train_user_item_mf(
     seed: int = 0,
     ctx: RunContext | None = None,
     prefix: str = "mf",
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matrix factorisation p_u . q_i with sampled softmax over items (logQ-corrected).
 
@@ -46,7 +47,10 @@ def train_user_item_mf(
     (Bengio & Senecal; Jean et al.), accidental hits are masked. Sparse embeddings + SparseAdam
     ("lazy Adam") so untouched rows do not drift. cfg keys: dim, epochs, lr, batch_size,
     negatives, l2. Returns (P float32 [n_sequences, dim], Q float32 [n_items, dim]).
+    ``device``: where the tables train; initialisation and sampling stay on the CPU generator, so
+    the random streams do not depend on the device.
     """
+    device = torch.device(device)
     rows, items = interaction_pairs(sequences)
     dim, epochs = int(cfg["dim"]), int(cfg["epochs"])
     batch, n_neg, l2 = int(cfg["batch_size"]), int(cfg["negatives"]), float(cfg["l2"])
@@ -58,26 +62,27 @@ def train_user_item_mf(
         item_emb.weight.normal_(0.0, 0.1, generator=gen)
     if len(items) == 0:
         return user_emb.weight.detach().numpy().copy(), item_emb.weight.detach().numpy().copy()
+    user_emb, item_emb = user_emb.to(device), item_emb.to(device)
     opt = torch.optim.SparseAdam(list(user_emb.parameters()) + list(item_emb.parameters()), lr=float(cfg["lr"]))
     q = torch.from_numpy(unigram_distribution(items, n_items, 0.75)).float()
-    log_q = torch.log(q.clamp_min(1e-12))
-    rows_t, items_t = torch.from_numpy(rows), torch.from_numpy(items)
+    log_q = torch.log(q.clamp_min(1e-12)).to(device)
+    rows_t, items_t = torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)
     n = len(items)
     bar = ctx.progress(range(epochs), desc=f"{prefix} epochs", total=epochs) if ctx else range(epochs)
-    with standard_cpu_kernels():
+    with standard_cpu_kernels(device):
         for epoch in bar:
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(device)
             total, steps = 0.0, 0
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
                 u, i = rows_t[idx], items_t[idx]
-                neg = torch.multinomial(q, n_neg, replacement=True, generator=gen)
+                neg = torch.multinomial(q, n_neg, replacement=True, generator=gen).to(device)
                 pu, qi, qn = user_emb(u), item_emb(i), item_emb(neg)
                 pos_logit = (pu * qi).sum(-1, keepdim=True) - log_q[i].unsqueeze(1)
                 neg_logit = pu @ qn.T - log_q[neg].unsqueeze(0)
                 neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == i.unsqueeze(1), float("-inf"))
                 logits = torch.cat([pos_logit, neg_logit], dim=1)
-                loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long))
+                loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
                 if l2 > 0:
                     loss = loss + l2 * (pu.pow(2).sum(-1).mean() + qi.pow(2).sum(-1).mean())
                 opt.zero_grad()
@@ -87,4 +92,4 @@ def train_user_item_mf(
                 steps += len(idx)
             if ctx is not None:
                 ctx.log_metric(f"{prefix}_loss", total / max(steps, 1), epoch)
-    return user_emb.weight.detach().numpy().copy(), item_emb.weight.detach().numpy().copy()
+    return user_emb.weight.detach().cpu().numpy().copy(), item_emb.weight.detach().cpu().numpy().copy()

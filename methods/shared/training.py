@@ -9,19 +9,15 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.errors import ConfigError
+from benchmark.devices import check_device
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``cpu`` (default) or ``cuda[:k]`` when asked for and present; anything else is a config error."""
-    name = (name or "cpu").strip()
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA device")
-        return torch.device(name)
-    raise ConfigError(f"unknown device {name!r}; use cpu or cuda[:index]")
+    """``cpu`` (default) or ``cuda[:k]`` when asked for and present; anything else is a config error.
+
+    The runner has already checked every run's ``device`` (benchmark/devices.py) before any work.
+    """
+    return torch.device(check_device(name))
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.content import content_input
 from methods.shared.mf import train_user_item_mf
+from methods.shared.training import resolve_device
 from methods.uae.negatives import build_examples, sample_negatives
 from methods.uae.towers import ContentTower, MeanPoolUserTower
 
@@ -41,7 +42,7 @@ def contrastive_loss(user: torch.Tensor, f_pos: torch.Tensor, f_neg: torch.Tenso
         same = pos.unsqueeze(0) == pos.unsqueeze(1)  # includes the diagonal
         parts.append((user @ f_pos.T).masked_fill(same, float("-inf")))
     logits = gamma * torch.cat(parts, dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
 
 
 def _ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,11 +68,12 @@ class UAE(Method):
         log, n = ctx.logger, train.n_items
         if cfg["user_tower"] not in USER_TOWERS:
             raise ValueError(f"uae: user_tower must be one of {USER_TOWERS}, got {cfg['user_tower']!r}")
+        self.device = device = resolve_device(cfg.get("device", ctx.device))
 
         x, has_image = content_input(features)
         log.info("uae: content tower input %d-d (%s)", x.shape[1],
                  "text + image + missing flag" if has_image else "text only: no image features")
-        self.inputs = torch.from_numpy(x)
+        self.inputs = torch.from_numpy(x).to(device)
         ex = build_examples(train.sequences, float(cfg["disliked_max_rating"]), bool(cfg["disliked_negatives"]))
         has_ratings = bool(np.isfinite(train.sequences.rating).any())
         log.info("uae: %d positives; %d disliked interactions (rating <= %s) used as hard negatives%s",
@@ -88,18 +90,18 @@ class UAE(Method):
             t0 = time.perf_counter()
             mf_cfg = {**cfg["user_mf"], "dim": int(cfg["dim"])}  # the user vector lives in the tower's space
             user_vec, _ = train_user_item_mf(carve.fit.sequences, n, mf_cfg, seed=ctx.seed, ctx=ctx,
-                                             prefix="uae_user_mf")
-            self.user_vectors = F.normalize(torch.from_numpy(user_vec), dim=1)
+                                             prefix="uae_user_mf", device=device)
+            self.user_vectors = F.normalize(torch.from_numpy(user_vec), dim=1).to(device)
             self.seconds_user_mf = time.perf_counter() - t0
             keep = np.arange(len(ex.item))
         else:
-            self.user_tower = MeanPoolUserTower(n, int(cfg["dim"]), gen)
+            self.user_tower = MeanPoolUserTower(n, int(cfg["dim"]), gen).to(device)
             self.liked_offsets = np.r_[0, np.cumsum(np.bincount(ex.user, minlength=len(train.sequences)))]
             keep = np.flatnonzero(np.diff(self.liked_offsets)[ex.user] >= 2)  # need another liked item
             log.info("uae: mean-pool user tower; %d of %d positives have another liked item", len(keep), len(ex.item))
         self.examples = ex
 
-        self.tower = ContentTower(x.shape[1], int(cfg["hidden"]), int(cfg["dim"]), float(cfg["dropout"]))
+        self.tower = ContentTower(x.shape[1], int(cfg["hidden"]), int(cfg["dim"]), float(cfg["dropout"])).to(device)
         valid, fit_rows = keep[held_out[keep]], keep[~held_out[keep]]
         self.stats: dict[str, Any] = {"examples_per_epoch": len(fit_rows), "epochs": 0, "unit": "positives",
                                       "disliked_negative_share": 0.0, "losses": [],
@@ -112,25 +114,27 @@ class UAE(Method):
         with torch.no_grad():
             self.tower.eval()
             self._emb = torch.cat([F.normalize(self.tower(self.inputs[s : s + 8192]), dim=1)
-                                   for s in range(0, n, 8192)]).numpy().astype(np.float32)
+                                   for s in range(0, n, 8192)]).cpu().numpy().astype(np.float32)
 
     # -- training ----------------------------------------------------------------------------
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(self.device)
+
     def _users(self, rows: np.ndarray) -> torch.Tensor:
-        ex = self.examples
+        ex, t = self.examples, self._tensor
         if self.user_tower is None:
-            return self.user_vectors[torch.from_numpy(ex.user[rows])]
+            return self.user_vectors[t(ex.user[rows])]
         flat, bag, lengths = _ranges(self.liked_offsets, ex.user[rows])
-        history = torch.from_numpy(ex.item[flat])
-        vec = self.user_tower(history, torch.from_numpy(bag), torch.from_numpy(lengths),
-                              torch.from_numpy(ex.item[rows]))
+        vec = self.user_tower(t(ex.item[flat]), t(bag), t(lengths), t(ex.item[rows]))
         return F.normalize(vec, dim=1)
 
     def _loss(self, rows: np.ndarray, neg: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
         pos = self.examples.item[rows]
         uniq, inv = np.unique(np.concatenate([pos, neg.ravel()]), return_inverse=True)
-        emb = F.normalize(self.tower(self.inputs[torch.from_numpy(uniq)]), dim=1)[torch.from_numpy(inv)]
+        t = self._tensor
+        emb = F.normalize(self.tower(self.inputs[t(uniq)]), dim=1)[t(inv)]
         f_pos, f_neg = emb[: len(rows)], emb[len(rows) :].view(len(rows), neg.shape[1], -1)
-        return contrastive_loss(self._users(rows), f_pos, f_neg, torch.from_numpy(pos), torch.from_numpy(neg),
+        return contrastive_loss(self._users(rows), f_pos, f_neg, t(pos), t(neg),
                                 1.0 / float(cfg["tau"]), bool(cfg["in_batch_negatives"]))
 
     def _train(self, fit_rows: np.ndarray, valid: np.ndarray, cfg: dict[str, Any], ctx: RunContext, n: int) -> None:

@@ -93,6 +93,11 @@ class Batch:
     anchor_row: torch.Tensor  # int64 [A]
     anchor_col: torch.Tensor  # int64 [A]
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device`` (no copy when it is already there)."""
+        return Batch(**{name: ([t.to(device) for t in value] if isinstance(value, list) else value.to(device))
+                        for name, value in vars(self).items()})
+
 
 def make_batch(padded: PaddedSequences, rows: np.ndarray, chunk_tokens: int = 4096) -> Batch:
     """Gather ``rows`` of ``padded`` into a :class:`Batch` (vectorised; the chunk loop is tiny)."""

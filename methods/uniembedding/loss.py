@@ -44,7 +44,8 @@ class ContrastiveSets:
 
     def dense(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Boolean P_a and N_a masks [A, U] (for tests and reading; training never builds them)."""
-        positive = torch.zeros(self.n_anchors, self.owner_items.shape[1], dtype=torch.bool)
+        positive = torch.zeros(self.n_anchors, self.owner_items.shape[1], dtype=torch.bool,
+                               device=self.owner_items.device)
         positive[self.pos_anchor, self.pos_col] = True
         return positive, ~self.owner_items[self.anchor_owner]
 
@@ -58,13 +59,13 @@ def contrastive_sets(anchor_row: torch.Tensor, anchor_col: torch.Tensor, column_
     """
     n_rows, width = column_of.shape
     valid = column_of >= 0
-    earlier = torch.tril(torch.ones(width, width, dtype=torch.bool), diagonal=-1)  # [l, l'] l' < l
+    earlier = torch.tril(torch.ones(width, width, dtype=torch.bool, device=column_of.device), diagonal=-1)  # [l, l'] l' < l
     repeat = ((column_of[:, :, None] == column_of[:, None, :]) & earlier).any(-1)
     first = valid & ~repeat  # first occurrence of each distinct item in its row
     candidate = first[anchor_row] & (column_of[anchor_row] != anchor_col[:, None])  # [A, L']
     pos_anchor, pos_slot = torch.nonzero(candidate, as_tuple=True)
     r, p = torch.nonzero(valid, as_tuple=True)
-    owner_items = torch.zeros(int(row_owner.max()) + 1, n_cols, dtype=torch.bool)
+    owner_items = torch.zeros(int(row_owner.max()) + 1, n_cols, dtype=torch.bool, device=column_of.device)
     owner_items[row_owner[r], column_of[r, p]] = True
     return ContrastiveSets(pos_anchor=pos_anchor, pos_col=column_of[anchor_row[pos_anchor], pos_slot],
                            anchor_owner=row_owner[anchor_row], owner_items=owner_items)
@@ -78,12 +79,12 @@ def contrastive_masks(anchor_row: torch.Tensor, anchor_col: torch.Tensor, column
 
 def sample_positives(sets: ContrastiveSets, k: int, generator: torch.Generator) -> ContrastiveSets:
     """Keep at most ``k`` positives per anchor, uniformly at random (cost cap, [proposal])."""
-    keys = torch.rand(len(sets.pos_anchor), generator=generator)
+    keys = torch.rand(len(sets.pos_anchor), generator=generator).to(sets.pos_anchor.device)  # CPU stream
     order = torch.argsort(keys)
     order = order[torch.argsort(sets.pos_anchor[order], stable=True)]  # by anchor, random within
     anchor = sets.pos_anchor[order]
     start = torch.searchsorted(anchor, anchor, side="left")
-    keep = order[torch.arange(len(anchor)) - start < k]
+    keep = order[torch.arange(len(anchor), device=anchor.device) - start < k]
     keep = torch.sort(keep).values
     return ContrastiveSets(sets.pos_anchor[keep], sets.pos_col[keep], sets.anchor_owner, sets.owner_items)
 
@@ -98,7 +99,7 @@ class MaskedLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, queries, keys, excluded, row_owner, block):  # type: ignore[override]
-        out = torch.empty(queries.shape[0], dtype=queries.dtype)
+        out = torch.empty(queries.shape[0], dtype=queries.dtype, device=queries.device)
         weights = []
         for s in range(0, queries.shape[0], block):
             scores = queries[s:s + block] @ keys.T

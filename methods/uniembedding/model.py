@@ -22,6 +22,7 @@ from benchmark.data.model import TrainView
 from benchmark.errors import ConfigError, MissingRequirementError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
+from methods.shared.training import resolve_device
 from methods.uniembedding.adapter import MultiModalAdapter
 from methods.uniembedding.batching import (
     Batch,
@@ -49,6 +50,12 @@ class ItemInputs:
     def take(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | None], torch.Tensor]:
         masks = {m: (None if k is None else k[idx]) for m, k in self.masks.items()}
         return {m: v[idx] for m, v in self.vectors.items()}, masks, self.domain[idx]
+
+    def to(self, device: torch.device) -> ItemInputs:
+        """The same inputs on ``device`` (no copy when they are already there)."""
+        return ItemInputs({m: v.to(device) for m, v in self.vectors.items()},
+                          {m: (None if k is None else k.to(device)) for m, k in self.masks.items()},
+                          self.domain.to(device), self.rule)
 
 
 def item_inputs(features: ItemFeatures, domain: np.ndarray, modalities: list[str], input_norm: str) -> ItemInputs:
@@ -140,14 +147,19 @@ def training_sequences(train: TrainView, cfg: dict[str, Any]) -> PaddedSequences
 
 
 def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext,
+                       device: torch.device | str = "cpu",
                        ) -> tuple[UniEmbeddingNet, ItemInputs, PaddedSequences]:
-    """Pretrain UniEmbedding; deterministic per ``ctx.seed`` (global seeds + a torch generator)."""
+    """Pretrain UniEmbedding; deterministic per ``ctx.seed`` (global seeds + a torch generator).
+
+    The generator (batch order, positive sampling) stays on the CPU whatever ``device`` is.
+    """
+    device = torch.device(device)
     ctx.seed_everything()
     generator = torch.Generator().manual_seed(int(ctx.seed))
-    inputs = item_inputs(features, train.item_domain, list(cfg["modalities"]), str(cfg["input_norm"]))
+    inputs = item_inputs(features, train.item_domain, list(cfg["modalities"]), str(cfg["input_norm"])).to(device)
     padded = training_sequences(train, cfg)
     net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, train.n_items,
-                          len(train.domains), cfg)
+                          len(train.domains), cfg).to(device)
     ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch; "
                     "%d parameters", sorted(inputs.vectors), inputs.rule, len(padded), padded.n_tokens,
                     sum(p.numel() for p in net.parameters()))
@@ -160,7 +172,7 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
         net.train()
         started, total, anchors = time.perf_counter(), 0.0, 0
         for rows in epoch_batches(len(padded), int(cfg["batch_size"]), generator):
-            batch = make_batch(padded, rows, int(cfg["chunk_tokens"]))
+            batch = make_batch(padded, rows, int(cfg["chunk_tokens"])).to(device)
             loss, n = batch_loss(net, inputs, batch, cfg, generator)
             if n == 0:
                 continue
@@ -181,8 +193,9 @@ def adapted_embeddings(net: UniEmbeddingNet, inputs: ItemInputs, chunk: int = 81
     """Normalised E^A of every item, float32 [N, d]: the paper's downstream embedding (3.3 end)."""
     net.eval()
     n = len(inputs.domain)
-    parts = [net.adapted(inputs, torch.arange(s, min(s + chunk, n))) for s in range(0, n, chunk)]
-    return torch.cat(parts).numpy().astype(np.float32) if parts else np.zeros((0, net.adapter.d), np.float32)
+    device = inputs.domain.device
+    parts = [net.adapted(inputs, torch.arange(s, min(s + chunk, n), device=device)) for s in range(0, n, chunk)]
+    return torch.cat(parts).cpu().numpy().astype(np.float32) if parts else np.zeros((0, net.adapter.d), np.float32)
 
 
 @torch.no_grad()
@@ -193,21 +206,22 @@ def user_view_embeddings(net: UniEmbeddingNet, inputs: ItemInputs, padded: Padde
     fall back to E^A. (The paper found E^A better downstream, 3.3.)"""
     if net.user_view is None:
         raise ConfigError("eval_embedding 'user_view' needs the user view (user_view: true)")
-    adapted = torch.as_tensor(adapted_embeddings(net, inputs))
-    total, count = torch.zeros_like(adapted), torch.zeros(len(adapted))
+    device = inputs.domain.device
+    adapted = torch.as_tensor(adapted_embeddings(net, inputs)).to(device)
+    total, count = torch.zeros_like(adapted), torch.zeros(len(adapted), device=device)
     for rows in length_chunks(padded.length, chunk_tokens):
-        length = torch.as_tensor(padded.length[rows])
+        length = torch.as_tensor(padded.length[rows]).to(device)
         width = int(length.max())
-        items = torch.as_tensor(padded.items[rows, :width])
+        items = torch.as_tensor(padded.items[rows, :width]).to(device)
         valid = items >= 0
-        view = net.user_view(items, torch.as_tensor(padded.domain[rows, :width]), length,
+        view = net.user_view(items, torch.as_tensor(padded.domain[rows, :width]).to(device), length,
                              adapted[items.clamp(min=0)])
         total.index_add_(0, items[valid], view[valid])
-        count.index_add_(0, items[valid], torch.ones(int(valid.sum())))
+        count.index_add_(0, items[valid], torch.ones(int(valid.sum()), device=device))
     seen = count > 0
     out = adapted.clone()
     out[seen] = F.normalize(total[seen] / count[seen, None], dim=-1)
-    return out.numpy().astype(np.float32)
+    return out.cpu().numpy().astype(np.float32)
 
 
 def validate_config(cfg: dict[str, Any]) -> None:
@@ -267,11 +281,12 @@ class UniEmbedding(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         cfg = self.resolve(cfg, ctx)
+        device = resolve_device(cfg.get("device", ctx.device))
         threads_before = torch.get_num_threads()
         if cfg.get("torch_threads"):
             torch.set_num_threads(int(cfg["torch_threads"]))
         try:
-            net, inputs, padded = train_uniembedding(train, features, cfg, ctx)
+            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device)
             if cfg["eval_embedding"] == "user_view":
                 self._emb = user_view_embeddings(net, inputs, padded, int(cfg["chunk_tokens"]))
             else:
