@@ -39,6 +39,10 @@ def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, trackin
 
     if not ray.is_initialized():
         if local_cpus is not None:
+            # Ray starts its workers at nice 15 (raylet's worker_niceness): fine beside a cluster's
+            # daemons, but on a user's own machine the grid would then yield to anything else
+            # running. --jobs N is the foreground job: workers at the driver's priority.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", num_cpus=int(local_cpus), include_dashboard=False,
                      ignore_reinit_error=True, logging_level="WARNING")
         else:

@@ -55,3 +55,19 @@ def test_bad_jobs_values_are_refused(jobs) -> None:
     with pytest.raises(BenchmarkError, match="--jobs"):
         check_jobs(jobs)
     assert check_jobs(10_000) >= 1  # clamped to the machine's cores
+
+
+@pytest.mark.slow
+def test_local_jobs_workers_run_at_the_drivers_priority(tmp_path) -> None:
+    """Ray's default worker niceness is 15; `run --jobs N` must not demote the user's own grid."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from benchmark.ray_executor import run_on_ray
+
+    try:
+        assert run_on_ray([], tmp_path, tmp_path, "file:" + str(tmp_path / "ml"), local_cpus=1) == []
+        niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    finally:
+        ray.shutdown()
+    assert niceness == os.nice(0)
