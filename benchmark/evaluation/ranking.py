@@ -20,6 +20,12 @@ that from the target's reference score are decided by the GEMM alone, and the fe
 window are re-scored with the reference. Ranks therefore do not depend on block sizes, BLAS or
 threads, the target can never beat itself, and bitwise-identical rows always tie.
 
+Rank cap: every metric is cut at K <= 50, so ``target_ranks(..., rank_cap=1000)`` (the runner's
+``evaluation.rank_cap``) returns ranks above the cap as the sentinel ``rank_cap + 1`` ("beyond the
+cap") and stops scanning a case once that many candidates beat its target (evaluation/capped.py);
+ranks at or below the cap are exactly the ones defined here. ``rank_cap=None`` runs the uncapped
+reference implementation below.
+
 Memory is bounded by the blocks: ``block_queries x block_items`` float32 buffers are reused,
 nothing of size n_queries x n_items is ever allocated.
 """
