@@ -186,3 +186,28 @@ def test_rank_cap_is_configured_checked_and_recorded_in_the_run_config():
             resolve(validate_suite(dict(raw), "s.yaml"), defaults, overrides=[f"evaluation.rank_cap={value}"])
     with pytest.raises(ConfigError, match="rank_cap"):
         validate_suite({**raw, "evaluation": {"rank_cap": 10}}, "s.yaml")
+
+
+def test_cases_sharing_a_query_share_gemm_rows_and_keep_their_own_targets(monkeypatch):
+    import benchmark.evaluation.capped as capped_module
+
+    shared = []
+    original = capped_module._unique_queries
+
+    def spy(*args):
+        q, inv = original(*args)
+        shared.append(inv is not None)
+        return q, inv
+
+    monkeypatch.setattr(capped_module, "_unique_queries", spy)
+    rng = np.random.default_rng(21)
+    emb = _data("random", rng, n=300)
+    emb[7] = emb[3]  # two query items with the same vector but different positions to exclude
+    query = rng.choice([0, 3, 7, 11], 200)
+    target = rng.integers(0, 300, 200)
+    target[:4] = [3, 7, 0, 11]
+    reference = target_ranks(emb, query, target)
+    for qb, ib in [(4, 16), (64, 50), (256, 8192)]:
+        for cap in (1, 10, 100, 300):
+            _check(target_ranks(emb, query, target, block_queries=qb, block_items=ib, rank_cap=cap), reference, cap)
+    assert any(shared)

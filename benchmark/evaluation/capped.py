@@ -82,27 +82,46 @@ def ranks_in_pool_capped(
     edges = item_block_edges(n_pool, ib)
     bufs = _Buffers(qb, ib)
     groups = _LazyGroups(pool_vectors)
+    # Cases that share a query vector (the same query item: popular last items) share GEMM rows;
+    # sorting by the vector's group puts them in the same query block.
+    q_groups = _row_groups(query_vectors[active])
+    if q_groups is not None:
+        order = np.argsort(q_groups, kind="stable")
+        active, q_groups = active[order], q_groups[order]
     with _single_torch_thread():
         starts = range(0, len(active), qb)
         for s in tqdm(starts, desc="ranking", unit="block", disable=not progress, leave=False):
             cases = active[s : s + qb]
+            block_groups = None if q_groups is None else q_groups[s : s + qb]
             count = np.zeros(len(cases), dtype=np.int64)
             lim = limit[cases]
             live = np.arange(len(cases))
-            q_live = query_vectors[cases]
+            q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
             for i0, i1 in edges:
                 keep = count[live] < lim[live]
                 if not keep.all():  # compact: finished cases leave the block
                     live = live[keep]
                     if len(live) == 0:
                         break
-                    q_live = query_vectors[cases[live]]
+                    q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
                 _scan_block(
-                    bufs, pool_vectors, q_live, i0, i1, cases[live], live, count, lim, hi, lo,
+                    bufs, pool_vectors, q_live, inv, i0, i1, cases[live], live, count, lim, hi, lo,
                     target_pos, query_pos, t_ref, query_vectors, groups,
                 )
             ranks[cases] = count + 1
     return np.minimum(ranks, limit + 1)
+
+
+def _unique_queries(
+    query_vectors: np.ndarray, cases: np.ndarray, live: np.ndarray, block_groups: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(query vectors to multiply, live row -> their row or None when every live row is its own)."""
+    if block_groups is None:
+        return query_vectors[cases[live]], None
+    _, first, inv = np.unique(block_groups[live], return_index=True, return_inverse=True)
+    if 10 * len(first) > 9 * len(live):  # under 10 % shared rows: the expansion is not worth it
+        return query_vectors[cases[live]], None
+    return query_vectors[cases[live[first]]], inv.ravel()
 
 
 class _Buffers:
@@ -136,6 +155,7 @@ def _scan_block(
     bufs: _Buffers,
     pool_vectors: np.ndarray,
     q_live: np.ndarray,
+    inv: np.ndarray | None,
     i0: int,
     i1: int,
     case: np.ndarray,
@@ -150,26 +170,33 @@ def _scan_block(
     query_vectors: np.ndarray,
     groups: _LazyGroups,
 ) -> None:
-    """Add to ``count[live]`` the candidates in items [i0, i1) that beat each live case's target."""
-    m, bk = len(case), i1 - i0
-    scores_np = bufs.scores_np[: m * bk].reshape(m, bk)
+    """Add to ``count[live]`` the candidates in items [i0, i1) that beat each live case's target.
+
+    ``q_live`` row ``inv[r]`` (row ``r`` when ``inv`` is None) is the query vector of live row ``r``.
+    """
+    m, bk, mu = len(case), i1 - i0, len(q_live)
+    scores_np = bufs.scores_np[: mu * bk].reshape(mu, bk)
     np.matmul(q_live, pool_vectors[i0:i1].T, out=scores_np)  # numpy's BLAS, as ranking._Screen
-    scores = bufs.scores[: m * bk].view(m, bk)
-    t_pos, q_pos = target_pos[case], query_pos[case]
-    for pos in (t_pos, q_pos):  # the target and the query are never counted
-        rows = np.flatnonzero((pos >= i0) & (pos < i1))
-        if len(rows):
-            scores[torch.from_numpy(rows), torch.from_numpy(pos[rows] - i0)] = float("-inf")
+    scores = bufs.scores[: mu * bk].view(mu, bk)
     lo_c, hi_c = lo[case], hi[case]
-    # One cheap pass: rows whose best candidate is below the window neither count nor re-score.
-    hot = np.flatnonzero(torch.amax(scores, dim=1).numpy() >= lo_c)
+    # One cheap pass: rows whose best score is below the window neither count nor re-score. The
+    # target and the query are not masked yet: they can only make a row hot, never hide one.
+    rowmax = torch.amax(scores, dim=1).numpy()
+    hot = np.flatnonzero((rowmax if inv is None else rowmax[inv]) >= lo_c)
     if len(hot) == 0:
         return
-    if 2 * len(hot) <= m:
+    if inv is not None:
+        sub = scores.index_select(0, torch.from_numpy(inv[hot]))
+    elif 2 * len(hot) <= m:
         sub = scores.index_select(0, torch.from_numpy(hot))
     else:
         hot = np.arange(m)
         sub = scores
+    t_pos, q_pos = target_pos[case], query_pos[case]
+    for pos in (t_pos[hot], q_pos[hot]):  # the target and the query are never counted
+        rows = np.flatnonzero((pos >= i0) & (pos < i1))
+        if len(rows):
+            sub[torch.from_numpy(rows), torch.from_numpy(pos[rows] - i0)] = float("-inf")
     h = len(hot)
     hi_t = torch.from_numpy(hi_c[hot])[:, None]
     lo_t = torch.from_numpy(lo_c[hot])[:, None]
