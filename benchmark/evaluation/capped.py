@@ -88,28 +88,65 @@ def ranks_in_pool_capped(
     if q_groups is not None:
         order = np.argsort(q_groups, kind="stable")
         active, q_groups = active[order], q_groups[order]
+    count = np.zeros(len(target_pos), dtype=np.int64)
+    # Two phases: every case scans the small growing blocks, where far targets reach the cap;
+    # the survivors are then regrouped into full query blocks for the rest of the items, so the
+    # GEMMs keep their height.
+    split = next((k for k, (a, b) in enumerate(edges) if b - a == ib), len(edges))
+    phases = [edges[:split], edges[split:]] if 0 < split < len(edges) else [edges]
     with _single_torch_thread():
-        starts = range(0, len(active), qb)
-        for s in tqdm(starts, desc="ranking", unit="block", disable=not progress, leave=False):
-            cases = active[s : s + qb]
-            block_groups = None if q_groups is None else q_groups[s : s + qb]
-            count = np.zeros(len(cases), dtype=np.int64)
-            lim = limit[cases]
-            live = np.arange(len(cases))
-            q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
-            for i0, i1 in edges:
-                keep = count[live] < lim[live]
-                if not keep.all():  # compact: finished cases leave the block
-                    live = live[keep]
-                    if len(live) == 0:
-                        break
-                    q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
-                _scan_block(
-                    bufs, pool_vectors, q_live, inv, i0, i1, cases[live], live, count, lim, hi, lo,
-                    target_pos, query_pos, t_ref, query_vectors, groups,
+        for phase, phase_edges in enumerate(phases):
+            if phase:
+                alive = count[active] < limit[active]
+                active = active[alive]
+                q_groups = None if q_groups is None else q_groups[alive]
+            starts = range(0, len(active), qb)
+            for s in tqdm(starts, desc=f"ranking {phase + 1}/{len(phases)}", unit="block", disable=not progress,
+                          leave=False):
+                cases = active[s : s + qb]
+                _scan_query_block(
+                    cases, None if q_groups is None else q_groups[s : s + qb], phase_edges, count, limit,
+                    bufs, pool_vectors, query_vectors, hi, lo, target_pos, query_pos, t_ref, groups,
                 )
-            ranks[cases] = count + 1
+    ranks[~index_rule] = count[~index_rule] + 1
     return np.minimum(ranks, limit + 1)
+
+
+def _scan_query_block(
+    cases: np.ndarray,
+    block_groups: np.ndarray | None,
+    edges: list[tuple[int, int]],
+    count_all: np.ndarray,
+    limit: np.ndarray,
+    bufs: _Buffers,
+    pool_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    target_pos: np.ndarray,
+    query_pos: np.ndarray,
+    t_ref: np.ndarray,
+    groups: _LazyGroups,
+) -> None:
+    """Scan ``edges`` for one query block, adding to ``count_all[cases]``; finished cases leave."""
+    count = count_all[cases]
+    lim = limit[cases]
+    live = np.flatnonzero(count < lim)
+    if len(live) == 0:
+        return
+    q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
+    for i0, i1 in edges:
+        keep = count[live] < lim[live]
+        if not keep.all():  # compact: finished cases leave the block
+            live = live[keep]
+            if len(live) == 0:
+                break
+            q_live, inv = _unique_queries(query_vectors, cases, live, block_groups)
+        _scan_block(
+            bufs, pool_vectors, q_live, inv, i0, i1, cases[live], live, count, lim, hi, lo,
+            target_pos, query_pos, t_ref, query_vectors, groups,
+        )
+    count_all[cases] = count
 
 
 def _unique_queries(
