@@ -8,10 +8,18 @@ scanning. What is returned is ``min(rank, limit + 1)`` with ``rank`` exactly the
 ranking.py (same float64 reference score, same screening window, same index tie rule): ranks at
 or below the limit are identical, every larger one is the sentinel ``limit + 1``.
 
-Per (query block, item block) the work after the GEMM is one row-max pass; only rows whose best
-score reaches the target's window ("hot" rows) pay the compare-and-count passes, and only hot rows
-with candidates inside the window are re-scored. Item blocks start small and double up to
-``block_items`` so that cases with a far target (most of them) leave after a few thousand items.
+Where the time goes instead (the GEMM is the floor, as for faiss):
+- Item blocks start small and double up to ``block_items``, so cases with a far target leave after
+  a few thousand items; the survivors are regrouped into full query blocks for the remaining
+  items (GEMMs keep their height).
+- Per (query block, item block) the work after the GEMM is one row-max pass; only rows whose best
+  score reaches the target's window ("hot" rows) pay the compare-and-count passes (a 0/1 float mask
+  counted by a GEMV, twice), and only hot rows with candidates inside the window are re-scored.
+- Cases that share a query vector (item-to-item: the same query item) share one GEMM row; the
+  target and query masks are applied per case after the row-max filter, which they can only
+  make hotter, never hide.
+The order in which items are scanned and the block shapes never change a count, so the returned
+ranks do not depend on them.
 """
 
 from __future__ import annotations
