@@ -19,6 +19,8 @@ import yaml
 from benchmark.errors import ConfigError, did_you_mean
 
 SCALES = ("tiny", "small", "paper")
+#: evaluation.rank_cap default: ranks above it are stored as cap + 1 (evaluation/capped.py)
+DEFAULT_RANK_CAP = 1000
 
 #: Suite schema: section -> {key: allowed types}. ``methods_config`` is checked per method.
 SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
@@ -39,7 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
     "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
                  "word_drop": (float,), "degrade": (dict,), "device": (str,)},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
-                   "exclude_history": (bool,)},
+                   "exclude_history": (bool,), "rank_cap": (int, type(None))},
     "methods_config": (dict,),
     "scales": (dict,),
     "transfer": (dict,),  # source -> target experiment (benchmark/transfer.py validates its keys)
@@ -56,12 +58,18 @@ DEFAULTS: dict[str, Any] = {
     # word_drop > 0: also encode UniSRec's word-drop text view (its seq-seq augmentation; MISSRec's too)
     "features": {"text_encoder": "minilm", "image_encoder": "offline-descriptor", "batch_size": 64,
                  "word_drop": 0.0},
-    # exclude_history: the next-item protocol drops the user's history items from the candidates
-    "evaluation": {"candidate_pool": "all", "block_queries": 256, "block_items": 8192, "exclude_history": False},
+    # exclude_history: the next-item protocol drops the user's history items from the candidates.
+    # rank_cap: ranks above it are stored as rank_cap + 1 ("beyond the cap"; evaluation/capped.py);
+    # null or 0 stores every exact rank. Metrics (K <= 50) are the same either way.
+    "evaluation": {"candidate_pool": "all", "block_queries": 256, "block_items": 8192, "exclude_history": False,
+                   "rank_cap": DEFAULT_RANK_CAP},
     "methods_config": {},
     "scales": {},
 }
 CANDIDATE_POOLS = ("all", "domain")
+#: The largest metric cut-off K (evaluation/metrics.py: DEFAULT_METRICS, NEXT_ITEM_METRICS); a
+#: rank cap below it would change a metric, so it is refused.
+MAX_METRIC_K = 50
 #: Suite-level ranges, checked on the resolved config before any data is loaded: key -> (low, high,
 #: low inclusive). Method values are checked by :func:`_check_method_ranges`.
 RANGES: dict[str, tuple[float, float, bool]] = {
@@ -78,7 +86,17 @@ _COUNT_WORDS = ("epoch", "dim", "size", "len", "hidden", "heads", "layers", "wor
                 "experts", "stride", "inner", "ffn", "batch")
 
 
+def _check_rank_cap(evaluation: dict, where: str = "") -> None:
+    cap = evaluation.get("rank_cap")
+    if cap is None or cap == 0:
+        return
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < MAX_METRIC_K:
+        raise ConfigError(f"{where}evaluation.rank_cap={cap!r}: must be null/0 (no cap) or an integer >= "
+                          f"{MAX_METRIC_K}, the largest metric cut-off")
+
+
 def _check_ranges(base: dict) -> None:
+    _check_rank_cap(base["evaluation"])
     flat = flatten(base)
     for key, (low, high, low_ok) in RANGES.items():
         value = flat.get(key)
@@ -198,6 +216,7 @@ def validate_suite(raw: Any, source: str) -> dict:
         raise ConfigError(f"{source}: scale {suite['scale']!r} is not one of {', '.join(SCALES)}")
     if suite["evaluation"]["candidate_pool"] not in CANDIDATE_POOLS:
         raise ConfigError(f"{source}: evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
+    _check_rank_cap(suite["evaluation"], f"{source}: ")
     if not all(isinstance(m, str) for m in suite["methods"]) or not suite["methods"]:
         raise ConfigError(f"{source}: methods must be a non-empty list of method names")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in suite["seeds"]):
@@ -287,6 +306,18 @@ class RunConfig:
 
     def canonical_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    def identity_json(self) -> str:
+        """What the run key hashes: the canonical config minus the default rank cap.
+
+        The default cap changes no reported metric (every K <= 50 <= cap) and only shortens the
+        stored ranks beyond it, so runs made before the cap existed (full ranks) keep their keys
+        and are reused; any other cap, or none, is part of the key.
+        """
+        data = self.as_dict()
+        if data["evaluation"].get("rank_cap") == DEFAULT_RANK_CAP:
+            data["evaluation"] = {k: v for k, v in data["evaluation"].items() if k != "rank_cap"}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def resolve(

@@ -64,6 +64,8 @@ class RunRecord:
     embeddings: dict = field(default_factory=dict)  # file, sha256, shape, ids_file, ids_sha256
     method_stats: dict = field(default_factory=dict)  # the method's own ``stats`` (epochs, what it held out, ...)
     timings: dict = field(default_factory=dict)
+    #: the evaluation settings the ranks were computed with (rank_cap: ranks above it are stored as cap + 1)
+    evaluation: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
     tracking: dict = field(default_factory=dict)  # status "logged" | "not logged" | "pending", uri, run_id/reason
     machine: dict = field(default_factory=dict)  # CPU, instruction sets, BLAS, library versions (benchmark/machine.py)
@@ -81,7 +83,7 @@ class RunRecord:
 
 
 def run_key(run: RunConfig, inputs: Inputs) -> str:
-    payload = run.canonical_json() + inputs.split.manifest_hash + inputs.dataset.fingerprint
+    payload = run.identity_json() + inputs.split.manifest_hash + inputs.dataset.fingerprint
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -122,6 +124,8 @@ def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: 
         "run_key": key,
         "code_version": code_version(),
         "mlflow.runName": f"{run.method}-s{run.seed}",
+        # ranks above the cap are stored as cap + 1 in ranks.npy / next_item_ranks.npy
+        "evaluation.rank_cap": str(run.evaluation.get("rank_cap") or "none"),
     }
     for modality, encoder in inputs.features.encoder_ids().items():
         tags[f"encoder.{modality}"] = encoder
@@ -142,6 +146,7 @@ def _next_item(method: Method, cls: type[Method], run: RunConfig, inputs: Inputs
         candidates, users, cases.target, scoring=cls.next_item_scoring, histories=histories,
         exclude_history=bool(run.evaluation.get("exclude_history", False)),
         block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"], progress=progress,
+        rank_cap=run.evaluation.get("rank_cap"),
     )
 
 
@@ -208,6 +213,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
         manifest_hash=inputs.split.manifest_hash, encoders=inputs.features.encoder_ids(),
         code_version=code_version(), tags={str(k): str(v) for k, v in cls.tags.items()},
         tracking={"status": "pending"}, machine={**machine_info(), "run_threads": int(workers)},
+        evaluation=dict(run.evaluation),
     )
     tags = _tags(run, inputs, cls, key, display)
     missing = cls.requires - inputs.available()
@@ -250,7 +256,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
                 candidate_domain=cases.target_domain if pool_by_domain else None,
                 item_domain=inputs.train.item_domain if pool_by_domain else None,
                 block_queries=run.evaluation["block_queries"], block_items=run.evaluation["block_items"],
-                progress=progress, query_embeddings=query_emb,
+                progress=progress, query_embeddings=query_emb, rank_cap=run.evaluation.get("rank_cap"),
             )
             record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
             record.method_stats = _plain(getattr(method, "stats", {}) or {})

@@ -1,17 +1,27 @@
 """Time the evaluator's exact target ranks against a faiss IndexFlatIP top-50 search.
 
-Random unit vectors, one query item and one target per case, the same queries for both. faiss
-only returns a top-K list (no rank beyond K, arbitrary order among ties), the evaluator returns
-every target's exact rank; where the target is in faiss's top 50 and no other candidate scores
-within ``--tie-eps`` of it, the two positions must agree. Prints figures; not a test.
+Clustered random vectors, one query item and one target per case, the same queries for both, in
+one process with the same threads: the capped evaluator (``rank_cap``, the runner's default), the
+uncapped reference implementation, and faiss. faiss only returns a top-K list (no rank beyond K,
+arbitrary order among ties), the evaluator returns every target's exact rank up to the cap; where
+the target is in faiss's top 50 and no other candidate scores within ``--tie-eps`` of it, the two
+positions must agree, and the capped ranks must equal the reference ones up to the cap.
 
-    PYTHONPATH=. python scripts/bench_evaluator.py --queries 20000 --items 140000 --dim 128
+With ``--results-dir`` (read only) the same is timed on a real run's shape: a trained method's
+stored item embeddings and the test cases of its split (loaded from ``--data-dir``; the split cache
+is read, never written). Prints figures; not a test.
+
+    PYTHONPATH=. python scripts/bench_evaluator.py --queries 20000 --items 140000 --dim 128 \
+        --results-dir /work/main/results --suite xmarket-matching --method item2vec
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +81,79 @@ def make_data(n_items: int, dim: int, n_queries: int, seed: int):
     return emb, query, np.where(near, mate, uniform)
 
 
+def time_case(name: str, emb: np.ndarray, query: np.ndarray, target: np.ndarray, args) -> np.ndarray:
+    """Time capped, reference and faiss on one case set; check them against each other; returns the reference ranks."""
+    kw = {"block_queries": args.block_queries, "block_items": args.block_items, "progress": not args.no_progress}
+    t0 = time.perf_counter()
+    capped = target_ranks(emb, query, target, rank_cap=args.rank_cap, **kw)
+    ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranks = target_ranks(emb, query, target, rank_cap=None, **kw)
+    reference = time.perf_counter() - t0
+    items = normalise_rows(emb)
+    pos, scores, theirs = faiss_top50_positions(items, query, target)
+    n = len(query)
+    print(f"[{name}] {n} queries x {len(emb)} items x {emb.shape[1]} d; {os.getloadavg()[0]:.2f} load (1 min)")
+    print(f"  target_ranks capped     {ours:8.2f} s  {n / ours:8.0f} q/s  (exact ranks <= {args.rank_cap}, "
+          f"beyond the cap = {args.rank_cap + 1}: {int((capped > args.rank_cap).sum())} cases)")
+    print(f"  target_ranks reference  {reference:8.2f} s  {n / reference:8.0f} q/s  (uncapped, exact rank of every target)")
+    print(f"  faiss IndexFlatIP       {theirs:8.2f} s  {n / theirs:8.0f} q/s  (top-50 only)")
+    print(f"  ratio capped / faiss = {ours / theirs:.3f}; reference / faiss = {reference / theirs:.3f}; "
+          f"capped speed-up over reference = {reference / ours:.2f}x")
+    if not np.array_equal(capped, np.minimum(ranks, args.rank_cap + 1)):
+        raise SystemExit(f"[{name}] MISMATCH between the capped and the reference ranks")
+    print(f"  capped == min(reference, cap + 1) on all {n} cases")
+
+    row = np.flatnonzero((ranks <= 50) | (pos > 0))
+    t_score = np.einsum("ij,ij->i", items[query[row]], items[target[row]])
+    near = np.abs(scores[row] - t_score[:, None]) <= args.tie_eps
+    tied = near.sum(axis=1) - (pos[row] > 0) > 0  # another top-50 candidate within eps
+    agree = ranks[row] == pos[row]
+    print(
+        f"  cases with rank <= 50 (either side): {len(row)}; without a near tie: {int((~tied).sum())}, "
+        f"positions agree on {int(agree[~tied].sum())}; near-tie cases: {int(tied.sum())} "
+        f"(agree on {int(agree[tied].sum())})"
+    )
+    print("  metrics (percent):", {k: round(v, 4) for k, v in summarise(capped).items()})
+    if not agree[~tied].all():
+        raise SystemExit(f"[{name}] MISMATCH between target_ranks and faiss on untied cases")
+    return ranks
+
+
+def find_run(results_dir: Path, suite: str, method: str, seed: int) -> Path | None:
+    """The newest finished run folder of ``method`` (seed, candidate pool "all", no query-side vectors)."""
+    found = []
+    for path in (results_dir / suite).glob("*/result.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("method") == method and rec.get("seed") == seed and rec.get("status") == "done" \
+                and (path.parent / "item_embeddings.npy").is_file():
+            found.append((path.stat().st_mtime, path.parent))
+    return max(found)[1] if found else None
+
+
+def real_cases(folder: Path, data_dir: Path):
+    """(item embeddings, query, target, stored ranks) of a run folder, the split read without writing."""
+    import yaml
+
+    from benchmark.data.split import build_split, load_split, split_cache_key
+    from benchmark.inputs import _load
+
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    if cfg["evaluation"].get("candidate_pool", "all") != "all":
+        raise SystemExit(f"{folder}: only candidate_pool 'all' runs are supported here")
+    dataset, _ = _load(cfg["dataset"], data_dir, cfg["scale"], False)
+    settings = {k: cfg["split"][k] for k in ("test_user_frac", "overlapped_frac", "min_interactions")}
+    key = split_cache_key(dataset, cfg["split"]["seed"], **settings)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset.name)
+    path = data_dir / ".cache" / "splits" / f"split-{safe}-{key}.npz"
+    split = load_split(path) if path.is_file() else build_split(dataset, seed=cfg["split"]["seed"], **settings)
+    emb = np.load(folder / "item_embeddings.npy")
+    return emb, split.cases.query.astype(np.int64), split.cases.target.astype(np.int64), np.load(folder / "ranks.npy")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=20000)
@@ -80,7 +163,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--block-queries", type=int, default=256)
     parser.add_argument("--block-items", type=int, default=8192)
+    parser.add_argument("--rank-cap", type=int, default=1000, help="the evaluator's rank cap (runner default 1000)")
     parser.add_argument("--tie-eps", type=float, default=1e-5, help="faiss scores closer than this are a tie")
+    parser.add_argument("--results-dir", type=Path, help="results of a benchmark run (read only)")
+    parser.add_argument("--suite", default="xmarket-matching")
+    parser.add_argument("--method", default="item2vec")
+    parser.add_argument("--run-seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=Path("/work/main/data"))
+    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
     import faiss
@@ -93,43 +184,23 @@ def main() -> None:
         threadpool_limits(args.threads, user_api="blas")
     except ImportError:
         pass
-    emb, query, target = make_data(args.items, args.dim, args.queries, args.seed)
-    print(
-        f"{args.queries} queries x {args.items} items x {args.dim} d, {args.threads} threads, "
-        f"{_blas_info()} "
-        f"(clusters of {CLUSTER}; half the targets share the query's cluster)"
-    )
-
-    t0 = time.perf_counter()
-    ranks = target_ranks(
-        emb,
-        query,
-        target,
-        block_queries=args.block_queries,
-        block_items=args.block_items,
-        progress=True,
-    )
-    ours = time.perf_counter() - t0
-    print(f"target_ranks       {ours:7.2f} s  {args.queries / ours:8.0f} q/s  (exact rank of every target)")
-
-    items = normalise_rows(emb)
-    pos, scores, theirs = faiss_top50_positions(items, query, target)
-    print(f"faiss IndexFlatIP  {theirs:7.2f} s  {args.queries / theirs:8.0f} q/s  (top-50 only)")
-    print(f"time ratio target_ranks / faiss = {ours / theirs:.2f}")
-
-    row = np.flatnonzero((ranks <= 50) | (pos > 0))
-    t_score = np.einsum("ij,ij->i", items[query[row]], items[target[row]])
-    near = np.abs(scores[row] - t_score[:, None]) <= args.tie_eps
-    tied = near.sum(axis=1) - (pos[row] > 0) > 0  # another top-50 candidate within eps
-    agree = ranks[row] == pos[row]
-    print(
-        f"cases with rank <= 50 (either side): {len(row)}; without a near tie: {int((~tied).sum())}, "
-        f"positions agree on {int(agree[~tied].sum())}; near-tie cases: {int(tied.sum())} "
-        f"(agree on {int(agree[tied].sum())})"
-    )
-    print("metrics (percent):", {k: round(v, 4) for k, v in summarise(ranks).items()})
-    if not agree[~tied].all():
-        raise SystemExit("MISMATCH between target_ranks and faiss on untied cases")
+    print(f"{args.threads} threads, {_blas_info()}, faiss {faiss.__version__}, load {os.getloadavg()}")
+    if not args.skip_synthetic:
+        emb, query, target = make_data(args.items, args.dim, args.queries, args.seed)
+        time_case(f"synthetic: clusters of {CLUSTER}, half the targets share the query's cluster", emb, query, target, args)
+    if args.results_dir is None:
+        print("[real run] skipped: no --results-dir given")
+        return
+    folder = find_run(args.results_dir, args.suite, args.method, args.run_seed)
+    if folder is None:
+        print(f"[real run] skipped: no finished {args.method} run (seed {args.run_seed}) with stored embeddings "
+              f"under {args.results_dir / args.suite}")
+        return
+    emb, query, target, stored = real_cases(folder, args.data_dir)
+    ranks = time_case(f"real run: {args.suite}/{folder.name} ({args.method})", emb, query, target, args)
+    same = len(stored) == len(ranks) and np.array_equal(np.minimum(stored, args.rank_cap + 1),
+                                                       np.minimum(ranks, args.rank_cap + 1))
+    print(f"  ranks equal the run's stored ranks.npy (up to the cap): {same}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def test_every_run_leaves_a_complete_result_folder(tiny_suite_run) -> None:
         assert {"result.json", "ranks.npy", "config.yaml"} <= {p.name for p in folder.iterdir()}
         ranks = np.load(folder / "ranks.npy")
         assert ranks.dtype == np.int32 and len(ranks) == len(run.inputs.split.cases) and ranks.min() >= 1
+        stored = json.loads((folder / "result.json").read_text())
+        assert stored["evaluation"]["rank_cap"] == 1000 and ranks.max() <= 1001  # above the cap: 1001
         assert record.dataset["synthetic"] is True and "SYNTHETIC" in record.dataset["label"]
     assert not list((results / "xmarket-matching").glob(".tmp-*"))
 

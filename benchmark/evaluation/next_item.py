@@ -26,6 +26,7 @@ from benchmark.evaluation.ranking import (
     _check_finite,
     _index_vector,
     _ranks_in_pool,
+    check_rank_cap,
     normalise_rows,
     reference_scores,
 )
@@ -60,8 +61,14 @@ def next_item_ranks(
     block_queries: int = 256,
     block_items: int = 8192,
     progress: bool = False,
+    rank_cap: int | None = None,
 ) -> np.ndarray:
-    """1-based rank of ``target[c]`` among all items for user vector ``user_vectors[c]``; int32 [C]."""
+    """1-based rank of ``target[c]`` among all items for user vector ``user_vectors[c]``; int32 [C].
+
+    ``rank_cap`` as in ``ranking.target_ranks``: ranks above it are the sentinel ``rank_cap + 1``.
+    With ``exclude_history`` the cap applies to the rank after the history is removed (a case
+    scans until ``rank_cap`` + its history items above the target beat the target).
+    """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     emb = np.asarray(item_embeddings)
@@ -75,18 +82,26 @@ def next_item_ranks(
     if block_queries < 1 or block_items < 1:
         raise ValueError("block_queries and block_items must be >= 1")
     _check_finite(emb, "item embeddings")
+    cap = check_rank_cap(rank_cap)
     _check_finite(users, "user vectors")
+    if exclude_history and (histories is None or len(histories) != len(target)):
+        raise ValueError("exclude_history needs one history per case")
     ranks = np.empty(len(target), dtype=np.int32)
     if len(target) == 0:
         return ranks
     pool = _candidate_vectors(emb, scoring)
     queries = normalise_rows(users)
-    ranks[:] = _ranks_in_pool(pool, queries, target, np.full(len(target), -1, dtype=np.int64),
-                              block_queries, block_items, progress)
-    if exclude_history:
-        if histories is None or len(histories) != len(target):
-            raise ValueError("exclude_history needs one history per case")
-        ranks -= _history_above_target(pool, queries, target, histories)
+    no_query = np.full(len(target), -1, dtype=np.int64)
+    above = _history_above_target(pool, queries, target, histories) if exclude_history else 0
+    if cap is None:
+        ranks[:] = _ranks_in_pool(pool, queries, target, no_query, block_queries, block_items, progress)
+    else:
+        from benchmark.evaluation.capped import ranks_in_pool_capped
+
+        # min(rank, cap + h + 1) - h = min(rank - h, cap + 1): the cap holds after the exclusion.
+        limit = cap + np.broadcast_to(np.asarray(above, dtype=np.int64), target.shape)
+        ranks[:] = ranks_in_pool_capped(pool, queries, target, no_query, limit, block_queries, block_items, progress)
+    ranks -= above
     return ranks
 
 

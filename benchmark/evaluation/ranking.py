@@ -20,6 +20,12 @@ that from the target's reference score are decided by the GEMM alone, and the fe
 window are re-scored with the reference. Ranks therefore do not depend on block sizes, BLAS or
 threads, the target can never beat itself, and bitwise-identical rows always tie.
 
+Rank cap: every metric is cut at K <= 50, so ``target_ranks(..., rank_cap=1000)`` (the runner's
+``evaluation.rank_cap``) returns ranks above the cap as the sentinel ``rank_cap + 1`` ("beyond the
+cap") and stops scanning a case once that many candidates beat its target (evaluation/capped.py);
+ranks at or below the cap are exactly the ones defined here. ``rank_cap=None`` runs the uncapped
+reference implementation below.
+
 Memory is bounded by the blocks: ``block_queries x block_items`` float32 buffers are reused,
 nothing of size n_queries x n_items is ever allocated.
 """
@@ -33,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["normalise_rows", "reference_scores", "target_ranks"]
+__all__ = ["check_rank_cap", "normalise_rows", "reference_scores", "target_ranks"]
 
 _U32 = 2.0**-24  # unit roundoff of float32
 _RESCORE_CHUNK = 16384  # pairs re-scored at once (16384 x d float64)
@@ -64,6 +70,7 @@ def target_ranks(
     block_items: int = 8192,
     progress: bool = False,
     query_embeddings: np.ndarray | None = None,
+    rank_cap: int | None = None,
 ) -> np.ndarray:
     """1-based rank of ``target[c]`` among the candidates for ``query[c]``; int32 [C].
 
@@ -75,6 +82,10 @@ def target_ranks(
     optional) gives asymmetric scorers their query-side vectors (``Method.query_embeddings``);
     the query's vector is then row ``query[c]`` of it. Block sizes change only speed and memory,
     never the ranks.
+
+    ``rank_cap`` (None or 0: no cap) stops counting past the cap (evaluation/capped.py): ranks
+    ``<= rank_cap`` are exactly the uncapped ones, every larger rank is stored as the sentinel
+    ``rank_cap + 1`` ("beyond the cap"); metrics cut at K <= rank_cap are unchanged.
     """
     emb = np.asarray(embeddings)
     if emb.ndim != 2:
@@ -86,6 +97,7 @@ def target_ranks(
         raise ValueError(f"query has {len(query)} cases, target has {len(target)}")
     if block_queries < 1 or block_items < 1:
         raise ValueError("block_queries and block_items must be >= 1")
+    cap = check_rank_cap(rank_cap)
     _check_finite(emb, "embeddings")
     query_side = emb
     if query_embeddings is not None:
@@ -109,16 +121,28 @@ def target_ranks(
         in_pool[in_pool] = pool[query_pos[in_pool]] == query[cases][in_pool]
         # The query item leaves the pool, except when it is the target itself.
         query_pos = np.where(in_pool & (query[cases] != target[cases]), query_pos, -1)
-        ranks[cases] = _ranks_in_pool(
-            normalise_rows(emb if len(pool) == n_items else emb[pool]),
-            query_vectors[cases],
-            target_pos,
-            query_pos,
-            block_queries,
-            block_items,
-            progress,
-        )
+        pool_vectors = normalise_rows(emb if len(pool) == n_items else emb[pool])
+        if cap is None:
+            ranks[cases] = _ranks_in_pool(
+                pool_vectors, query_vectors[cases], target_pos, query_pos, block_queries, block_items, progress
+            )
+        else:
+            from benchmark.evaluation.capped import ranks_in_pool_capped
+
+            limit = np.full(len(cases), cap, dtype=np.int64)
+            ranks[cases] = ranks_in_pool_capped(
+                pool_vectors, query_vectors[cases], target_pos, query_pos, limit, block_queries, block_items, progress
+            )
     return ranks
+
+
+def check_rank_cap(rank_cap: int | None) -> int | None:
+    """The rank cap as an int >= 1, or None for no cap (None or 0)."""
+    if rank_cap is None or (not isinstance(rank_cap, bool) and isinstance(rank_cap, int | np.integer) and rank_cap == 0):
+        return None
+    if isinstance(rank_cap, bool) or not isinstance(rank_cap, int | np.integer) or rank_cap < 0:
+        raise ValueError(f"rank_cap must be None, 0 (no cap) or a positive integer, got {rank_cap!r}")
+    return int(rank_cap)
 
 
 def _index_vector(x: np.ndarray, n_items: int, name: str) -> np.ndarray:
