@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.progress import configure_logging
 
 EPILOG = """examples:
   python -m benchmark run --suite xmarket-matching                 # default: small synthetic twin if no real data
@@ -328,10 +329,7 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "sync": cmd_sync, "list": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retries: the runner says it once
     from benchmark import compat
 

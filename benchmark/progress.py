@@ -8,9 +8,22 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_factory"]
+__all__ = ["configure_logging", "progress_factory"]
 
 log = logging.getLogger("benchmark.runner")
+_NOISY = ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL", "faiss")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """INFO lines (DEBUG with ``verbose``) on stderr, third-party chatter at WARNING.
+
+    Called by the CLI and by every Ray worker (a worker starts without the driver's setup, and
+    Ray forwards its stderr to the driver's terminal).
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in _NOISY:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _logged(iterable, desc: str, total: int | None):

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.config import RunConfig
+from benchmark.progress import configure_logging
 from benchmark.runner import RunRecord, execute_run
 
 
@@ -20,6 +21,7 @@ def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, l
     from benchmark.inputs import prepare_inputs
     from benchmark.tracking import Tracker
 
+        configure_logging()
     cfg = RunConfig(**run)
     inputs = prepare_inputs(cfg.dataset, cfg.split, cfg.features, Path(data_dir), cfg.scale, progress=False)
     tracker = Tracker(tracking_uri, Path(results_dir))
