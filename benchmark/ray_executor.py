@@ -21,7 +21,7 @@ def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, l
     from benchmark.inputs import prepare_inputs
     from benchmark.tracking import Tracker
 
-        configure_logging()
+    configure_logging()
     cfg = RunConfig(**run)
     inputs = prepare_inputs(cfg.dataset, cfg.split, cfg.features, Path(data_dir), cfg.scale, progress=False)
     tracker = Tracker(tracking_uri, Path(results_dir))
