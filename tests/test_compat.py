@@ -9,7 +9,7 @@ import sys
 def test_torchvision_and_open_clip_import_after_apply() -> None:
     code = ("from benchmark import compat; compat.apply(); import torchvision, open_clip, sentence_transformers; "
             "from torchvision import transforms; print(transforms.Resize(8))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)  # a guard, not a timing test
     assert out.returncode == 0, out.stderr[-800:]
     assert "Resize" in out.stdout
 
