@@ -6,7 +6,7 @@ The paper preset is one command (README):
         --methods clip,item2vec,pgg,popularity,random
 
 This script does what that command does, stage by stage, in one child process (as the command
-holds everything in one process) and prints each stage's wall time and peak RSS, the total and
+holds everything in one process) and prints each stage's wall time, CPU time and peak RSS, the total and
 whether the targets hold (<= 60 min, <= 16 GiB on a 2-core machine):
 
     generate   the twin, only if absent (otherwise listed as "present")
@@ -144,12 +144,15 @@ def measure(args: argparse.Namespace) -> int:
 
 
 def _table(rows: list[dict], scale: str) -> str:
-    lines = [f"{'stage':<18} {'wall':>10} {'peak RSS':>10}  note", "-" * 78]
+    lines = [f"{'stage':<18} {'wall':>10} {'CPU':>10} {'peak RSS':>10}  note", "-" * 88]
     for r in rows:
-        lines.append(f"{r['stage']:<18} {r['seconds']:9.1f}s {r['peak_rss_gib']:8.2f}GiB  {r.get('note', '')}")
+        lines.append(f"{r['stage']:<18} {r['seconds']:9.1f}s {r.get('cpu_s', 0):9.1f}s {r['peak_rss_gib']:8.2f}GiB  "
+                     f"{r.get('note', '')}")
     total = sum(r["seconds"] for r in rows)
+    cpu = sum(r.get("cpu_s", 0) for r in rows)
     peak = max(r["peak_rss_gib"] for r in rows)
-    lines += ["-" * 78, f"{'total':<18} {total:9.1f}s {peak:8.2f}GiB  ({total / 60:.1f} min; peak = the largest stage peak)"]
+    lines += ["-" * 88, f"{'total':<18} {total:9.1f}s {cpu:9.1f}s {peak:8.2f}GiB  "
+              f"({total / 60:.1f} min wall; peak = the largest stage peak)"]
     if not all(r.get("per_stage_peak") for r in rows):
         lines.append("(no per-stage high-water mark on this OS: each peak is the process's peak so far)")
     ok_t, ok_m = total <= TARGET_MINUTES * 60, peak <= TARGET_GIB
@@ -199,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith(_MARK):
                 row = json.loads(line[len(_MARK):])
                 rows.append(row)
-                print(f"  done: {row['stage']:<16} {row['seconds']:8.1f}s  {row['peak_rss_gib']:6.2f} GiB  "
+                print(f"  done: {row['stage']:<16} {row['seconds']:8.1f}s wall {row['cpu_s']:8.1f}s CPU "
+                      f"{row['peak_rss_gib']:6.2f} GiB  "
                       f"{row.get('note', '')}", flush=True)
             else:
                 print(line, end="", flush=True)

@@ -20,6 +20,12 @@ def peak_rss_gib() -> float:
     return rss / 2**30 if sys.platform == "darwin" else rss / 2**20  # bytes on macOS, KiB on Linux
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _vm_hwm_gib() -> float | None:
     try:
         for line in _STATUS.read_text().splitlines():
@@ -31,7 +37,10 @@ def _vm_hwm_gib() -> float | None:
 
 
 class Stage:
-    """Wall time and peak RSS of one stage of work in this process.
+    """Wall time, CPU time and peak RSS of one stage of work in this process.
+
+    CPU seconds count every thread; on a shared machine they say what the stage costs when wall
+    time is stretched by other jobs (an idle estimate is about CPU seconds / threads used).
 
     On Linux the kernel's high-water mark (VmHWM) is reset at the start (writing 5 to
     /proc/self/clear_refs), so the peak is the stage's own, counting what earlier stages left
@@ -42,6 +51,7 @@ class Stage:
     def __init__(self, name: str):
         self.name = name
         self.seconds = 0.0
+        self.cpu_s = 0.0
         self.peak_gib = 0.0
         self.per_stage = False
 
@@ -51,16 +61,17 @@ class Stage:
             self.per_stage = _vm_hwm_gib() is not None
         except OSError:
             self.per_stage = False
-        self._t0 = time.perf_counter()
+        self._t0, self._c0 = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._t0
+        self.cpu_s = cpu_seconds() - self._c0
         hwm = _vm_hwm_gib() if self.per_stage else None
         self.peak_gib = hwm if hwm is not None else peak_rss_gib()
 
     def as_dict(self) -> dict:
-        return {"stage": self.name, "seconds": self.seconds, "peak_rss_gib": self.peak_gib,
+        return {"stage": self.name, "seconds": self.seconds, "cpu_s": self.cpu_s, "peak_rss_gib": self.peak_gib,
                 "per_stage_peak": self.per_stage}
 
 
