@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def measure(args: argparse.Namespace) -> int:
     from benchmark.runner import RUN_THREADS, execute_run, run_key
     from benchmark.tracking import Tracker, resolve_tracking_uri
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still removes its scratch cache
     progress = not args.no_progress
     runs = _plan(args.scale, args.methods.split(","), args.seed, tuple(args.overrides))
     first = runs[0]
