@@ -25,7 +25,11 @@ counts what earlier stages left in memory. Usage (validate on small; `paper` tak
         --results-dir .runs/results --reports-dir .runs/reports
 
 It prints figures; it is not a test. Runs already in --results-dir are reused and marked cached
-(their time is not a measurement): use a fresh results directory for figures.
+(their time is not a measurement): use a fresh results directory for figures. The run keys are
+those of the command above, so its later runs reuse what the bench computed (and vice versa).
+The methods run one after another in one process, as `run --jobs 1` does; `run`'s default
+(`--jobs auto`, 2 here) fits two at a time in Ray workers that each load the inputs again: less
+wall time for the method stages, more memory than measured here.
 """
 
 from __future__ import annotations
