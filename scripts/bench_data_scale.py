@@ -16,19 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchtools import ensure_twin, peak_rss_gib
+
 TARGET_SECONDS = 180.0
 TARGET_RSS_GIB = 8.0
-
-
-def _peak_rss_gib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**30 if sys.platform == "darwin" else rss / 2**20  # bytes on macOS, KiB on Linux
 
 
 def measure(root: Path, seed: int, with_stats: bool) -> dict:
@@ -44,7 +40,7 @@ def measure(root: Path, seed: int, with_stats: bool) -> dict:
     out = {
         "load_s": t1 - t0,
         "split_s": t2 - t1,
-        "peak_rss_gib": _peak_rss_gib(),
+        "peak_rss_gib": peak_rss_gib(),
         "users": int(dataset.interactions.n_users),
         "items": len(dataset.items),
         "interactions": len(dataset.interactions),
@@ -77,14 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.measure_only, args.seed, not args.no_stats)))
         return 0
 
-    from benchmark.data.sources import load_dataset, sim_dir
+    from benchmark.data.sources import sim_dir
 
     root = sim_dir(args.data_dir, args.scale, args.seed)
-    if not (root / "SIMULATED.json").is_file():
-        print(f"generating xmarket-sim {args.scale} (seed {args.seed}) in {root} (not timed) ...", flush=True)
-        t = time.perf_counter()
-        load_dataset("xmarket-sim", args.data_dir, args.scale, args.seed)
-        print(f"  generated in {time.perf_counter() - t:.1f} s", flush=True)
+    took = ensure_twin(args.data_dir, args.scale, args.seed)  # not part of the measured figures
+    if took is not None:
+        print(f"  generated in {took:.1f} s", flush=True)
     size = sum(p.stat().st_size for p in root.glob("**/ratings_*.txt.gz"))
     print(
         f"measuring a fresh load (parse cache disabled) + build_split of {root} ({size / 2**20:.1f} MiB ratings)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
-from benchmark.reporting import figures, tables
+from benchmark.reporting import coverage, figures, tables
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
 from benchmark.reporting.significance import competence_lines, significance_lines
@@ -23,14 +23,19 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _suite_methods(suite: str) -> set[str] | None:
+def _suite_method_list(suite: str) -> list[str] | None:
     from benchmark import registry
     from benchmark.config import load_suite_file
 
     try:
-        return set(load_suite_file(registry.suite_path(suite))["methods"])
+        return list(load_suite_file(registry.suite_path(suite))["methods"])
     except BenchmarkError:
         return None
+
+
+def _suite_methods(suite: str) -> set[str] | None:
+    methods = _suite_method_list(suite)
+    return None if methods is None else set(methods)
 
 
 def report_dir(reports_dir: Path, suite: str, records: list) -> Path:
@@ -99,6 +104,14 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
                                    f"Figure 7: per-domain gain of UniEmb, {label}{synthetic}", out / "figure7_domains")
     figure_paths += fig7 or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
+    suite_methods = _suite_method_list(suite)
+    if suite_methods:
+        ran = {r.method for r in records}
+        missing = [m for m in suite_methods if m not in ran]
+        not_run = coverage.not_run_lines(suite, suite_methods, ran, records[0].scale,
+                                         coverage.device_methods(missing))
+        if not_run:
+            parts += ["", *not_run]
 
     transfer = None
     if (results_dir / TRANSFER_SUITE / "transfer").is_dir():  # C10/C11 come from the transfer suite
