@@ -18,6 +18,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.reporting.claims import Claim
+from benchmark.reporting.significance import format_p
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
@@ -156,7 +157,7 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
         trend = all(x >= y for x, y in zip(vals[:-1], vals[1:], strict=True)) and not any(np.isnan(vals))
         beats = diff > 0 and p < ALPHA
         claims.append(Claim("C10", c10, "holds" if beats and trend else "fails",
-                            f"NDCG@10 TransRec - TFS {diff:+.3f} pp over {n} target cases, Wilcoxon p={p:.2g} "
+                            f"NDCG@10 TransRec - TFS {diff:+.3f} pp over {n} target cases, Wilcoxon p={format_p(p)} "
                             f"({seeds} seeds); relative NDCG@10 gain by target share: "
                             + ", ".join(f"{100 * f:g}% {g:+.1f}%" for f, g in sorted(gains.items()))
                             + f"; grows as data shrinks: {trend}"))
@@ -176,7 +177,7 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
         diff, p, n = test
         by_mod = ", ".join(f"{g} {_mean(e2e, 'NDCG@10', g) - _mean(frozen, 'NDCG@10', g):+.2f}"
                            for g in ("text-target", "image-target"))
-        parts.append(f"{name}: NDCG@10 e2e - frozen {diff:+.3f} pp, p={p:.2g}, n={n} (by target modality: {by_mod})")
+        parts.append(f"{name}: NDCG@10 e2e - frozen {diff:+.3f} pp, p={format_p(p)}, n={n} (by target modality: {by_mod})")
         verdicts.append(diff > 0 and p < ALPHA)
     status = "not run" if None in verdicts else ("holds" if all(verdicts) else "fails")
     claims.append(Claim("C11", c11, status, "; ".join(parts)))

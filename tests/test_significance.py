@@ -75,3 +75,12 @@ def test_invalid_inputs_are_refused():
         paired_test(np.zeros(3), np.zeros(3), method="t")
     with pytest.raises(ValueError, match="outside"):
         holm({"a": 1.5})
+
+
+def test_p_values_below_the_float_range_never_print_as_zero() -> None:
+    """DeLong's and Wilcoxon's p underflow to 0.0 on large samples; tables say "< 1e-300"."""
+    from benchmark.reporting.significance import format_p
+
+    assert format_p(0.0) == "< 1e-300"
+    assert format_p(1e-320) == "< 1e-300"
+    assert format_p(0.0123) == "0.012"

@@ -19,6 +19,7 @@ from benchmark.ranking.models import DISPLAY, MODELS
 from benchmark.ranking.suite import NONE, RankingRecord
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.results import paper_table, paper_value
+from benchmark.reporting.significance import format_p
 
 PAPER_ROWS = ("none", "VQRec", "UAE", "PGG", "UniEmb")
 PAPER_LABEL = {"none": "w/o Emb.", "VQRec": "VQ-Rec", "UAE": "UAE", "PGG": "PGG", "UniEmb": "UniEmb"}
@@ -127,7 +128,7 @@ def table4(records: list[RankingRecord], results_dir: Path) -> tuple[list[str], 
             t = tests.get((m, emb))
             sig = ""
             if t is not None:
-                sig = f" (p={t.get('p_holm', t['p_max']):.2g}{'*' if t.get('p_holm', 1) < 0.05 else ''})"
+                sig = f" (p={format_p(t.get('p_holm', t['p_max']))}{'*' if t.get('p_holm', 1) < 0.05 else ''})"
             pa = paper_value(paper, f"{DISPLAY[m]}_AUC", pretrained_embeddings=s["paper_row"] or "")
             pl = paper_value(paper, f"{DISPLAY[m]}_Logloss", pretrained_embeddings=s["paper_row"] or "")
             ptxt = f"{pa:.4f} / {pl:.4f}" if pa is not None else "not in the paper"
@@ -157,7 +158,7 @@ def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
             ok = s["auc"] > base
             raises &= ok
             notes.append(f"{DISPLAY[m]} {s['display']} {s['auc'] - base:+.4f}"
-                         + (f" (p={t.get('p_holm', t.get('p_max', float('nan'))):.2g})" if t else ""))
+                         + (f" (p={format_p(t.get('p_holm', t.get('p_max', float('nan'))))})" if t else ""))
         ranked = sorted((v["auc"], e) for (mm, e), v in summary.items() if mm == m)
         top = ranked[-1][1]
         best &= top == uni[0]

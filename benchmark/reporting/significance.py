@@ -32,7 +32,8 @@ def per_case(result: MethodResult, results_dir: Path, protocol: str = "item-to-i
     return np.mean(values, axis=0) if values else None
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value for a table: below the float range (or exactly 0 from an underflow) is "< 1e-300"."""
     return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
@@ -42,7 +43,7 @@ def _table(anchor: str, tests: dict, lines: list[str]) -> list[str]:
     for name, t in tests.items():
         p_holm, significant = adjusted[name]
         lines.append(f"| {name} | {100 * t.mean_diff:+.3f} | [{100 * t.ci_low:+.3f}, {100 * t.ci_high:+.3f}] | "
-                     f"{_p(t.p_value)} | {_p(p_holm)} | {'yes' if significant else 'no'} |")
+                     f"{format_p(t.p_value)} | {format_p(p_holm)} | {'yes' if significant else 'no'} |")
     return lines
 
 
