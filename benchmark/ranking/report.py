@@ -20,6 +20,7 @@ from benchmark.ranking.suite import NONE, RankingRecord
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
+from benchmark.tracking import code_version
 
 PAPER_ROWS = ("none", "VQRec", "UAE", "PGG", "UniEmb")
 PAPER_LABEL = {"none": "w/o Emb.", "VQRec": "VQ-Rec", "UAE": "UAE", "PGG": "PGG", "UniEmb": "UniEmb"}
@@ -209,6 +210,7 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
              f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
              f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
              "", "### Claims", "", *claim_lines, "", "### Provenance", "",
+             f"Report written by code version {code_version()}.", "",
              "| model | embeddings | seed | run key | MLflow run | embeddings from | best epoch | fit s | code |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):

@@ -9,6 +9,7 @@ from benchmark.reporting import coverage, figures, tables
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
 from benchmark.reporting.significance import competence_lines, significance_lines
+from benchmark.tracking import code_version
 
 ABLATION_SUITE = "xmarket-ablation"
 TRANSFER_SUITE = "xmarket-transfer"
@@ -147,7 +148,7 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     versions = sorted({r.code_version for r in records})
     parts += ["", "### Provenance", "",
               f"Built from {len(records)} stored run(s) made by code version(s) {', '.join(versions)}; "
-              f"written to `{suite}/{out.name}/`.",
+              f"report written by code version {code_version()} to `{suite}/{out.name}/`.",
               "", *prov]
     text = "\n".join(parts) + "\n"
     _write(out / "report.md", text)
