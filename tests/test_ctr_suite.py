@@ -142,3 +142,18 @@ def test_ranking_only_flags_are_refused_for_matching_suites(capsys) -> None:
         from benchmark.ranking.suite import load_ranking_suite, resolve_cells
 
         resolve_cells(load_ranking_suite("xmarket-ranking"), "tiny", models=["deepfm"])
+
+
+def test_a_tracking_store_that_fails_costs_the_mlflow_run_not_the_cell(ranking_run, tiny_data_dir: Path,
+                                                                        tmp_path: Path, monkeypatch) -> None:
+    """Results first, tracking second: the cell is written (and reported) with MLflow unusable."""
+    from benchmark.ranking.suite import run_ranking_suite
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    _, results, _ = ranking_run
+    run = run_ranking_suite("xmarket-ranking", scale="tiny", models=["dcnv2"], methods=["item2vec"], seeds=[7],
+                            data_dir=tiny_data_dir, results_dir=results, progress=False, echo=lambda s: None,
+                            tracking_uri=f"file://{tmp_path / 'mlruns'}")  # MLflow refuses file stores now
+    assert len(run.records) == 2 and all(r.mlflow_run_id is None for r in run.records)
+    for r in run.records:
+        assert (results / "xmarket-ranking" / r.run_key / "result.json").exists()

@@ -375,10 +375,13 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
             for group in ("overlapped", "unseen"):
                 metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items()
                                             if k.startswith(group + "/")}
-            record.mlflow_run_id = tracker.log_run(
+            # Results first, tracking second: a store that is down costs the MLflow run, never the cell.
+            record.mlflow_run_id, reason = tracker.try_log_run(
                 experiment=suite, run_name=tags["mlflow.runName"],
                 params={**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}, tags=tags, metrics=metrics,
                 curves=result.curves, artefacts=sorted(tmp.iterdir()))
+            if record.mlflow_run_id is None:
+                log.warning("%s: not logged to MLflow (%s); the cell's results are kept", key, reason)
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
     atomic_write_dir(folder, write)
