@@ -340,7 +340,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         if is_text is not None:
             groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
         record = {"condition": cond.__dict__, "display": display, "key": key, "suite": first.suite, "scale": run.scale,
-                  "dataset": {"label": inputs.label, "synthetic": inputs.synthetic,
+                  "dataset": {"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
                               "manifest_hash": inputs.split.manifest_hash},
                   "transfer": cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,
                   "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),

@@ -186,13 +186,13 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
 
 def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     """Write tables 6-9 (CSV + Markdown), claims.md and transfer_claims.json; return the report text."""
-    from benchmark.reporting import _write
+    from benchmark.reporting import _write, keyed_dir
 
     records = load_transfer(folder)
     label = records[0]["dataset"]["label"]
     synthetic = " - SYNTHETIC DATA, not XMarket" if records[0]["dataset"]["synthetic"] else ""
     cfg = records[0]["transfer"]
-    out = reports_dir / suite
+    out = keyed_dir(reports_dir, suite, records[0]["dataset"].get("name") or records[0]["dataset"]["label"].split()[0], records[0]["scale"])
     seeds = sorted({r["condition"]["seed"] for r in records})
     parts = [f"# {suite} on {label}{synthetic}", "",
              f"Source {' + '.join(cfg['source_domains'])} -> target {cfg['target_domain']}; "

@@ -90,10 +90,10 @@ def test_tiny_suite_runs_every_cell_logs_curves_and_reports(ranking_run) -> None
     assert len(client.get_metric_history(mlrun.info.run_id, "valid/auc")) >= 1
     text = write_ranking_reports("xmarket-ranking", results, reports)
     assert "Item2Vec" in text and "w/o Emb." in text and "SYNTHETIC" in text
-    rows = (reports / "xmarket-ranking" / "table4.csv").read_text().splitlines()
+    rows = (reports / "xmarket-ranking" / "xmarket-sim-tiny" / "table4.csv").read_text().splitlines()
     assert rows[0].startswith("pretrained_embeddings,DCNv2_AUC") and len(rows) == 3
-    assert "C9" in (reports / "xmarket-ranking" / "claims.md").read_text()  # UniEmb not run -> not run
-    assert "not run" in (reports / "xmarket-ranking" / "claims.md").read_text()
+    assert "C9" in (reports / "xmarket-ranking" / "xmarket-sim-tiny" / "claims.md").read_text()  # UniEmb not run -> not run
+    assert "not run" in (reports / "xmarket-ranking" / "xmarket-sim-tiny" / "claims.md").read_text()
 
 
 def test_missing_embeddings_name_the_matching_runs_to_do(ranking_run, tiny_data_dir: Path, capsys) -> None:

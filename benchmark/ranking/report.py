@@ -186,13 +186,13 @@ def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | No
 
 def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None) -> str:
     """Write table4.csv, report.md and claims.md for a ranking suite; return the Markdown report."""
-    from benchmark.reporting import _write
+    from benchmark.reporting import _write, keyed_dir
     from benchmark.reporting.tables import to_csv
 
     records = load_ranking_records(results_dir, suite, keys)
     labels = sorted({r.dataset.get("label", "?") for r in records})
     synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
-    out = Path(reports_dir) / suite
+    out = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
     header, rows, md = table4(records, results_dir)
     _write(out / "table4.csv", to_csv(header, rows))
     ctr = records[0].ctr

@@ -46,10 +46,15 @@ def report_dir(reports_dir: Path, suite: str, records: list) -> Path:
     default suite's committed report.
     """
     first = records[0]
-    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(first.dataset.get("name", "data")))
     wanted = _suite_methods(suite)
     complete = wanted is None or wanted <= {r.method for r in records}
-    return reports_dir / suite / f"{name}-{first.scale}{'' if complete else '-subset'}"
+    return keyed_dir(reports_dir, suite, first.dataset.get("name", "data"), first.scale, complete)
+
+
+def keyed_dir(reports_dir: Path, suite: str, dataset: str, scale: str, complete: bool = True) -> Path:
+    """The one naming rule of every suite's report folder: ``<suite>/<dataset>-<scale>[-subset]``."""
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(dataset))
+    return Path(reports_dir) / suite / f"{name}-{scale}{'' if complete else '-subset'}"
 
 
 def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None,
