@@ -171,23 +171,31 @@ def cmd_run(args: argparse.Namespace) -> None:
     if is_ranking_suite(args.suite):  # CTR ranking on stored embeddings (benchmark/ranking/), Table 4
         from benchmark.ranking.report import write_ranking_reports
         from benchmark.ranking.suite import run_ranking_suite
+        from benchmark.reporting import keyed_dir
 
         ranking = run_ranking_suite(
             args.suite, scale=args.scale, models=_csv(args.models), methods=_csv(args.methods),
             seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
             results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
             progress=not args.no_progress)
-        print(write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir,
-                                    keys={r.run_key for r in ranking.records}))
+        write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir, keys={r.run_key for r in ranking.records})
+        first = ranking.records[0]
+        where = keyed_dir(args.reports_dir, ranking.suite, first.dataset.get("name", "data"), first.scale)
+        print(f"{len(ranking.records)} cell(s) on {first.dataset.get('label', '?')}; report: {where / 'report.md'}")
         return
     if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
+        from benchmark.reporting import keyed_dir
         from benchmark.transfer import run_transfer
-        from benchmark.transfer_report import write_transfer_reports
+        from benchmark.transfer_report import load_transfer, write_transfer_reports
 
         out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
                            overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
                            results_dir=args.results_dir, progress=not args.no_progress)
-        print(write_transfer_reports(args.suite, out, args.reports_dir))
+        write_transfer_reports(args.suite, out, args.reports_dir)
+        first = load_transfer(out)[0]
+        name = first["dataset"].get("name") or first["dataset"]["label"].split()[0]
+        print(f"transfer conditions on {first['dataset']['label']}; "
+              f"report: {keyed_dir(args.reports_dir, args.suite, name, first['scale']) / 'report.md'}")
         return
     if args.models or args.fit_missing:
         raise ConfigError("--models and --fit-missing apply to ranking suites only")
