@@ -15,9 +15,10 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.moe import MoEAdaptor, PWLayer
+from methods.shared.sequence import windows
 from methods.unisrec import UniSRec, UniSRecTransductive
 from methods.unisrec.augment import item_drop, word_drop_mask
-from methods.unisrec.batching import aug_positions, windows
+from methods.unisrec.batching import aug_positions
 from methods.unisrec.method import short_encoder
 from methods.unisrec.model import UniSRecNet
 

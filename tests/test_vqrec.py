@@ -48,6 +48,18 @@ def test_codes_are_the_index_codes_and_reconstruct_the_features(pq) -> None:
     assert err[~mask].mean() < 0.5 * shuffled[~mask].mean()  # cold items coded by the trained index too
 
 
+def test_polysemous_training_only_relabels_the_codes(pq) -> None:
+    """Without polysemous training the PQ quantises as well (its centroids just carry other labels)."""
+    feat, mask, codes = pq
+    plain = build_codes(feat, mask, opq_niter=2, polysemous=False)
+
+    def error(c):
+        return float((((feat - decode(c.index, c.raw)) ** 2).sum(1) / (feat**2).sum(1)).mean())
+
+    assert error(plain) == pytest.approx(error(codes), rel=0.1)
+    assert not (plain.raw == codes.raw).all()  # relabelled, not the same codes
+
+
 def test_codes_are_shifted_and_offset_per_sub_codebook(pq) -> None:
     _, _, codes = pq
     k = np.arange(32)
@@ -162,6 +174,44 @@ def test_fit_is_deterministic_per_seed_and_gives_unit_vectors_for_every_item() -
     users = a.user_embeddings(hist)
     assert users.shape == (2, 32)
     np.testing.assert_array_equal(users, b.user_embeddings(hist))
+
+
+def test_window_anchors_are_the_prefix_anchors() -> None:
+    """``pretrain_examples: windows`` computes exactly the every-prefix examples, in fewer forwards."""
+    from methods.shared.sequence import prefix_examples, windows
+
+    view, features = toy_view()
+    m = VQRec()
+    m.fit(view, features, config(pretrain_epochs=0, finetune_epochs=0), RunContext(seed=0, workers=1))
+    m.net.eval()
+    s = view.sequences  # windows are exact for sequences of <= max_len + 1 items: keep those
+    short = [s.items[s.offsets[i] : s.offsets[i + 1]].tolist() for i in range(len(s)) if s.lengths[i] <= 11]
+    seqs = TrainView.from_sequences(short, item_domain=[0] * view.n_items, domains=("A",)).sequences
+    pre, win = prefix_examples(seqs, 10), windows(seqs, 10)
+    assert win.n_examples == len(pre) > 1000 and win.dropped == 0
+
+    def anchors(ex, batch, buckets):  # (every anchor as (target, rounded vector), how many)
+        with torch.no_grad():
+            out = [(s, t) for s, t in m._anchors(ex, batch, np.random.default_rng(0), buckets)]
+        seq, tgt = torch.cat([s for s, _ in out]), torch.cat([t for _, t in out])
+        return {(int(t), tuple(np.round(v.numpy(), 4))) for v, t in zip(seq, tgt, strict=True)}, len(tgt)
+
+    ka, _ = anchors(pre, 10**6, False)
+    kb, nb = anchors(win, 64, True)  # bucketed batches: the same windows, another order
+    assert nb == win.n_examples and kb == ka
+
+
+def test_windows_fit_is_deterministic_and_says_so() -> None:
+    view, features = toy_view()
+    runs = []
+    for _ in range(2):
+        m = VQRec()
+        m.fit(view, features, config(pretrain_examples="windows", length_buckets=True), RunContext(seed=0, workers=1))
+        runs.append(m)
+    np.testing.assert_array_equal(runs[0].item_embeddings(), runs[1].item_embeddings())
+    assert runs[0].stats["pretrain_example_form"] == "windows" and runs[0].stats["pretrain_epochs"] == 2
+    with pytest.raises(ConfigError, match="pretrain_examples"):
+        VQRec().fit(view, features, config(pretrain_examples="rows"), RunContext(seed=0, workers=1))
 
 
 def test_dataset_without_text_is_skipped(tiny_suite_run, tmp_path) -> None:

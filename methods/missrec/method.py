@@ -31,7 +31,7 @@ from benchmark.plugin import Method, RunContext
 from methods.missrec.augment import ALIGNMENTS, augment
 from methods.missrec.interest import discover_interests
 from methods.missrec.model import MISSRecNet, zero_cold_ids
-from methods.shared.sequence import padded_ids, prefix_examples
+from methods.shared.sequence import bucketed_batches, padded_ids, prefix_examples
 from methods.shared.training import EarlyStopping, resolve_device
 
 FUSIONS = ("dynamic", "static")
@@ -152,7 +152,7 @@ class MISSRec(Method):
     def _batches(self, examples, batch: int) -> list[np.ndarray]:
         lengths = examples.target - examples.start
         budget = self.cfg.get("examples_per_epoch")
-        return epoch_batches(lengths, batch, self._rng, bool(self.cfg["length_buckets"]),
+        return bucketed_batches(lengths, batch, self._rng, bool(self.cfg["length_buckets"]),
                              int(budget) if budget else None)
 
     def _pretrain(self, examples, cfg: dict[str, Any], ctx: RunContext) -> None:
@@ -289,28 +289,6 @@ def pretrain_losses(net: MISSRecNet, ids: torch.Tensor, lengths: torch.Tensor, t
                            interest_ids=interest)
     seq_seq = F.cross_entropy(seq @ seq_aug.T / tau, labels)
     return seq_item, seq_seq, reg, reg_aug
-
-
-def epoch_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator, buckets: bool = False,
-                  budget: int | None = None) -> list[np.ndarray]:
-    """One epoch's example batches: a seeded shuffle, optionally the first ``budget`` examples only.
-
-    ``buckets`` sorts each run of 64 batches by history length before cutting it into batches
-    (then shuffles the batches): far less padding on CPU, the same examples per epoch
-    [proposal; off by default, on in the small preset].
-    """
-    order = rng.permutation(len(lengths))
-    if budget is not None:
-        order = order[:budget]
-    if not buckets:
-        return [order[s : s + batch] for s in range(0, len(order), batch)]
-    out: list[np.ndarray] = []
-    chunk = batch * 64
-    for s in range(0, len(order), chunk):
-        part = order[s : s + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        out.extend(part[t : t + batch] for t in range(0, len(part), batch))
-    return [out[i] for i in rng.permutation(len(out))]
 
 
 def ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> float:

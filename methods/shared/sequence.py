@@ -10,10 +10,21 @@ and stays ignorant of where they came from.
 Layout: sequences are left-aligned (item ``t`` at position ``t``, padding after the last real
 item), as in RecBole, so position embeddings mean "t-th item of the window" and the output is
 gathered at ``length - 1``.
+
+How training examples reach a model: RecBole's every-prefix examples (:func:`prefix_examples`:
+each (history -> next item) prefix is its own row), or causal windows (:func:`windows`)
+[proposal, speed]: each sequence's last ``max_len + 1`` items are one causal window; the
+encoder's output at position p is the prefix example "items 0..p -> item p+1", so one forward
+computes all of a window's prefixes (about 8x fewer Transformer tokens on the twin). A batch is
+a shuffled run of windows holding about ``batch_size`` prefixes, and every prefix is an anchor
+with the batch's other targets as negatives -- the same loss, but a batch's anchors come from
+fewer users, and prefixes of the first items of sequences longer than ``max_len + 1`` are not
+examples (``Windows.dropped``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,3 +186,69 @@ def sequence_windows(sequences: Sequences, max_len: int) -> tuple[torch.Tensor, 
     inputs[valid] = sequences.items[src[valid]]
     targets[valid] = sequences.items[src[valid] + 1]
     return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(n.astype(np.int64))
+
+
+def bucketed_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator, buckets: bool = False,
+                  budget: int | None = None) -> list[np.ndarray]:
+    """One epoch's example batches: a seeded shuffle, optionally the first ``budget`` examples only.
+
+    ``buckets`` sorts each run of 64 batches by history length before cutting it into batches
+    (then shuffles the batches): far less padding on CPU, the same examples per epoch
+    [proposal, speed; MISSRec and VQ-Rec, off by default].
+    """
+    order = rng.permutation(len(lengths))
+    if budget is not None:
+        order = order[:budget]
+    if not buckets:
+        return [order[s : s + batch] for s in range(0, len(order), batch)]
+    out: list[np.ndarray] = []
+    chunk = batch * 64
+    for s in range(0, len(order), chunk):
+        part = order[s : s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        out.extend(part[t : t + batch] for t in range(0, len(part), batch))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Causal windows: inputs/targets int64 [K, L] with -1 padding, lengths [K] (= prefixes per window)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    lengths: torch.Tensor
+    dropped: int  # prefix examples of long sequences that fall outside every window
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.lengths.sum())
+
+    def batches(self, batch: int, rng: np.random.Generator, buckets: bool = False) -> Iterator[np.ndarray]:
+        """Shuffled window indices, cut so each batch holds about ``batch`` prefixes (at least 2).
+
+        ``buckets`` sorts each run of about 64 batches' windows by length before cutting, then
+        shuffles the batches: the same windows per epoch with far less padding (a batch is padded
+        to its longest window) [proposal, speed; off = the unbucketed order, bit for bit].
+        """
+        perm = rng.permutation(len(self.lengths))
+        if not len(perm):
+            return
+        lens = self.lengths.numpy()
+        if buckets:
+            cum = np.cumsum(lens[perm])
+            runs = np.searchsorted(cum, np.arange(batch * 64, int(cum[-1]), batch * 64), side="left") + 1
+            perm = np.concatenate([r[np.argsort(lens[r], kind="stable")]
+                                   for r in np.split(perm, np.unique(runs[runs < len(perm)]))])
+        cum = np.cumsum(lens[perm])
+        cuts = np.searchsorted(cum, np.arange(batch, int(cum[-1]), batch), side="left") + 1
+        parts = [p for p in np.split(perm, np.unique(cuts[cuts < len(perm)])) if len(p) and int(lens[p].sum()) >= 2]
+        order = rng.permutation(len(parts)) if buckets else range(len(parts))
+        for i in order:
+            yield parts[i]
+
+
+def windows(sequences: Sequences, max_len: int) -> Windows:
+    """The causal window of every sequence with >= 2 items (``sequence_windows``)."""
+    inputs, targets, lengths = sequence_windows(sequences, max_len)
+    prefixes = int(np.maximum(sequences.lengths - 1, 0).sum())
+    return Windows(inputs, targets, lengths, dropped=prefixes - int(lengths.sum()))

@@ -19,9 +19,8 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.contrastive import SAME_TARGET_RULES
-from methods.shared.sequence import prefix_examples
+from methods.shared.sequence import prefix_examples, windows
 from methods.shared.training import resolve_device
-from methods.unisrec.batching import windows
 from methods.unisrec.model import UniSRecNet
 from methods.unisrec.training import eval_item_vectors, finetune, pretrain, user_vectors
 

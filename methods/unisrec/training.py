@@ -21,10 +21,10 @@ from benchmark.data.model import Histories
 from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
-from methods.shared.sequence import PrefixExamples, padded_ids
+from methods.shared.sequence import PrefixExamples, Windows, padded_ids
 from methods.shared.training import EarlyStopping, validation_ndcg
 from methods.unisrec.augment import item_drop, word_drop_mask
-from methods.unisrec.batching import Windows, aug_positions
+from methods.unisrec.batching import aug_positions
 from methods.unisrec.model import UniSRecNet
 
 

@@ -63,12 +63,17 @@ def read_invlist(index: object) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_codes(feat: np.ndarray, train_mask: np.ndarray, n_sub: int = 32, n_bits: int = 8,
-                threads: int = 1, opq_niter: int | None = None) -> PQCodes:
+                threads: int = 1, opq_niter: int | None = None, polysemous: bool = True) -> PQCodes:
     """Train the OPQ+PQ index on ``feat[train_mask]``, add every item, return the offset codes.
 
     Training items are added first (as the authors' strict index holds them), then the others
     ("cold" items, never in training) get codes from the same trained index. ``opq_niter`` = None
     keeps faiss's OPQ default (50 alternations, as the authors ran it); tests lower it for speed.
+
+    ``polysemous`` keeps the factory's polysemous training of the PQ (the authors' index did it):
+    it only relabels each sub-codebook's centroids so that Hamming distances between codes track
+    vector distances. VQ-Rec uses codes as embedding-table rows, so ``False`` gives the same
+    quantisation under other labels -- and saves ~110 s on 7.7k x 384 vectors (1 thread).
     """
     import faiss
 
@@ -88,6 +93,7 @@ def build_codes(feat: np.ndarray, train_mask: np.ndarray, n_sub: int = 32, n_bit
     index = faiss.index_factory(x.shape[1], factory_string(n_sub, n_bits), faiss.METRIC_INNER_PRODUCT)
     if opq_niter is not None:
         faiss.downcast_VectorTransform(index.chain.at(0)).niter = int(opq_niter)
+    faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = bool(polysemous)
     index.train(x[train_rows])
     index.add_with_ids(x[train_rows], train_rows)
     cold_rows = np.flatnonzero(~np.asarray(train_mask, dtype=bool)).astype(np.int64)

@@ -16,6 +16,7 @@ codes come from the trained index); user embedding = the encoder's output, norma
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,22 @@ from benchmark.data.validation import carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.sequence import padded_ids, prefix_examples, sequence_windows
+from methods.shared.sequence import (
+    PrefixExamples,
+    Windows,
+    bucketed_batches,
+    padded_ids,
+    prefix_examples,
+    sequence_windows,
+    windows,
+)
 from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 from methods.vqrec.codes import build_codes, check_width, factory_string
 from methods.vqrec.faiss_log import quiet_faiss
 from methods.vqrec.model import ROUNDINGS, VQRecNet, fake_codes, pretrain_loss
 
 PRETRAIN_SEQUENCES = ("single-domain", "mixed")
+PRETRAIN_EXAMPLES = ("prefixes", "windows")
 
 
 def check_config(cfg: dict[str, Any]) -> None:
@@ -43,6 +53,9 @@ def check_config(cfg: dict[str, Any]) -> None:
     if cfg["pretrain_sequences"] not in PRETRAIN_SEQUENCES:
         raise ConfigError(f"vqrec.pretrain_sequences must be one of {PRETRAIN_SEQUENCES}, "
                           f"got {cfg['pretrain_sequences']!r}")
+    if cfg["pretrain_examples"] not in PRETRAIN_EXAMPLES:
+        raise ConfigError(f"vqrec.pretrain_examples must be one of {PRETRAIN_EXAMPLES}, "
+                          f"got {cfg['pretrain_examples']!r}")
     if not 0.0 <= float(cfg["fake_idx_ratio"]) <= 1.0:
         raise ConfigError(f"vqrec.fake_idx_ratio must be in [0, 1], got {cfg['fake_idx_ratio']!r}")
     if float(cfg["temperature"]) <= 0:
@@ -79,13 +92,14 @@ class VQRec(Method):
         # the index sees the training items of the fitted view only ("strict"); the rest are cold
         with quiet_faiss() as faiss_log:
             pq = build_codes(features.text, carve.fit.item_train_count > 0, n_sub, n_bits, threads=ctx.workers,
-                             opq_niter=None if cfg["opq_niter"] is None else int(cfg["opq_niter"]))
+                             opq_niter=None if cfg["opq_niter"] is None else int(cfg["opq_niter"]),
+                             polysemous=bool(cfg["polysemous"]))
         self.stats: dict[str, Any] = {
             "index": f"{factory_string(n_sub, n_bits)} inner product, trained once on the {pq.n_train} training "
                      "items (strict); the pretraining index is reused for fine-tuning; cold items added, no refit",
             "index_items_train": pq.n_train, "index_items_cold": int(len(pq.codes) - pq.n_train),
             "faiss_warnings": faiss_log.count, "seconds_index": time.perf_counter() - t0,
-            "opq_niter": cfg["opq_niter"] or "faiss default (50)", "text_encoder": features.text_encoder, "text_dim": int(features.text.shape[1]), **carve.describe(),
+            "opq_niter": cfg["opq_niter"] or "faiss default (50)", "polysemous": bool(cfg["polysemous"]), "text_encoder": features.text_encoder, "text_dim": int(features.text.shape[1]), **carve.describe(),
         }
         torch.manual_seed(ctx.seed)
         self.net = VQRecNet(pq.codes, pq.n_sub, pq.ksub, cfg).to(device)
@@ -98,26 +112,29 @@ class VQRec(Method):
             self._emb = F.normalize(self.net.all_items(), dim=-1).cpu().numpy().astype(np.float32)
 
     def _pretrain(self, view: TrainView, cfg: dict[str, Any], ctx: RunContext) -> None:
-        """Seq-item InfoNCE + semi-synthetic hard negative over every prefix (in-batch negatives)."""
-        epochs = int(cfg["pretrain_epochs"])
+        """Seq-item InfoNCE + semi-synthetic hard negative over every prefix (in-batch negatives).
+
+        ``pretrain_examples: prefixes`` feeds each prefix as its own row (the code's data);
+        ``windows`` computes all prefixes of a causal window in one forward (methods.shared.sequence).
+        """
+        epochs, max_len = int(cfg["pretrain_epochs"]), int(cfg["max_len"])
         seqs = view.single_domain_sequences() if cfg["pretrain_sequences"] == "single-domain" else view.sequences
-        ex = prefix_examples(seqs, int(cfg["max_len"]))
-        self.stats.update({"pretrain_examples": len(ex), "pretrain_sequences": cfg["pretrain_sequences"],
-                           "pretrain_epochs": 0})
-        if epochs <= 0 or len(ex) == 0:
+        ex: PrefixExamples | Windows = (windows(seqs, max_len) if cfg["pretrain_examples"] == "windows"
+                                        else prefix_examples(seqs, max_len))
+        n_ex = ex.n_examples if isinstance(ex, Windows) else len(ex)
+        self.stats.update({"pretrain_examples": n_ex, "pretrain_example_form": cfg["pretrain_examples"],
+                           "pretrain_sequences": cfg["pretrain_sequences"], "pretrain_epochs": 0})
+        if epochs <= 0 or n_ex == 0:
             return
         net, batch, tau = self.net, int(cfg["pretrain_batch_size"]), float(cfg["temperature"])
         params = [p for n, p in net.named_parameters() if n != "trans_matrix"]
         opt = torch.optim.Adam(params, lr=float(cfg["pretrain_lr"]))
         rng = ctx.rng(0x5EC)
+        t0 = time.perf_counter()
         for epoch in ctx.progress(range(epochs), desc="vqrec pretrain", total=epochs):
             net.train()
-            order = rng.permutation(len(ex))
             total, count = 0.0, 0
-            for s in range(0, len(order), batch):
-                ids, lengths, target = ex.batch(order[s : s + batch])
-                ids, lengths, target = ids.to(self.device), lengths.to(self.device), target.to(self.device)
-                seq = net.users(ids, lengths)
+            for seq, target in self._anchors(ex, batch, rng, bool(cfg["length_buckets"])):
                 pos_codes = net.codes[target + 1]
                 fake = net.mean_codes(fake_codes(pos_codes, float(cfg["fake_idx_ratio"]), net.ksub, self._gen))
                 loss = pretrain_loss(seq, net.mean_codes(pos_codes), fake, target, tau)
@@ -128,6 +145,24 @@ class VQRec(Method):
                 count += len(target)
             ctx.log_metric("vqrec_pretrain_loss", total / max(count, 1), epoch)
             self.stats["pretrain_epochs"] = epoch + 1
+        self.stats["seconds_pretrain"] = time.perf_counter() - t0
+
+    def _anchors(self, ex: PrefixExamples | Windows, batch: int, rng: np.random.Generator,
+                 buckets: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(sequence vectors [B, d], target items [B]) of one shuffled epoch, about ``batch`` prefixes a step."""
+        net, dev = self.net, self.device
+        if isinstance(ex, Windows):
+            for part in ex.batches(batch, rng, buckets):
+                n = ex.lengths[part]
+                width = int(n.max())
+                x, y = ex.inputs[part, :width].to(dev), ex.targets[part, :width].to(dev)
+                real = y >= 0
+                yield net.encoder.hidden(net.item_vectors(x), n.to(dev))[real], y[real]
+            return
+        order = rng.permutation(len(ex))
+        for s in range(0, len(order), batch):
+            ids, lengths, target = ex.batch(order[s : s + batch])
+            yield net.users(ids.to(dev), lengths.to(dev)), target.to(dev)
 
     def _finetune(self, carve: Any, cfg: dict[str, Any], ctx: RunContext) -> None:
         """Inductive fine-tuning: code re-assignment epochs, then the baked table with CE / tau."""
@@ -143,6 +178,7 @@ class VQRec(Method):
         stopper = EarlyStopping(patience, "vqrec", ctx.logger)
         opt = None
         order_gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 23)
+        buckets, win_len, bucket_rng = bool(cfg["length_buckets"]), lengths.numpy(), ctx.rng(0xF17E)
         for epoch in ctx.progress(range(epochs), desc="vqrec finetune", total=epochs):
             reassigning = epoch < steps
             if reassigning and opt is None:
@@ -154,10 +190,13 @@ class VQRec(Method):
                 self._bake(sink)
                 opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"]))
             net.train()
-            order = torch.randperm(len(inputs), generator=order_gen)
+            if buckets:  # the same windows, batched by similar length [proposal, speed]
+                parts = [torch.from_numpy(p) for p in bucketed_batches(win_len, batch, bucket_rng, True)]
+            else:
+                order = torch.randperm(len(inputs), generator=order_gen)
+                parts = [order[s : s + batch] for s in range(0, len(order), batch)]
             total, count = 0.0, 0
-            for s in range(0, len(order), batch):
-                idx = order[s : s + batch]
+            for idx in parts:
                 n = lengths[idx]
                 width = int(n.max())
                 x, y = inputs[idx, :width].to(self.device), targets[idx, :width].to(self.device)
