@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
-from benchmark.fsutil import file_lock
+from benchmark.fsutil import atomic_write_text, file_lock
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import RunContext
 from benchmark.progress import progress_factory
@@ -204,9 +204,9 @@ def log_condition(tracker: Tracker, folder: Path, results_dir: Path) -> dict[str
         record["mlflow_run_id"] = run_id
         record["tracking"] = ({"status": "logged", "uri": tracker.uri, "run_id": run_id} if run_id else
                               {"status": "not logged", "uri": tracker.uri, "reason": reason})
-        tmp = folder / f".record.json.{os.getpid()}"
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-        os.replace(tmp, folder / "record.json")
+        stat = (folder / "record.json").stat()
+        atomic_write_text(folder / "record.json", json.dumps(record, indent=1, default=str))
+        os.utime(folder / "record.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the report orders records by it
     if run_id is None:
         log.warning("%s: not logged to MLflow (%s); the condition's results are kept", key, reason)
     return record
