@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
     run.add_argument("--jobs", default="auto", metavar="N|auto",
-                     help="runs of the grid at once on this machine (N > 1 through a local Ray), each with "
-                     "one torch thread, so keys and numbers are those of --jobs 1. Default auto = min(cores, "
+                     help="runs of the grid (transfer suites: tasks of conditions) at once on this machine (N > 1 "
+                     "through a local Ray), each with one torch thread, so keys and numbers are those of --jobs 1. "
+                     "Default auto = min(cores, "
                      "runs still to compute); more than the cores is clamped with a warning; 0 or less is an error")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log-embeddings", action="store_true",
@@ -185,12 +186,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
         from benchmark.reporting import keyed_dir
-        from benchmark.transfer import run_transfer
+        from benchmark.transfer_grid import run_transfer
         from benchmark.transfer_report import load_transfer, write_transfer_reports
 
         out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
                            overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
-                           results_dir=args.results_dir, progress=not args.no_progress)
+                           results_dir=args.results_dir, tracking_uri=args.tracking_uri, jobs=jobs,
+                           executor=args.executor, progress=not args.no_progress)
         write_transfer_reports(args.suite, out, args.reports_dir)
         first = load_transfer(out)[0]
         name = first["dataset"].get("name") or first["dataset"]["label"].split()[0]

@@ -29,14 +29,8 @@ def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, l
                               workers=workers))
 
 
-def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, tracking_uri: str,
-               address: str | None = None, cpus_per_run: float = 1.0,
-               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1) -> list[RunRecord]:
-    """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster).
-
-    ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``);
-    ``workers`` is each run's torch thread budget.
-    """
+def start_ray(address: str | None = None, local_cpus: int | None = None) -> None:
+    """Connect to Ray once: a private local Ray with ``local_cpus`` CPUs, else RAY_ADDRESS / ``address``."""
     import ray
 
     if not ray.is_initialized():
@@ -50,6 +44,19 @@ def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, trackin
         else:
             ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
                      ignore_reinit_error=True, logging_level="WARNING")
+
+
+def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, tracking_uri: str,
+               address: str | None = None, cpus_per_run: float = 1.0,
+               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1) -> list[RunRecord]:
+    """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster).
+
+    ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``);
+    ``workers`` is each run's torch thread budget.
+    """
+    import ray
+
+    start_ray(address, local_cpus)
     task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
     futures = [task.remote(asdict(run), str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
                            log_embeddings, workers) for run in runs]

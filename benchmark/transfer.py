@@ -16,7 +16,8 @@ of the same (mixed-domain) dataset, as TransRec's source -> target study on XMar
   (Table 8), and the ID baselines trained on the full target view (Table 6).
 
 Each condition's result (record + per-case ranks) is stored under
-``results/<suite>/transfer/<key>/``, written atomically and skipped when present (resumable).
+``results/<suite>/transfer/<key>/``, written atomically and skipped when present (resumable), then
+logged to MLflow; ``benchmark/transfer_grid.py`` runs the grid (here, or as Ray tasks with ``--jobs``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import copy
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +37,8 @@ from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.data.model import Histories, Sequences, TrainView
 from benchmark.errors import ConfigError
-from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.inputs import Inputs
 from benchmark.plugin import RunContext
-from benchmark.progress import progress_factory
 
 log = logging.getLogger(__name__)
 
@@ -270,84 +269,8 @@ class _TransRecFamily:
         return m
 
 
-def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | None = None,
-                 seeds: list[int] | None = None, overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
-                 results_dir: Path = Path("results"), progress: bool = True,
-                 echo: Callable[[str], None] = print) -> Path:
-    """Run (or resume) the transfer grid of ``suite``; return its results folder."""
-    from benchmark.runner import plan
+def run_transfer(suite: str, **kwargs: Any) -> Path:
+    """Run (or resume) the transfer grid of ``suite``: see ``benchmark.transfer_grid.run_transfer``."""
+    from benchmark.transfer_grid import run_transfer as run
 
-    suite_cfg = load_suite_file(registry.suite_path(suite))
-    cfg = validate_transfer(suite_cfg.get("transfer"), suite_cfg["dataset"]["domains"].split(","))
-    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
-    names = sorted({r.method for r in runs})
-    chosen_seeds = sorted({r.seed for r in runs})
-    first = runs[0]
-    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
-    if inputs.banner:
-        echo(f"*** {inputs.banner}")
-    validate_transfer(suite_cfg["transfer"], list(inputs.train.domains))
-    doms = [_category(d) for d in inputs.train.domains]
-    src_codes = [doms.index(d) for d in cfg["source_domains"]]
-    tgt_code = doms.index(cfg["target_domain"])
-    tc = target_cases(inputs, tgt_code)
-    src_pool = np.flatnonzero(np.isin(inputs.train.item_domain, src_codes)).astype(np.int64)
-    out_dir = results_dir / first.suite / "transfer"
-    grid = conditions(cfg, chosen_seeds, names)
-    echo(f"suite {first.suite}: {len(grid)} transfer condition(s) on {inputs.label}; "
-         f"{'+'.join(cfg['source_domains'])} -> {cfg['target_domain']}; {len(tc.rows)} target test cases")
-    families: dict[int, _TransRecFamily] = {}
-    skipped: dict[str, str] = {}
-    for name in names:
-        missing = registry.get_method(name).requires - inputs.available()
-        if missing:
-            skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
-            echo(f"  {name}: SKIPPED - {skipped[name]}")
-    for cond in grid:
-        method = "transrec" if cond.method == "tfs" else cond.method
-        if method in skipped:
-            continue
-        run = next(r for r in runs if r.method == method and r.seed == cond.seed)
-        key = _key(cond, run, inputs, cfg)
-        folder = out_dir / key
-        if (folder / "record.json").exists():
-            echo(f"  {cond.label:<40} finished earlier (key {key})")
-            continue
-        ctx = RunContext(seed=cond.seed, scale=run.scale, progress=progress_factory(progress),
-                         logger=logging.getLogger(f"benchmark.methods.{method}"))
-        ctx.seed_everything()
-        t0 = time.perf_counter()
-        target_view = domain_view(inputs.train, [tgt_code], cond.target_fraction, cond.seed, 2)
-        with ctx.threads():
-            if method == "transrec":
-                families = {s: f for s, f in families.items() if s == cond.seed}  # free other seeds' towers
-                fam = families.setdefault(cond.seed, _TransRecFamily(inputs, run, ctx))
-                fam.ctx = ctx
-                model = fam.train(cond, lambda f, s=cond.seed: domain_view(inputs.train, src_codes, f, s, 1),
-                                  target_view, src_pool, tc.pool)
-                is_text = model.is_text
-                display = {"transrec": "TransRec", "tfs": "TFS"}[cond.method]
-                stats = copy.deepcopy(model.stats)
-            else:
-                cls = registry.get_method(method)
-                model = cls()
-                model.fit(target_view, inputs.features, run.method_config, ctx)
-                is_text, display, stats = None, model.display(inputs.features), getattr(model, "stats", {})
-            users = model.user_embeddings(tc.histories)
-            nxt, i2i = evaluate(users, model.next_item_embeddings(), type(model).next_item_scoring,
-                                model.item_embeddings(), tc)
-        groups = {"all": np.ones(len(nxt), dtype=bool), "overlapped": tc.overlapped, "unseen": ~tc.overlapped}
-        if is_text is not None:
-            groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
-        record = {"condition": cond.__dict__, "display": display, "key": key, "suite": first.suite, "scale": run.scale,
-                  "dataset": {"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
-                              "manifest_hash": inputs.split.manifest_hash},
-                  "transfer": cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,
-                  "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),
-                  "next_item": summarise(nxt, groups), "item_to_item": summarise(i2i, groups),
-                  "seconds": round(time.perf_counter() - t0, 2), "stats": stats}
-        _store(folder, record, nxt, i2i)
-        all_ = record["next_item"]["all"]
-        echo(f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
-             f"({record['seconds']:.1f}s, key {key})")
-    return out_dir
+    return run(suite, **kwargs)

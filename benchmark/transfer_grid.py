@@ -1,0 +1,309 @@
+"""Running the transfer grid (benchmark/transfer.py): here or as Ray tasks, each condition logged to MLflow.
+
+``jobs`` 1 runs every condition here, in grid order. More jobs (``run --jobs N``) split the
+pending conditions into Ray tasks on the same executor as the matching suite
+(``benchmark/ray_executor.py``): one task per seed for the TransRec/TFS family (it reuses the
+source-pretrained states, so it must stay in one process, in grid order) and one small task per
+ID-baseline condition, heavy tasks first. Each condition seeds itself and trains with
+RUN_THREADS torch thread(s), so its key and ranks are the same whatever the jobs.
+
+Results first, tracking second: a condition's folder is complete and in place before its MLflow
+run is logged; a tracking failure is written into its record ("not logged") and only warns. A
+resumed grid logs the finished conditions MLflow still lacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark import registry
+from benchmark.config import RunConfig, load_suite_file
+from benchmark.fsutil import atomic_write_text, file_lock
+from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.plugin import RunContext
+from benchmark.progress import progress_factory
+from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
+from benchmark.transfer import (
+    Condition,
+    TargetCases,
+    _category,
+    _key,
+    _store,
+    _TransRecFamily,
+    conditions,
+    domain_view,
+    evaluate,
+    summarise,
+    target_cases,
+    validate_transfer,
+)
+
+log = logging.getLogger(__name__)
+HEAVY = ("transrec", "tfs")  # the family that shares source-pretrained states within a seed
+
+
+@dataclass
+class Grid:
+    """Everything a condition needs, rebuilt identically by every task from the suite and the data caches."""
+
+    suite: str
+    cfg: dict[str, Any]
+    runs: list[RunConfig]
+    inputs: Inputs
+    src_codes: list[int]
+    tgt_code: int
+    tc: TargetCases
+    src_pool: np.ndarray
+    results_dir: Path
+    conditions: list[Condition]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.results_dir / self.suite / "transfer"
+
+    def run_for(self, cond: Condition) -> RunConfig:
+        method = "transrec" if cond.method in HEAVY else cond.method
+        return next(r for r in self.runs if r.method == method and r.seed == cond.seed)
+
+    def key(self, cond: Condition) -> str:
+        return _key(cond, self.run_for(cond), self.inputs, self.cfg)
+
+
+def build_grid(suite: str, *, scale: str | None, methods: list[str] | None, seeds: list[int] | None,
+               overrides: tuple[str, ...], data_dir: Path, results_dir: Path, progress: bool,
+               echo: Callable[[str], None]) -> Grid:
+    """Validate the suite (before any work), load the inputs and expand the conditions."""
+    from benchmark.runner import plan
+
+    suite_cfg = load_suite_file(registry.suite_path(suite))
+    cfg = validate_transfer(suite_cfg.get("transfer"), suite_cfg["dataset"]["domains"].split(","))
+    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
+    first = runs[0]
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    if inputs.banner:
+        echo(f"*** {inputs.banner}")
+    validate_transfer(suite_cfg["transfer"], list(inputs.train.domains))
+    doms = [_category(d) for d in inputs.train.domains]
+    src_codes = [doms.index(d) for d in cfg["source_domains"]]
+    tgt_code = doms.index(cfg["target_domain"])
+    names = sorted({r.method for r in runs})
+    grid = Grid(suite=first.suite, cfg=cfg, runs=runs, inputs=inputs, src_codes=src_codes, tgt_code=tgt_code,
+                tc=target_cases(inputs, tgt_code), results_dir=results_dir,
+                src_pool=np.flatnonzero(np.isin(inputs.train.item_domain, src_codes)).astype(np.int64),
+                conditions=conditions(cfg, sorted({r.seed for r in runs}), names))
+    for name in names:
+        missing = registry.get_method(name).requires - inputs.available()
+        if missing:
+            grid.skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
+    return grid
+
+
+# ----------------------------------------------------------------------------- one condition
+
+
+def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFamily], tracker: Tracker | None,
+                      progress: bool = False) -> str:
+    """Train and evaluate one condition, store its folder, then log it; return its summary line.
+
+    ``families`` is the caller's TransRec cache (one seed's family at a time). A finished
+    condition is read back (and logged now if MLflow lacks it), not retrained.
+    """
+    from benchmark.runner import RUN_THREADS
+
+    run, key = g.run_for(cond), g.key(cond)
+    method = run.method
+    folder = g.out_dir / key
+    if (folder / "record.json").exists():
+        if tracker is not None and tracker.down is None:
+            record = json.loads((folder / "record.json").read_text())
+            if record.get("tracking", {}).get("status") != "logged":
+                log_condition(tracker, folder, g.results_dir)
+        return f"  {cond.label:<40} finished earlier (key {key})"
+    ctx = RunContext(seed=cond.seed, scale=run.scale, progress=progress_factory(progress),
+                     logger=logging.getLogger(f"benchmark.methods.{method}"), workers=RUN_THREADS)
+    ctx.seed_everything()
+    t0 = time.perf_counter()
+    inputs, tc = g.inputs, g.tc
+    target_view = domain_view(inputs.train, [g.tgt_code], cond.target_fraction, cond.seed, 2)
+    with ctx.threads():
+        if method == "transrec":
+            for seed in [s for s in families if s != cond.seed]:
+                del families[seed]  # free other seeds' towers
+            fam = families.setdefault(cond.seed, _TransRecFamily(inputs, run, ctx))
+            fam.ctx = ctx
+            model = fam.train(cond, lambda f, s=cond.seed: domain_view(inputs.train, g.src_codes, f, s, 1),
+                              target_view, g.src_pool, tc.pool)
+            is_text = model.is_text
+            display = {"transrec": "TransRec", "tfs": "TFS"}[cond.method]
+            stats = copy.deepcopy(model.stats)
+        else:
+            model = registry.get_method(method)()
+            model.fit(target_view, inputs.features, run.method_config, ctx)
+            is_text, display, stats = None, model.display(inputs.features), getattr(model, "stats", {})
+        users = model.user_embeddings(tc.histories)
+        nxt, i2i = evaluate(users, model.next_item_embeddings(), type(model).next_item_scoring,
+                            model.item_embeddings(), tc)
+    groups = {"all": np.ones(len(nxt), dtype=bool), "overlapped": tc.overlapped, "unseen": ~tc.overlapped}
+    if is_text is not None:
+        groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
+    record = {"condition": cond.__dict__, "display": display, "key": key, "suite": g.suite, "scale": run.scale,
+              "dataset": {"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
+                          "manifest_hash": inputs.split.manifest_hash},
+              "transfer": g.cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,
+              "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),
+              "next_item": summarise(nxt, groups), "item_to_item": summarise(i2i, groups),
+              "seconds": round(time.perf_counter() - t0, 2), "stats": stats, "run_threads": RUN_THREADS,
+              "code_version": code_version(), "mlflow_run_id": None, "tracking": {"status": "pending"}}
+    _store(folder, record, nxt, i2i)
+    if tracker is not None:
+        record = log_condition(tracker, folder, g.results_dir)
+    all_ = record["next_item"]["all"]
+    return (f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
+            f"({record['seconds']:.1f}s, key {key})")
+
+
+def log_condition(tracker: Tracker, folder: Path, results_dir: Path) -> dict[str, Any]:
+    """Log a stored condition as one MLflow run and write the outcome into its record; never raises for tracking.
+
+    Under the key's lock, so two processes sharing the results log it once (``Tracker.log_run``
+    reuses a finished run of the same ``run_key``).
+    """
+    from benchmark.sync import run_lock_path
+
+    record = json.loads((folder / "record.json").read_text())
+    cond, key, suite = record["condition"], record["key"], record["suite"]
+    frozen = "" if cond.get("end_to_end", True) else "-frozen"
+    src = "" if cond["source_fraction"] is None else f"-src{cond['source_fraction']:g}"
+    tags = {"suite": suite, "task": "transfer", "method": cond["method"], "method_display": record["display"],
+            "seed": str(cond["seed"]), "scale": record["scale"], "run_key": key,
+            "dataset": str(record["dataset"].get("name")), "dataset_label": record["dataset"]["label"],
+            "synthetic": "true" if record["dataset"]["synthetic"] else "false",
+            "manifest_hash": record["dataset"]["manifest_hash"], "code_version": record.get("code_version", ""),
+            "source_fraction": str(cond["source_fraction"]), "target_fraction": str(cond["target_fraction"]),
+            "end_to_end": str(cond.get("end_to_end", True)).lower(),
+            "mlflow.runName": f"{cond['method']}{src}-tgt{cond['target_fraction']:g}{frozen}-s{cond['seed']}"}
+    params = {"condition": cond, "method_config": record["method_config"], "transfer": record["transfer"],
+              "run_key": key, "target_cases": record["target_cases"]}
+    metrics = {f"{protocol}/{group}": {k: v for k, v in row.items() if k != "n"}
+               for protocol in ("next_item", "item_to_item") for group, row in record[protocol].items()}
+    with file_lock(run_lock_path(results_dir, suite, f"transfer-{key}")):
+        run_id, reason = tracker.try_log_run(
+            experiment=suite, run_name=tags["mlflow.runName"], params=params, tags=tags, metrics=metrics,
+            curves=[], artefacts=sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))
+        record["mlflow_run_id"] = run_id
+        record["tracking"] = ({"status": "logged", "uri": tracker.uri, "run_id": run_id} if run_id else
+                              {"status": "not logged", "uri": tracker.uri, "reason": reason})
+        stat = (folder / "record.json").stat()
+        atomic_write_text(folder / "record.json", json.dumps(record, indent=1, default=str))
+        os.utime(folder / "record.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the report orders records by it
+    if run_id is None:
+        log.warning("%s: not logged to MLflow (%s); the condition's results are kept", key, reason)
+    return record
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def split_tasks(conds: list[Condition]) -> list[list[Condition]]:
+    """One task per seed's TransRec/TFS family (grid order kept), one per ID-baseline condition; heavy first."""
+    families: dict[int, list[Condition]] = {}
+    light: list[list[Condition]] = []
+    for cond in conds:
+        if cond.method in HEAVY:
+            families.setdefault(cond.seed, []).append(cond)
+        else:
+            light.append([cond])
+    return [*families.values(), *light]
+
+
+def _remote_conditions(args: dict[str, Any], conds: list[dict], tracking_uri: str) -> list[str]:
+    """A Ray task: rebuild the grid from the suite and the data-dir caches, run ``conds`` in order."""
+    from benchmark.progress import configure_logging
+
+    configure_logging()
+    g = build_grid(**args, progress=False, echo=lambda s: None)
+    tracker = Tracker(tracking_uri, g.results_dir)
+    families: dict[int, _TransRecFamily] = {}
+    return [execute_condition(g, Condition(**c), families, tracker) for c in conds]
+
+
+def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | None = None,
+                 seeds: list[int] | None = None, overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
+                 results_dir: Path = Path("results"), tracking_uri: str | None = None, jobs: int | str = 1,
+                 executor: str = "local", progress: bool = True, echo: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the transfer grid of ``suite``; return its results folder.
+
+    ``jobs``: conditions' tasks at once on this machine (``"auto"`` = min(cores, tasks)); an
+    effective 1 runs here without Ray. ``executor="ray"`` sends the tasks to a Ray cluster.
+    """
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import check_jobs, effective_jobs
+
+    jobs = check_jobs(jobs)
+    if executor not in ("local", "ray"):
+        raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
+    g = build_grid(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides, data_dir=data_dir,
+                   results_dir=results_dir, progress=progress, echo=echo)
+    cfg = g.cfg
+    echo(f"suite {g.suite}: {len(g.conditions)} transfer condition(s) on {g.inputs.label}; "
+         f"{'+'.join(cfg['source_domains'])} -> {cfg['target_domain']}; {len(g.tc.rows)} target test cases")
+    for name, reason in g.skipped.items():
+        echo(f"  {name}: SKIPPED - {reason}")
+    todo = [c for c in g.conditions if g.run_for(c).method not in g.skipped]
+    pending = [c for c in todo if not (g.out_dir / g.key(c) / "record.json").exists()]
+    tasks = split_tasks(pending)
+    n_jobs = min(effective_jobs(jobs, len(tasks))[0], max(len(tasks), 1))  # no Ray for 0 or 1 task
+    results_dir.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(results_dir, tracking_uri)
+    tracker = Tracker(uri, results_dir)
+    families: dict[int, _TransRecFamily] = {}
+    if not tasks or (executor == "local" and n_jobs == 1):  # here, in grid order
+        for cond in todo:
+            echo(execute_condition(g, cond, families, tracker, progress))
+        return g.out_dir
+    for cond in todo:  # finished earlier: read back (and logged if MLflow lacks it) here
+        if cond not in pending:
+            echo(execute_condition(g, cond, families, tracker, progress))
+    try:  # create the experiment once, before the tasks race
+        tracker.experiment_id(g.suite)
+    except Exception as exc:  # noqa: BLE001 - each condition records "not logged" itself
+        log.warning("MLflow store %s unavailable (%s); the conditions' results are kept", uri, exc)
+    _run_tasks(tasks, suite, scale, methods, seeds, overrides, data_dir, results_dir, uri,
+               n_jobs if executor == "local" else None, echo)
+    return g.out_dir
+
+
+def _run_tasks(tasks: list[list[Condition]], suite: str, scale: str | None, methods: list[str] | None,
+               seeds: list[int] | None, overrides: tuple[str, ...], data_dir: Path, results_dir: Path, uri: str,
+               local_cpus: int | None, echo: Callable[[str], None]) -> None:
+    """Submit the tasks (heavy first) to Ray and echo each one's lines as it finishes."""
+    import ray
+
+    from benchmark.ray_executor import start_ray
+
+    path = Path(suite)
+    if path.suffix in {".yaml", ".yml"} and path.exists():  # a suite file: workers may have another cwd
+        suite = str(path.resolve())
+    args = {"suite": suite, "scale": scale, "methods": methods, "seeds": seeds, "overrides": tuple(overrides),
+            "data_dir": Path(data_dir).resolve(), "results_dir": Path(results_dir).resolve()}
+    t0 = time.perf_counter()
+    start_ray(None, local_cpus)
+    remote = ray.remote(num_cpus=1, max_retries=1)(_remote_conditions)
+    waiting = [remote.remote(args, [c.__dict__ for c in task], uri) for task in tasks]
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
+        for line in ray.get(done[0]):
+            echo(line)
+    echo(f"  ({sum(map(len, tasks))} condition(s) in {len(tasks)} task(s), {time.perf_counter() - t0:.1f}s "
+         f"with {local_cpus if local_cpus else 'a Ray cluster of'} parallel job(s))")
