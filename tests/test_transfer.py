@@ -124,6 +124,14 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
     header, rows = tables(full)["table8"]
     assert rows[0][0] == "50%" and float(rows[0][4]) > float(rows[1][4])  # gain larger with less data
     json.dumps(tables(full))
+    # a preset whose per-epoch step cap is below every target share's sequences cannot show the trend
+    for r in full:
+        r["method_config"] = {"max_steps_per_epoch": 2, "batch_size": 4}
+    capped = {c.cid: c for c in transfer_claims(full)}["C10"]
+    assert capped.status == "not run" and "untestable" in capped.evidence and "2 steps x 4" in capped.evidence
+    for r in full:
+        r["method_config"] = {"max_steps_per_epoch": 5, "batch_size": 4}  # 20 >= 10 sequences: not capped
+    assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
 
 
 def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
