@@ -34,7 +34,8 @@ def load_transfer(folder: Path) -> list[dict[str, Any]]:
     """The stored condition records (with their folders) under ``results/<suite>/transfer``.
 
     Only the records of the newest record's data, split and scale are kept, so a tiny run and
-    a small run in one results folder never mix in a table.
+    a small run in one results folder never mix in a table; of several records of one condition
+    (a rerun after a config change), the newest.
     """
     paths = sorted(folder.glob("*/record.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not paths:
@@ -49,7 +50,9 @@ def load_transfer(folder: Path) -> list[dict[str, Any]]:
         return r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"), json.dumps(r["transfer"], sort_keys=True)
 
     newest = same(out[-1])
-    return sorted((r for r in out if same(r) == newest), key=lambda r: r["key"])
+    # one record per condition: a condition rerun under another config (new key) replaces the older record
+    latest = {json.dumps(r["condition"], sort_keys=True): r for r in out if same(r) == newest}
+    return sorted(latest.values(), key=lambda r: r["key"])
 
 
 def _select(records: list[dict], method: str, sf: float | None, tf: float, e2e: bool = True) -> list[dict]:

@@ -196,3 +196,19 @@ def test_a_conditions_result_does_not_depend_on_what_ran_before():
     for label, (a, b) in out.items():
         np.testing.assert_array_equal(a, b, err_msg=label)
     assert not np.array_equal(out[tr.label][0], out[tfs.label][0])
+
+
+def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
+    """Two records of one condition (a config change gave a new key): the tables and claims see the newest."""
+    import os
+
+    from benchmark.transfer_report import load_transfer
+
+    base = {"dataset": {"label": "twin", "manifest_hash": "m"}, "scale": "small", "transfer": {"a": 1}}
+    for i, (key, seed) in enumerate((("old", 0), ("new", 0), ("other", 1))):
+        (tmp_path / key).mkdir()
+        rec = {**base, "key": key, "condition": {"method": "tfs", "seed": seed, "source_fraction": None,
+                                                   "target_fraction": 1.0, "end_to_end": True}}
+        (tmp_path / key / "record.json").write_text(json.dumps(rec))
+        os.utime(tmp_path / key / "record.json", (1000 + i, 1000 + i))
+    assert [r["key"] for r in load_transfer(tmp_path)] == ["new", "other"]
