@@ -148,7 +148,8 @@ def toy_view(width: int = WIDTH, seed: int = 0) -> tuple[TrainView, ItemFeatures
 
 def config(**over: object) -> dict:
     c = VQRec.default_config()
-    c.update(dim=32, inner=32, max_len=10, opq_niter=2, pretrain_epochs=2, pretrain_batch_size=128,
+    # polysemous training (the default, tested on the codes above) only relabels codes and is slow
+    c.update(dim=32, inner=32, max_len=10, opq_niter=2, polysemous=False, pretrain_epochs=2, pretrain_batch_size=128,
              finetune_epochs=3, reassign_steps=1, finetune_batch_size=64, patience=2, valid_fraction=0.0)
     c.update(over)
     return c
