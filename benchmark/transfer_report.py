@@ -146,22 +146,18 @@ def _capped_shares(records: list[dict], fractions: list[float]) -> str:
     trains two target shares on the same number of sequences per epoch, so their gap says nothing
     about the amount of target data.
     """
-    over = []
+    over, mc = [], {}
     for f in sorted(fractions):
         recs = _select(records, "transrec", 1.0, f)
-        if not recs:
+        cfg = recs[0].get("method_config", {}) if recs else {}
+        if cfg.get("max_steps_per_epoch") is None:
             continue
-        mc = recs[0].get("method_config", {})
-        steps = mc.get("max_steps_per_epoch")
-        if steps is None:
-            continue
-        cap = int(steps) * int(mc.get("batch_size", 1))
-        if int(recs[0].get("target_train_sequences", 0)) > cap:
+        if int(recs[0].get("target_train_sequences", 0)) > int(cfg["max_steps_per_epoch"]) * int(cfg.get("batch_size", 1)):
             over.append(f"{100 * f:g}% ({recs[0]['target_train_sequences']} sequences)")
+            mc = cfg
     if len(over) < 2:
         return ""
-    mc = _select(records, "transrec", 1.0, 1.0)[0]["method_config"] if _select(records, "transrec", 1.0, 1.0) else {}
-    return (f"the preset caps each fine-tuning epoch at {mc.get('max_steps_per_epoch')} steps x "
+    return (f"the preset caps each fine-tuning epoch at {mc['max_steps_per_epoch']} steps x "
             f"{mc.get('batch_size')} sequences, fewer than the target shares {', '.join(over)} hold, so these "
             "shares train on the same amount of target data (run a preset without the cap)")
 
