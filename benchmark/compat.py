@@ -73,6 +73,24 @@ def recbole_torch_load_full() -> None:
             module.torch = _TorchShim()
 
 
+def recbole_sequential_models():  # noqa: ANN201 - the module recbole.model.sequential_recommender
+    """Import RecBole's sequential models with autograd's anomaly mode left as it was.
+
+    RecBole 1.2.1's ``sequential_recommender/sine.py`` runs ``torch.autograd.set_detect_anomaly(True)``
+    at import time, so importing any RecBole sequential model (the package imports them all) turns
+    anomaly mode on for the whole process: every autograd op then records its Python stack. Here
+    GRU4Rec trained ~2x slower for it, and so would every torch method fitted later in the same
+    process. The package is imported once (Python caches it), and the mode restored after.
+    """
+    import torch
+
+    before, nan_check = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
+    import recbole.model.sequential_recommender as seq
+
+    torch.autograd.set_detect_anomaly(before, check_nan=nan_check)
+    return seq
+
+
 def quiet_offline_hub() -> None:
     """No model hub is reachable here: make transformers / huggingface_hub fail fast on a missing
     file instead of retrying the network, unless the user set these variables themselves."""

@@ -61,9 +61,9 @@ def recbole_sasrec(view: TrainView, cfg: dict[str, Any], threads: int) -> tuple[
     from benchmark import compat
 
     compat.apply()
+    SASRec = compat.recbole_sequential_models().SASRec  # noqa: N806 - RecBole's class; anomaly mode stays off
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
-    from recbole.model.sequential_recommender import SASRec
     from recbole.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # RecBole writes log_tensorboard/ in cwd

@@ -44,3 +44,18 @@ def test_numpy_pin_keeps_recbole_aliases() -> None:
 
     assert int(np.__version__.split(".")[0]) < 2  # np.float_ / np.bool8 exist for RecBole and ray 2.6
     assert hasattr(np, "float_")
+
+
+def test_recbole_sequential_import_leaves_anomaly_mode_off() -> None:
+    """RecBole's sine.py switches autograd anomaly mode on at import; the compat import does not.
+
+    In a fresh interpreter: the plain import really turns it on (the upstream problem is still
+    there), and the compat import leaves it as it was.
+    """
+    plain = "import torch, recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())"
+    shim = ("import torch; from benchmark import compat; m = compat.recbole_sequential_models(); "
+            "print(torch.is_anomaly_enabled(), m.GRU4Rec.__name__)")
+    outs = [subprocess.run([sys.executable, "-c", c], capture_output=True, text=True, timeout=600) for c in (plain, shim)]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-500:] for o in outs]
+    assert outs[0].stdout.split()[-1] == "True"
+    assert outs[1].stdout.split()[-2:] == ["False", "GRU4Rec"]

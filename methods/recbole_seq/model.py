@@ -137,9 +137,7 @@ class GRU4Rec(RecBoleSequential):
         from benchmark import compat
 
         compat.apply()
-        from recbole.model.sequential_recommender.gru4rec import GRU4Rec as Net
-
-        return Net(_recbole_config(cfg, device), _Items(n_items))
+        return compat.recbole_sequential_models().GRU4Rec(_recbole_config(cfg, device), _Items(n_items))
 
 
 class NextItNet(RecBoleSequential):
@@ -153,6 +151,4 @@ class NextItNet(RecBoleSequential):
         from benchmark import compat
 
         compat.apply()
-        from recbole.model.sequential_recommender.nextitnet import NextItNet as Net
-
-        return Net(_recbole_config(cfg, device), _Items(n_items))
+        return compat.recbole_sequential_models().NextItNet(_recbole_config(cfg, device), _Items(n_items))
