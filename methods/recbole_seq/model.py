@@ -23,7 +23,7 @@ from benchmark.data.model import Histories, TrainView
 from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.sequence import padded_ids, prefix_examples
+from methods.shared.sequence import bucketed_batches, padded_ids, prefix_examples
 from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
 
 
@@ -78,15 +78,15 @@ class RecBoleSequential(Method):
         opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["lr"]))
         rng = ctx.rng(0x6E7)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
+        hist_len, buckets = examples.target - examples.start, bool(cfg.get("length_buckets", False))
         stopper = EarlyStopping(patience, self.name, ctx.logger)
         self.stats: dict[str, Any] = {"examples": len(examples), "epochs": 0, **carve.describe()}
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(int(cfg["epochs"])), desc=f"{self.name} epochs"):
             self.net.train()
-            order = rng.permutation(len(examples))
             total = 0.0
-            for s in range(0, len(order), batch):
-                ids, lengths, target = examples.batch(order[s : s + batch])
+            for rows in bucketed_batches(hist_len, batch, rng, buckets=buckets):
+                ids, lengths, target = examples.batch(rows)
                 out = self._encode(ids.to(device), lengths.to(device))
                 logits = out @ self.net.item_embedding.weight[1:].T
                 loss = F.cross_entropy(logits, target.to(device))
