@@ -139,6 +139,14 @@ def _paired(a: list[dict], b: list[dict], min_cases: int) -> tuple[float, float,
     return 100 * t.mean_diff, t.p_value, len(pa)
 
 
+def _stage2_sequences(record: dict) -> int:
+    """Sequences one uncapped target epoch trains on (stage 2 keeps those with >= 2 items)."""
+    for stage in record.get("stats", {}).get("stages", []):
+        if stage.get("stage") == 2 and stage.get("tag") == "-target" and "sequences" in stage:
+            return int(stage["sequences"])
+    return int(record.get("target_train_sequences", 0))
+
+
 def _capped_shares(records: list[dict], fractions: list[float]) -> str:
     """Why the data-scaling trend cannot be read, or "": a per-epoch step cap that every share exceeds.
 
@@ -152,8 +160,9 @@ def _capped_shares(records: list[dict], fractions: list[float]) -> str:
         cfg = recs[0].get("method_config", {}) if recs else {}
         if cfg.get("max_steps_per_epoch") is None:
             continue
-        if int(recs[0].get("target_train_sequences", 0)) > int(cfg["max_steps_per_epoch"]) * int(cfg.get("batch_size", 1)):
-            over.append(f"{100 * f:g}% ({recs[0]['target_train_sequences']} sequences)")
+        n = _stage2_sequences(recs[0])
+        if n > int(cfg["max_steps_per_epoch"]) * int(cfg.get("batch_size", 1)):
+            over.append(f"{100 * f:g}% ({n} sequences)")
             mc = cfg
     if len(over) < 2:
         return ""

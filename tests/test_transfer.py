@@ -132,6 +132,10 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
     for r in full:
         r["method_config"] = {"max_steps_per_epoch": 5, "batch_size": 4}  # 20 >= 10 sequences: not capped
     assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
+    for r in full:  # stage 2 trains on the sequences with >= 2 items: the cap is read against those
+        r["method_config"] = {"max_steps_per_epoch": 2, "batch_size": 4}
+        r["stats"] = {"stages": [{"stage": 2, "tag": "-target", "sequences": 8}]}
+    assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
 
 
 def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
