@@ -264,7 +264,9 @@ class _TransRecFamily:
                 self.pretrained[key] = copy.deepcopy(m.net.state_dict())
             m.net.load_state_dict(self.pretrained[key])
         # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
-        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target")
+        cap = m.cfg.get("target_max_steps_per_epoch")
+        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target",
+                   max_steps=None if cap is None else int(cap))
         m.finish()
         return m
 

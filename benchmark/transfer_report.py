@@ -158,12 +158,14 @@ def _capped_shares(records: list[dict], fractions: list[float]) -> str:
     for f in sorted(fractions):
         recs = _select(records, "transrec", 1.0, f)
         cfg = recs[0].get("method_config", {}) if recs else {}
-        if cfg.get("max_steps_per_epoch") is None:
+        cap = cfg.get("target_max_steps_per_epoch")
+        cap = cfg.get("max_steps_per_epoch") if cap is None else cap
+        if cap is None:
             continue
         n = _stage2_sequences(recs[0])
-        if n > int(cfg["max_steps_per_epoch"]) * int(cfg.get("batch_size", 1)):
+        if n > int(cap) * int(cfg.get("batch_size", 1)):
             over.append(f"{100 * f:g}% ({n} sequences)")
-            mc = cfg
+            mc = {"max_steps_per_epoch": cap, "batch_size": cfg.get("batch_size")}
     if len(over) < 2:
         return ""
     return (f"the preset caps each fine-tuning epoch at {mc['max_steps_per_epoch']} steps x "

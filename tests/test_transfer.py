@@ -136,6 +136,12 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
         r["method_config"] = {"max_steps_per_epoch": 2, "batch_size": 4}
         r["stats"] = {"stages": [{"stage": 2, "tag": "-target", "sequences": 8}]}
     assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
+    for r in full:  # a cap on source pretraining only (target_max_steps_per_epoch lifts it on the target)
+        r["method_config"] = {"max_steps_per_epoch": 1, "target_max_steps_per_epoch": 2, "batch_size": 4}
+    assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
+    for r in full:
+        r["method_config"] = {"max_steps_per_epoch": 100, "target_max_steps_per_epoch": 1, "batch_size": 4}
+    assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "not run"
 
 
 def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):

@@ -176,3 +176,19 @@ def test_negative_setting_and_config_errors():
         check_config({**TINY, "dim": 15})
     with pytest.raises(ConfigError, match="transrec.max_tokens"):
         check_config({**TINY, "max_tokens": 0})
+    with pytest.raises(ConfigError, match="transrec.target_max_steps_per_epoch"):
+        check_config({**TINY, "target_max_steps_per_epoch": 0})
+    check_config({**TINY, "target_max_steps_per_epoch": None})
+
+
+def test_stage2_step_cap_per_call():
+    """``train_on(max_steps=)`` (the transfer grid's target cap) overrides max_steps_per_epoch."""
+    view, feats = _toy()
+    seen = []
+    for cap in (None, 1, 5):
+        m = TransRec()
+        m.prepare(view, feats, {**TINY, "stage1_epochs": 0, "epochs": 1, "valid_fraction": 0.0}, RunContext(seed=0))
+        m.stats["stages"] = []
+        m.train_on(view, RunContext(seed=0), stage1=False, max_steps=cap)
+        seen.append(m.stats["stages"][-1]["max_steps_per_epoch"])
+    assert seen == [3, 1, 5]

@@ -53,6 +53,9 @@ def check_config(cfg: dict[str, Any]) -> None:
                 "image_size"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"transrec.{key} must be >= 1, got {cfg[key]!r}")
+    cap = cfg.get("target_max_steps_per_epoch")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"transrec.target_max_steps_per_epoch must be null or an integer >= 1, got {cap!r}")
     if int(cfg["n_negatives"]) < 0 or int(cfg["text_trainable_layers"]) < 0:
         raise ConfigError("transrec.n_negatives and transrec.text_trainable_layers must be >= 0")
     if cfg["negatives"] not in (*NEGATIVE_SETTINGS, "config"):
@@ -129,8 +132,11 @@ class TransRec(Method):
 
     # -- training ------------------------------------------------------------------------------
     def train_on(self, view: TrainView, ctx: RunContext, *, stage1: bool, pool: np.ndarray | None = None,
-                 lr: float | None = None, epochs: int | None = None, tag: str = "") -> None:
-        """Stage 1 (when asked) then stage 2 on ``view``; negatives and validation over ``pool`` items."""
+                 lr: float | None = None, epochs: int | None = None, tag: str = "",
+                 max_steps: int | None = None) -> None:
+        """Stage 1 (when asked) then stage 2 on ``view``; negatives and validation over ``pool`` items.
+
+        ``max_steps`` caps stage 2's steps per epoch (default ``max_steps_per_epoch``)."""
         cfg = self.cfg
         pool = np.arange(view.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
         carve = carve_validation(view, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
@@ -138,7 +144,8 @@ class TransRec(Method):
         if stage1 and int(cfg["stage1_epochs"]) > 0:
             self._stage1(carve.fit, ctx, pool, tag)
         self._stage2(carve, ctx, pool, float(lr if lr is not None else cfg["lr"]),
-                     int(epochs if epochs is not None else cfg["epochs"]), tag)
+                     int(epochs if epochs is not None else cfg["epochs"]), tag,
+                     int(max_steps if max_steps is not None else cfg["max_steps_per_epoch"]))
 
     def _stage1(self, view: TrainView, ctx: RunContext, pool: np.ndarray, tag: str) -> None:
         """User-encoder pretraining: causal next-item softmax over pool items; item tower fixed."""
@@ -175,7 +182,8 @@ class TransRec(Method):
         self.stats["stages"].append({"stage": 1, "tag": tag, "windows": len(inputs),
                                      "seconds": round(time.perf_counter() - t0, 2)})
 
-    def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str) -> None:
+    def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str,
+                max_steps: int) -> None:
         """End-to-end CPC training with early stopping on validation NDCG@10 over the pool."""
         cfg, net = self.cfg, self.net
         n_targets, n_neg = targets_and_negatives(cfg)
@@ -192,7 +200,7 @@ class TransRec(Method):
             order = rows[torch.randperm(len(rows), generator=gen).numpy()]
             total, steps = 0.0, 0
             for s in range(0, len(order), batch):
-                if steps >= int(cfg["max_steps_per_epoch"]):
+                if steps >= max_steps:
                     break
                 chunk = [seqs.sequence(int(r)) for r in order[s : s + batch]]
                 b = stage2_batch(chunk, n_targets, int(cfg["max_len"]), sample_negatives(rng, pool, chunk, n_neg))
@@ -212,6 +220,7 @@ class TransRec(Method):
         stopper.restore(net)
         best = stopper.best
         self.stats["stages"].append({"stage": 2, "tag": tag, "sequences": len(rows), "epochs": done, "lr": lr,
+                                     "max_steps_per_epoch": max_steps,
                                      "targets": n_targets, "negatives": n_neg, "best_valid_ndcg10": best,
                                      "seconds": round(time.perf_counter() - t0, 2), **carve.describe()})
 
