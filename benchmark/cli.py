@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="run the grid here, or as Ray tasks (RAY_ADDRESS selects the cluster)")
     run.add_argument("--jobs", default="auto", metavar="N|auto",
-                     help="runs of the grid (transfer suites: tasks of conditions) at once on this machine (N > 1 "
+                     help="runs of the grid (transfer suites: tasks of conditions; ranking suites: cells) at once on this machine (N > 1 "
                      "through a local Ray), each with one torch thread, so keys and numbers are those of --jobs 1. "
                      "Default auto = min(cores, "
                      "runs still to compute); more than the cores is clamped with a warning; 0 or less is an error")
@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             args.suite, scale=args.scale, models=_csv(args.models), methods=_csv(args.methods),
             seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
             results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
-            progress=not args.no_progress)
+            jobs=jobs, executor=args.executor, progress=not args.no_progress)
         write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir, keys={r.run_key for r in ranking.records})
         first = ranking.records[0]
         where = keyed_dir(args.reports_dir, ranking.suite, first.dataset.get("name", "data"), first.scale)

@@ -41,7 +41,8 @@ TOP_KEYS = {"name", "task", "description", "scale", "matching_suite", "models", 
 DATA_KEYS = {"seed", "negatives", "max_history", "validation_fraction", "max_validation", "max_train_positives"}
 TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "epochs", "batch_size", "lr", "weight_decay", "patience",
                  "device"}
-PRESET_KEYS = {"seeds", "data", "training", "models_config"}
+PRESET_KEYS = {"seeds", "every_other", "data", "training", "models_config"}
+NO_FEATURES = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}  # CTR needs none
 
 
 def is_ranking_suite(name: str) -> bool:
@@ -64,6 +65,11 @@ def _check_keys(where: str, data: Any, allowed: set[str]) -> None:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _check_bool(where: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
 def load_ranking_suite(name: str) -> dict:
     """Read and validate a ranking suite file (one-line ConfigError on anything unknown)."""
     from benchmark import registry
@@ -84,6 +90,8 @@ def load_ranking_suite(name: str) -> dict:
         if scale not in SCALES:
             raise ConfigError(f"{path}: scales: unknown scale {scale!r}; known: {', '.join(SCALES)}")
         _check_keys(f"{path}: scales.{scale}", preset, PRESET_KEYS)
+        _check_bool(f"{path}: scales.{scale}.every_other", preset.get("every_other", True))
+    _check_bool(f"{path}: every_other", raw.get("every_other", True))
     unknown = set(raw["models"]) - set(MODELS)
     if unknown:
         raise ConfigError(f"{path}: unknown ranking model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
@@ -246,31 +254,77 @@ class RankingRun:
     results_dir: Path
 
 
+def grid_every_other(suite: dict, scale: str) -> bool:
+    """Whether the grid adds every other method with stored embeddings; the scale preset's value wins."""
+    preset = (suite.get("scales") or {}).get(scale) or {}
+    return bool(preset.get("every_other", suite.get("every_other", True)))
+
+
+def ctr_data(inputs: Any, data_dir: Path, d: dict) -> Any:
+    """The one CTR dataset of a grid, from the data-dir cache (built and cached on first use)."""
+    from benchmark.ranking.data import cached_ctr
+
+    return cached_ctr(inputs.split, inputs.train, Path(data_dir) / ".cache" / "ctr", negatives=int(d["negatives"]),
+                      max_history=int(d["max_history"]), validation_fraction=float(d["validation_fraction"]),
+                      max_validation=d.get("max_validation"), max_train_positives=d.get("max_train_positives"),
+                      seed=int(d["seed"]))
+
+
+def embeddings_sha(stored: StoredEmbeddings | None) -> str:
+    """The sha256 of a cell's embeddings as their matching run recorded it ("" = w/o Emb.)."""
+    return "" if stored is None else _matching_record(stored)["embeddings"]["sha256"]
+
+
+def cell_key(suite: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None) -> str:
+    """A cell's run key: its config, the CTR data and the embeddings' checksum."""
+    return _cell_key(suite, cell, ctr.hash, embeddings_sha(stored))
+
+
+def cell_line(cell: RankingCell, record: RankingRecord, took: float | None) -> str:
+    """The line echoed for a finished (or read back) cell."""
+    when = "finished earlier" if record.timings.get("cached") else (
+        f"{took:.1f}s" if took is not None else f"fit {record.timings.get('fit_s', 0):.1f}s")
+    return (f"  {DISPLAY[cell.model]:<9} {record.embedding_display:<14} seed {cell.seed}: "
+            f"AUC {record.metrics['auc']:.4f}  logloss {record.metrics['logloss']:.4f}  "
+            f"(best epoch {record.info.get('best_epoch')}, {when}, key {record.run_key})")
+
+
 def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] | None = None,
                       methods: list[str] | None = None, seeds: list[int] | None = None,
                       overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
                       results_dir: Path = Path("results"), tracking_uri: str | None = None,
-                      fit_missing: bool = False, progress: bool = True,
-                      echo: Callable[[str], None] = print) -> RankingRun:
-    """Run (or resume) every cell of a ranking suite and return their records."""
-    from benchmark.inputs import prepare_inputs
-    from benchmark.ranking.data import cached_ctr
-    from benchmark.runner import plan, run_suite
+                      fit_missing: bool = False, jobs: int | str = 1, executor: str = "local",
+                      progress: bool = True, echo: Callable[[str], None] = print) -> RankingRun:
+    """Run (or resume) every cell of a ranking suite and return their records, in grid order.
 
+    ``jobs``: cells at once on this machine (``"auto"`` = min(cores, cells to compute)); an
+    effective 1 runs every cell here, in grid order, without Ray. More jobs (or
+    ``executor="ray"``, a cluster) make each pending cell a Ray task (benchmark/ranking/parallel.py).
+    Every cell trains with one torch thread, so its key and metrics do not depend on the jobs.
+    """
+    from benchmark.inputs import prepare_inputs
+    from benchmark.runner import check_jobs, effective_jobs, plan, run_suite
+
+    jobs = check_jobs(jobs)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}; known: local, ray")
     suite = load_ranking_suite(name)
     scale, names, cells = resolve_cells(suite, scale, models, methods, seeds, overrides)
     matching = suite["matching_suite"]
     first = plan(matching, scale=scale)[0]  # the matching suite's dataset and split at this scale
-    no_features = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}
-    inputs = prepare_inputs(first.dataset, first.split, no_features, data_dir, scale, progress)
+    inputs = prepare_inputs(first.dataset, first.split, NO_FEATURES, data_dir, scale, progress)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
     manifest = inputs.split.manifest_hash
     n_items = inputs.train.n_items
-    if methods is None and suite.get("every_other", True):
-        extra = other_methods(results_dir, matching, manifest, names)
+    extra = other_methods(results_dir, matching, manifest, names)
+    if methods is None and grid_every_other(suite, scale) and extra:
         names += extra
         _, names, cells = resolve_cells(suite, scale, models, names, seeds, overrides)
+    elif extra:  # stored embeddings this grid leaves out: say how to add them
+        echo(f"  not in this grid, with stored embeddings on the split: {', '.join(extra)}; add them with "
+             f"`python -m benchmark run --suite {suite['name']} --scale {scale} "
+             f"--methods {','.join([n for n in names if n != NONE] + extra)}`")
     emb_seeds = {c.embedding_seed for c in cells if c.embedding != NONE}
     found, missing, skipped = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
     if missing and fit_missing:
@@ -283,7 +337,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
         echo(f"fitting missing embeddings first: {sorted({(m, s) for m, s, _ in missing})}")
         run_suite(matching, scale=scale, methods=sorted({m for m, _, _ in missing}),
                   seeds=sorted({s for _, s, _ in missing}), data_dir=data_dir, results_dir=results_dir,
-                  tracking_uri=tracking_uri, progress=progress, echo=echo)
+                  tracking_uri=tracking_uri, progress=progress, jobs=jobs, executor=executor, echo=echo)
         found, missing, skipped = find_embeddings(results_dir, matching, names, emb_seeds, manifest, n_items)
     if missing:
         todo = sorted({m for m, _, _ in missing})
@@ -297,33 +351,48 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
         dropped = [c for c in cells if c.embedding == name and c.embedding_seed == seed]
         cells = [c for c in cells if c not in dropped]
         echo(f"  SKIPPED {len(dropped)} cell(s) with {name} (seed {seed}) embeddings: {reason}")
-    d = cells[0].data
-    ctr = cached_ctr(inputs.split, inputs.train, data_dir / ".cache" / "ctr", negatives=int(d["negatives"]),
-                     max_history=int(d["max_history"]), validation_fraction=float(d["validation_fraction"]),
-                     max_validation=d.get("max_validation"), max_train_positives=d.get("max_train_positives"),
-                     seed=int(d["seed"]))
+    ctr = ctr_data(inputs, data_dir, cells[0].data)
+    stored = [found.get((c.embedding, c.embedding_seed)) for c in cells]
+    folders = [results_dir / suite["name"] / cell_key(suite["name"], c, ctr, s) for c, s in zip(cells, stored, strict=True)]
+    pending = [(c, s) for c, s, f in zip(cells, stored, folders, strict=True) if not (f / "result.json").exists()]
+    n_jobs = min(effective_jobs(jobs, len(pending))[0], max(len(pending), 1))
     echo(f"suite {suite['name']}: {len(cells)} cell(s) on {inputs.label}; CTR data {ctr.hash} "
-         f"(train {len(ctr.train)}, valid {len(ctr.valid)}, test {len(ctr.test)} rows), manifest {manifest[:12]}")
+         f"(train {len(ctr.train)}, valid {len(ctr.valid)}, test {len(ctr.test)} rows), manifest {manifest[:12]}"
+         + (f"; {len(pending)} to compute, {n_jobs} at once" if executor == "local" else ""))
     results_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(resolve_tracking_uri(results_dir, tracking_uri), results_dir)
-    records = []
-    for cell in cells:
-        stored = found.get((cell.embedding, cell.embedding_seed))
-        t0 = time.perf_counter()
-        record = execute_cell(suite["name"], scale, cell, ctr, stored, inputs, results_dir, tracker, progress_factory(progress))
-        took = time.perf_counter() - t0
-        cached = "finished earlier" if record.timings.get("cached") else f"{took:.1f}s"
-        echo(f"  {DISPLAY[cell.model]:<9} {record.embedding_display:<14} seed {cell.seed}: "
-             f"AUC {record.metrics['auc']:.4f}  logloss {record.metrics['logloss']:.4f}  "
-             f"(best epoch {record.info.get('best_epoch')}, {cached}, key {record.run_key})")
-        records.append(record)
+    uri = resolve_tracking_uri(results_dir, tracking_uri)
+    tracker = Tracker(uri, results_dir)
+    if not pending or (executor == "local" and n_jobs == 1):  # here, in grid order
+        records = []
+        for cell, emb in zip(cells, stored, strict=True):
+            t0 = time.perf_counter()
+            record = execute_cell(suite["name"], scale, cell, ctr, emb, inputs, results_dir, tracker,
+                                  progress_factory(progress))
+            echo(cell_line(cell, record, time.perf_counter() - t0))
+            records.append(record)
+        return RankingRun(suite=suite["name"], records=records, results_dir=results_dir)
+    from benchmark.ranking.parallel import run_cells_on_ray
+
+    for cell, emb, folder in zip(cells, stored, folders, strict=True):  # finished earlier: read back here
+        if (folder / "result.json").exists():
+            echo(cell_line(cell, execute_cell(suite["name"], scale, cell, ctr, emb, inputs, results_dir, None,
+                                              progress_factory(False)), None))
+    try:  # create the experiment once, before the tasks race
+        tracker.experiment_id(suite["name"])
+    except Exception as exc:  # noqa: BLE001 - each cell records "not logged" itself
+        log.warning("MLflow store %s unavailable (%s); the cells' results are kept", uri, exc)
+    job = {"suite": suite["name"], "scale": scale, "dataset": first.dataset, "split": first.split,
+           "data_dir": str(Path(data_dir).resolve()), "results_dir": str(Path(results_dir).resolve()),
+           "ctr_hash": ctr.hash, "n_items": n_items, "tracking_uri": uri}
+    run_cells_on_ray(job, pending, n_jobs if executor == "local" else None, echo)
+    records = [RankingRecord.read(f) for f in folders]  # grid order, for the report
     return RankingRun(suite=suite["name"], records=records, results_dir=results_dir)
 
 
 def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None, inputs: Any,
                  results_dir: Path, tracker: Tracker | None, progress: Callable[..., Any]) -> RankingRecord:
     """Train one cell and store it atomically (a finished cell is read back, not retrained)."""
-    emb_sha = "" if stored is None else _matching_record(stored)["embeddings"]["sha256"]
+    emb_sha = embeddings_sha(stored)
     key = _cell_key(suite, cell, ctr.hash, emb_sha)
     folder = results_dir / suite / key
     if (folder / "result.json").exists():
@@ -335,7 +404,8 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
     else:
         rec = _matching_record(stored)
         display, paper_row = stored.display or stored.method, rec.get("paper_column")
-        source = {"suite": stored.suite, "method": stored.method, "seed": stored.seed, "folder": str(stored.folder),
+        source = {"suite": stored.suite, "method": stored.method, "seed": stored.seed,
+                  "folder": str(Path(stored.folder).resolve()),  # the same string from the driver or a Ray worker
                   "sha256": emb_sha, "shape": list(stored.vectors.shape), "run_key": rec.get("run_key")}
     import torch
 
