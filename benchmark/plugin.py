@@ -138,6 +138,22 @@ class Method(abc.ABC):
         """True when the class overrides :meth:`user_embeddings`."""
         return cls.user_embeddings is not Method.user_embeddings
 
+    # -- optional: source -> target transfer (the transfer suite's finetune_methods) ------------
+    def fit_transfer(self, source: TrainView, target: TrainView, features: ItemFeatures, cfg: dict[str, Any],
+                     ctx: RunContext) -> None:
+        """Pretrain on the source domains' view, then fine-tune on the target domain's view.
+
+        Optional: methods whose paper has a pretrain -> fine-tune recipe (UniSRec, VQ-Rec, MISSRec)
+        implement it and then join the transfer grid beside TransRec; the others are skipped there
+        with that reason. Afterwards the embeddings methods answer as after :meth:`fit`.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def supports_transfer(cls) -> bool:
+        """True when the class overrides :meth:`fit_transfer`."""
+        return cls.fit_transfer is not Method.fit_transfer
+
     def display(self, features: ItemFeatures | None = None) -> str:
         """The column name in tables (may depend on the run's encoders, e.g. the CLIP baseline)."""
         return self.display_name

@@ -44,10 +44,11 @@ log = logging.getLogger(__name__)
 
 TRANSFER_KEYS: dict[str, tuple[type, ...]] = {
     "source_domains": (list,), "target_domain": (str,), "source_fractions": (list,),
-    "target_fractions": (list,), "id_baselines": (list,), "min_paired_cases": (int,), "min_seeds": (int,),
+    "target_fractions": (list,), "id_baselines": (list,), "finetune_methods": (list,), "min_paired_cases": (int,),
+    "min_seeds": (int,),
 }
-DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "min_paired_cases": 20,
-            "min_seeds": 3}
+DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "finetune_methods": [],
+            "min_paired_cases": 20, "min_seeds": 3}
 K_VALUES = (5, 10)
 
 
@@ -212,6 +213,8 @@ def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> lis
             out += [Condition("transrec", seed, sf, 1.0) for sf in cfg["source_fractions"] if sf < 1.0]
             out += [Condition("transrec", seed, 1.0, 1.0, False), Condition("tfs", seed, None, 1.0, False)]
         out += [Condition(m, seed, None, 1.0) for m in cfg["id_baselines"] if m in methods]
+        # methods with their own pretrain -> fine-tune recipe: all the source, then all the target
+        out += [Condition(m, seed, 1.0, 1.0) for m in cfg["finetune_methods"] if m in methods]
     return out
 
 

@@ -103,9 +103,13 @@ def build_grid(suite: str, *, scale: str | None, methods: list[str] | None, seed
                 src_pool=np.flatnonzero(np.isin(inputs.train.item_domain, src_codes)).astype(np.int64),
                 conditions=conditions(cfg, sorted({r.seed for r in runs}), names))
     for name in names:
-        missing = registry.get_method(name).requires - inputs.available()
+        cls = registry.get_method(name)
+        missing = cls.requires - inputs.available()
         if missing:
             grid.skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
+        elif name in cfg["finetune_methods"] and not cls.supports_transfer():
+            grid.skipped[name] = ("no source -> target recipe in this plugin yet (Method.fit_transfer: pretrain on "
+                                  "the source view, fine-tune on the target view)")
     return grid
 
 
@@ -149,7 +153,11 @@ def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
             stats = copy.deepcopy(model.stats)
         else:
             model = registry.get_method(method)()
-            model.fit(target_view, inputs.features, run.method_config, ctx)
+            if cond.source_fraction is None:  # an ID baseline: trained on the target only
+                model.fit(target_view, inputs.features, run.method_config, ctx)
+            else:  # its own recipe: pretrain on the source domains, fine-tune on the target
+                source_view = domain_view(inputs.train, g.src_codes, cond.source_fraction, cond.seed, 1)
+                model.fit_transfer(source_view, target_view, inputs.features, run.method_config, ctx)
             is_text, display, stats = None, model.display(inputs.features), getattr(model, "stats", {})
         users = model.user_embeddings(tc.histories)
         nxt, i2i = evaluate(users, model.next_item_embeddings(), type(model).next_item_scoring,

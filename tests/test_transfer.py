@@ -178,6 +178,30 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     assert "| C10" in text and "needs 3" in text
 
 
+@pytest.mark.slow
+def test_finetune_methods_pretrain_on_the_source_and_the_others_are_skipped_with_a_reason(tiny_data_dir: Path,
+                                                                                         tmp_path: Path):
+    """UniSRec joins the grid through fit_transfer (source pretraining, target fine-tuning); VQ-Rec,
+    which has no such recipe yet, is skipped with the reason, in the run's lines and in the report."""
+    from benchmark.transfer import run_transfer
+    from benchmark.transfer_report import write_transfer_reports
+
+    lines: list[str] = []
+    out = run_transfer("xmarket-transfer", scale="tiny", methods=["unisrec", "vqrec"], seeds=[0],
+                       data_dir=tiny_data_dir, results_dir=tmp_path / "r", progress=False, echo=lines.append)
+    (rec_path,) = out.glob("*/record.json")
+    rec = json.loads(rec_path.read_text())
+    assert rec["condition"]["method"] == "unisrec" and rec["condition"]["source_fraction"] == 1.0
+    st = rec["stats"]
+    assert st["transfer"]["target_sequences"] == rec["target_train_sequences"]
+    assert st["transfer"]["source_sequences"] > st["transfer"]["target_sequences"] > 0
+    # pretraining read the source's sequences: more examples than fine-tuning on the smaller target
+    assert st["pretrain_examples"] > st["finetune_examples"] > 0
+    assert any("vqrec: SKIPPED" in s and "fit_transfer" in s for s in lines), lines
+    text = write_transfer_reports("xmarket-transfer", out, tmp_path / "reports")
+    assert "src->tgt" in text and "vqrec (not run: no source -> target recipe" in text
+
+
 def test_a_conditions_result_does_not_depend_on_what_ran_before():
     from benchmark.features.model import ItemFeatures
     from benchmark.plugin import RunContext

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from benchmark.data.model import Histories, TrainView
-from benchmark.data.validation import carve_validation
+from benchmark.data.model import Histories, Sequences, TrainView
+from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
@@ -79,12 +79,30 @@ class UniSRec(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         validate_config(cfg)
-        device = resolve_device(cfg.get("device", ctx.device))
         t0 = time.perf_counter()
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
-        max_len = int(cfg["max_len"])
         single = carve.fit.single_domain_sequences()  # domains apart; mixed only in batches (3.4)
         ft_seqs = carve.fit.sequences if cfg["finetune_sequences"] == "mixed" else single
+        self._train(single, ft_seqs, carve, features, cfg, ctx, t0)
+
+    def fit_transfer(self, source: TrainView, target: TrainView, features: ItemFeatures, cfg: dict[str, Any],
+                     ctx: RunContext) -> None:
+        """The paper's own setting (4.1): pretrain on the source domains, fine-tune on the target.
+
+        Pretraining reads the source domains' sequences (no validation, as the code); the target's
+        validation carve-out drives fine-tuning's early stopping.
+        """
+        validate_config(cfg)
+        t0 = time.perf_counter()
+        carve = carve_validation(target, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        self._train(source.single_domain_sequences(), carve.fit.sequences, carve, features, cfg, ctx, t0)
+        self.stats["transfer"] = {"source_sequences": len(source.sequences), "target_sequences": len(target.sequences)}
+
+    def _train(self, single: Sequences, ft_seqs: Sequences, carve: ValidationCarve, features: ItemFeatures,
+               cfg: dict[str, Any], ctx: RunContext, t0: float) -> None:
+        """Contrastive pretraining on ``single`` (domain-separate sequences), then fine-tuning on ``ft_seqs``."""
+        device = resolve_device(cfg.get("device", ctx.device))
+        max_len = int(cfg["max_len"])
         if cfg["examples"] == "windows":
             pre_ex, ft_ex = windows(single, max_len), windows(ft_seqs, max_len)
             dropped = {"pretrain_prefixes_outside_windows": pre_ex.dropped,
