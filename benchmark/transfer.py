@@ -218,8 +218,19 @@ def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> lis
     return out
 
 
+#: Transfer keys that only choose which conditions exist, not what any condition computes: left out of
+#: the run key and of the "same grid" check, so listing another method keeps every finished condition.
+GRID_ONLY_KEYS = ("finetune_methods",)
+
+
+def condition_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a transfer section a condition's result depends on (see GRID_ONLY_KEYS)."""
+    return {k: v for k, v in cfg.items() if k not in GRID_ONLY_KEYS}
+
+
 def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -> str:
-    payload = json.dumps({"cond": cond.__dict__, "run": run.as_dict(), "transfer": cfg}, sort_keys=True, default=str)
+    payload = json.dumps({"cond": cond.__dict__, "run": run.as_dict(), "transfer": condition_cfg(cfg)}, sort_keys=True,
+                         default=str)
     payload += inputs.split.manifest_hash + inputs.dataset.fingerprint
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

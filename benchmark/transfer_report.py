@@ -19,6 +19,7 @@ from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.significance import format_p
+from benchmark.transfer import condition_cfg
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
@@ -47,12 +48,20 @@ def load_transfer(folder: Path) -> list[dict[str, Any]]:
         out.append(rec)
 
     def same(r: dict) -> tuple:
-        return r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"), json.dumps(r["transfer"], sort_keys=True)
+        return (r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"),
+                json.dumps(condition_cfg(r["transfer"]), sort_keys=True))
 
     newest = same(out[-1])
     # one record per condition: a condition rerun under another config (new key) replaces the older record
     latest = {json.dumps(r["condition"], sort_keys=True): r for r in out if same(r) == newest}
     return sorted(latest.values(), key=lambda r: r["key"])
+
+
+def finetune_methods(records: list[dict]) -> list[str]:
+    """The suite's fine-tuning methods, from a record that lists them (records older than the key do not)."""
+    for r in sorted(records, key=lambda r: "finetune_methods" in r["transfer"], reverse=True):
+        return list(r["transfer"].get("finetune_methods", []))
+    return []
 
 
 def _select(records: list[dict], method: str, sf: float | None, tf: float, e2e: bool = True) -> list[dict]:
@@ -92,7 +101,7 @@ def tables(records: list[dict]) -> dict[str, tuple[list[str], list[list[str]]]]:
     cfg = records[0]["transfer"]
     out: dict[str, tuple[list[str], list[list[str]]]] = {}
     ids = [(m, _select(records, m, None, 1.0)) for m in ID_ORDER if _select(records, m, None, 1.0)]
-    ids += [(m, recs) for m in cfg.get("finetune_methods", []) if (recs := _select(records, m, 1.0, 1.0))]
+    ids += [(m, recs) for m in finetune_methods(records) if (recs := _select(records, m, 1.0, 1.0))]
     tfs, tr = _select(records, "tfs", None, 1.0), _select(records, "transrec", 1.0, 1.0)
     header = ["protocol", "metric", *(ID_LABELS.get(m, f"{recs[0]['display']} src->tgt") for m, recs in ids), "TFS",
               "TransRec", "Improv. %"]
@@ -249,7 +258,7 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     for name, (header, rows) in tables(records).items():
         _write(out / f"{name}.csv", _csv(header, rows))
         parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
-    absent = [m for m in cfg.get("finetune_methods", []) if not _select(records, m, 1.0, 1.0)]
+    absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
     if absent:
         parts += [f"Not in Table 6 (fine-tuning methods listed in the suite): {_absent_reasons(absent)}.", ""]
     parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(

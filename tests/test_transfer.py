@@ -246,3 +246,19 @@ def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
         (tmp_path / key / "record.json").write_text(json.dumps(rec))
         os.utime(tmp_path / key / "record.json", (1000 + i, 1000 + i))
     assert [r["key"] for r in load_transfer(tmp_path)] == ["new", "other"]
+
+
+def test_listing_finetune_methods_keeps_every_condition_key():
+    """finetune_methods only chooses which conditions exist: finished conditions keep their keys."""
+    from types import SimpleNamespace
+
+    from benchmark.transfer import Condition, _key
+
+    run = SimpleNamespace(as_dict=lambda: {"method": "transrec"})
+    inputs = SimpleNamespace(split=SimpleNamespace(manifest_hash="m"), dataset=SimpleNamespace(fingerprint="f"))
+    cfg = validate_transfer(GOOD, DOMAINS)
+    cond = Condition("transrec", 0, 1.0, 1.0)
+    listed = _key(cond, run, inputs, {**cfg, "finetune_methods": ["unisrec"]})
+    assert listed == _key(cond, run, inputs, cfg)
+    assert listed != _key(cond, run, inputs, {**cfg, "target_fractions": [1.0]} if cfg["target_fractions"] != [1.0]
+                          else {**cfg, "min_seeds": 5})
