@@ -221,6 +221,9 @@ def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> lis
 #: Transfer keys that only choose which conditions exist, not what any condition computes: left out of
 #: the run key and of the "same grid" check, so listing another method keeps every finished condition.
 GRID_ONLY_KEYS = ("finetune_methods",)
+#: Why a listed fine-tuning method is not in the grid (the run's line and the report say the same).
+NO_TRANSFER_RECIPE = ("no source -> target recipe in this plugin yet: Method.fit_transfer (pretrain on the source "
+                      "view, fine-tune on the target view)")
 
 
 def condition_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -278,9 +281,8 @@ class _TransRecFamily:
                 self.pretrained[key] = copy.deepcopy(m.net.state_dict())
             m.net.load_state_dict(self.pretrained[key])
         # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
-        cap = m.cfg.get("target_max_steps_per_epoch")
         m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target",
-                   max_steps=None if cap is None else int(cap))
+                   max_steps=m.cfg.get("target_max_steps_per_epoch"))
         m.finish()
         return m
 

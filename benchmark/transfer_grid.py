@@ -34,6 +34,7 @@ from benchmark.plugin import RunContext
 from benchmark.progress import progress_factory
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 from benchmark.transfer import (
+    NO_TRANSFER_RECIPE,
     Condition,
     TargetCases,
     _category,
@@ -108,8 +109,7 @@ def build_grid(suite: str, *, scale: str | None, methods: list[str] | None, seed
         if missing:
             grid.skipped[name] = f"dataset lacks {', '.join(sorted(missing))}"
         elif name in cfg["finetune_methods"] and not cls.supports_transfer():
-            grid.skipped[name] = ("no source -> target recipe in this plugin yet (Method.fit_transfer: pretrain on "
-                                  "the source view, fine-tune on the target view)")
+            grid.skipped[name] = NO_TRANSFER_RECIPE
     return grid
 
 

@@ -19,7 +19,7 @@ from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.significance import format_p
-from benchmark.transfer import condition_cfg
+from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
@@ -59,9 +59,7 @@ def load_transfer(folder: Path) -> list[dict[str, Any]]:
 
 def finetune_methods(records: list[dict]) -> list[str]:
     """The suite's fine-tuning methods, from a record that lists them (records older than the key do not)."""
-    for r in sorted(records, key=lambda r: "finetune_methods" in r["transfer"], reverse=True):
-        return list(r["transfer"].get("finetune_methods", []))
-    return []
+    return next((list(r["transfer"]["finetune_methods"]) for r in records if "finetune_methods" in r["transfer"]), [])
 
 
 def _select(records: list[dict], method: str, sf: float | None, tf: float, e2e: bool = True) -> list[dict]:
@@ -149,12 +147,10 @@ def _paired(a: list[dict], b: list[dict], min_cases: int) -> tuple[float, float,
     return 100 * t.mean_diff, t.p_value, len(pa)
 
 
-def _stage2_sequences(record: dict) -> int:
-    """Sequences one uncapped target epoch trains on (stage 2 keeps those with >= 2 items)."""
-    for stage in record.get("stats", {}).get("stages", []):
-        if stage.get("stage") == 2 and stage.get("tag") == "-target" and "sequences" in stage:
-            return int(stage["sequences"])
-    return int(record.get("target_train_sequences", 0))
+def _target_stage2(record: dict) -> dict:
+    """TransRec's stage-2 record on the target: its sequences (>= 2 items) and the step cap it used."""
+    stages = record.get("stats", {}).get("stages", [])
+    return next((st for st in stages if st.get("stage") == 2 and st.get("tag") == "-target"), {})
 
 
 def _capped_shares(records: list[dict], fractions: list[float]) -> str:
@@ -167,12 +163,13 @@ def _capped_shares(records: list[dict], fractions: list[float]) -> str:
     over, mc = [], {}
     for f in sorted(fractions):
         recs = _select(records, "transrec", 1.0, f)
-        cfg = recs[0].get("method_config", {}) if recs else {}
-        cap = cfg.get("target_max_steps_per_epoch")
-        cap = cfg.get("max_steps_per_epoch") if cap is None else cap
+        if not recs:
+            continue
+        cfg, stage = recs[0].get("method_config", {}), _target_stage2(recs[0])
+        cap = stage.get("max_steps_per_epoch", cfg.get("target_max_steps_per_epoch") or cfg.get("max_steps_per_epoch"))
         if cap is None:
             continue
-        n = _stage2_sequences(recs[0])
+        n = int(stage.get("sequences", recs[0].get("target_train_sequences", 0)))
         if n > int(cap) * int(cfg.get("batch_size", 1)):
             over.append(f"{100 * f:g}% ({n} sequences)")
             mc = {"max_steps_per_epoch": cap, "batch_size": cfg.get("batch_size")}
@@ -287,7 +284,7 @@ def _absent_reasons(methods: list[str]) -> str:
         except Exception:  # noqa: BLE001 - not installed here
             out.append(f"{m} (not a registered method here)")
             continue
-        out.append(f"{m} (not run: no source -> target recipe, Method.fit_transfer)" if not cls.supports_transfer()
+        out.append(f"{m} (not run: {NO_TRANSFER_RECIPE})" if not cls.supports_transfer()
                    else f"{m} (not run in this grid: not in --methods, or skipped for missing inputs)")
     return "; ".join(out)
 
