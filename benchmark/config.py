@@ -39,7 +39,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
         "min_interactions": (int,),
     },
     "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
-                 "word_drop": (float,), "degrade": (dict,), "device": (str,)},
+                 "word_drop": (float,), "degrade": (dict,), "device": (str,), "max_tokens": (int, type(None))},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
                    "exclude_history": (bool,), "rank_cap": (int, type(None))},
     "methods_config": (dict,),
@@ -78,6 +78,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "split.min_interactions": (1, float("inf"), True),
     "features.batch_size": (1, float("inf"), True),
     "features.word_drop": (0.0, 1.0, True),
+    "features.max_tokens": (8, float("inf"), True),
     "evaluation.block_queries": (1, float("inf"), True),
     "evaluation.block_items": (1, float("inf"), True),
 }
@@ -367,6 +368,12 @@ def resolve(
             base["features"].pop("device", None)
             if value not in (None, "cpu"):
                 base["features"]["device"] = str(value)
+        elif key == "features.max_tokens":  # absent = the text encoder's own limit, so runs keep their keys
+            base["features"].pop("max_tokens", None)
+            if value is not None:
+                if not _type_ok(value, (int,)):
+                    raise ConfigError(f"--set {key}={value!r}: expected int (a token count) or null")
+                base["features"]["max_tokens"] = value
         elif key in OPTIONAL_DATASET_KEYS:  # a dataset card's defaults; absent keys keep older run keys
             base["dataset"].pop(key.split(".")[1], None)
             if value is not None:

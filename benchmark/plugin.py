@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 #: Inputs a method may declare in ``requires`` (hard) or ``uses`` (optional).
 REQUIREMENTS = frozenset({"ids", "sequences", "text", "image", "ratings"})
+#: Extra inputs a method may list in ``uses`` only: UniSRec's word-drop text view
+#: (``ItemFeatures.text_word_drop``), encoded only when a planned method uses it.
+OPTIONAL_INPUTS = frozenset({"text_word_drop"})
 
 
 def _no_metric(name: str, value: float, step: int | None = None) -> None:

@@ -17,13 +17,15 @@ from benchmark.runner import RunRecord, execute_run
 
 
 def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, log_embeddings: bool = False,
-                workers: int = 1) -> dict:
+                workers: int = 1, features: dict | None = None) -> dict:
     from benchmark.inputs import prepare_inputs
     from benchmark.tracking import Tracker
 
     configure_logging()
     cfg = RunConfig(**run)
-    inputs = prepare_inputs(cfg.dataset, cfg.split, cfg.features, Path(data_dir), cfg.scale, progress=False)
+    # features: what the whole grid reads (inputs.features_needed), one cached copy per worker
+    inputs = prepare_inputs(cfg.dataset, cfg.split, features or cfg.features, Path(data_dir), cfg.scale,
+                            progress=False)
     tracker = Tracker(tracking_uri, Path(results_dir))
     return asdict(execute_run(cfg, inputs, Path(results_dir), tracker, progress=False, log_embeddings=log_embeddings,
                               workers=workers))
@@ -48,16 +50,18 @@ def start_ray(address: str | None = None, local_cpus: int | None = None) -> None
 
 def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, tracking_uri: str,
                address: str | None = None, cpus_per_run: float = 1.0,
-               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1) -> list[RunRecord]:
+               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1,
+               features: dict | None = None) -> list[RunRecord]:
     """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster).
 
     ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``);
-    ``workers`` is each run's torch thread budget.
+    ``workers`` is each run's torch thread budget; ``features`` the features config the workers
+    encode (default: each run's own, in full).
     """
     import ray
 
     start_ray(address, local_cpus)
     task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
     futures = [task.remote(asdict(run), str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
-                           log_embeddings, workers) for run in runs]
+                           log_embeddings, workers, features) for run in runs]
     return [RunRecord(**record) for record in ray.get(futures)]

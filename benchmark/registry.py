@@ -14,7 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from benchmark.errors import ConfigError, did_you_mean
-from benchmark.plugin import REQUIREMENTS, Method
+from benchmark.plugin import OPTIONAL_INPUTS, REQUIREMENTS, Method
 
 ENTRY_POINT_GROUP = "benchmark.methods"
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def methods() -> dict[str, type[Method]]:
             raise ConfigError(f"entry point {ep.name!r} loads a method named {cls.name!r}")
         if ep.name in found and found[ep.name] is not cls:
             raise ConfigError(f"two plugins register the method name {ep.name!r}")
-        unknown = (cls.requires | cls.uses) - REQUIREMENTS
+        unknown = (cls.requires - REQUIREMENTS) | (cls.uses - REQUIREMENTS - OPTIONAL_INPUTS)
         if unknown:
             raise ConfigError(f"method {ep.name!r} declares unknown requirements {sorted(unknown)}")
         found[ep.name] = cls

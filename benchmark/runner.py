@@ -28,7 +28,7 @@ from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.devices import check_devices
 from benchmark.errors import BenchmarkError, ConfigError, MissingRequirementError
 from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
-from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.inputs import Inputs, features_needed, prepare_inputs
 from benchmark.plugin import Method, RunContext
 from benchmark.progress import progress_factory
 from benchmark.sync import TRACKING_FILE, log_result, run_lock_path
@@ -359,7 +359,8 @@ def run_suite(
     runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides,
                 allow_extra_methods=allow_extra_methods)
     first = runs[0]
-    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress,
+    features = features_needed(first.features, {registry.get_method(r.method) for r in runs})
+    inputs = prepare_inputs(first.dataset, first.split, features, data_dir, first.scale, progress,
                             twin_fallback=twin_fallback)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
@@ -387,7 +388,7 @@ def run_suite(
         t0 = time.perf_counter()
         records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
                              log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None,
-                             workers=threads if executor == "local" else 1)
+                             workers=threads if executor == "local" else 1, features=features)
         for record in records:
             _echo_record(echo, record, None)
         echo(f"  ({len(records)} run(s) in {time.perf_counter() - t0:.1f}s with {jobs if executor == 'local' else 'Ray'} "

@@ -12,7 +12,7 @@ whether the targets hold (<= 60 min, <= 16 GiB on a 2-core machine):
     generate   the twin, only if absent (otherwise listed as "present")
     load       the raw files (parse cache not used unless --warm)
     split      build_split + the train view (split cache not used unless --warm)
-    features   text (MiniLM, + UniSRec's word-drop view) then image (offline-descriptor), into a
+    features   text (MiniLM; the word-drop view only if a method uses it) then image (offline-descriptor), into a
                scratch feature cache deleted afterwards (the data dir's cache with --warm)
     <method>   fit + item-to-item evaluation (+ next-item for methods with a user encoder) + the
                result folder and MLflow run, as `run` does it; one stage per method
@@ -105,16 +105,21 @@ def measure(args: argparse.Namespace) -> int:
         train = train_view(dataset, split)
     _emit(st, note=f"{len(split.cases):,} test cases, {len(train.sequences.items):,} train interactions")
 
-    fcfg = first.features
+    from benchmark import registry
+    from benchmark.inputs import features_needed
+
+    fcfg = features_needed(first.features, {registry.get_method(r.method) for r in runs})  # as `run` does
     args.results_dir.mkdir(parents=True, exist_ok=True)
     scratch = None if args.warm else Path(tempfile.mkdtemp(prefix=".bench-features-", dir=args.results_dir))
     fcache = args.data_dir / ".cache" / "features" if args.warm else scratch
     common = {"cache_dir": fcache, "batch_size": fcfg["batch_size"], "progress": progress,
-              "word_drop": float(fcfg.get("word_drop", 0.0)), "device": fcfg.get("device") or "cpu"}
+              "word_drop": float(fcfg.get("word_drop", 0.0)), "device": fcfg.get("device") or "cpu",
+              "max_tokens": fcfg.get("max_tokens")}
     try:
         with Stage("features: text") as st:
             compute_features(dataset.items, text_encoder=fcfg["text_encoder"], image_encoder=None, **common)
-        _emit(st, note=f"{fcfg['text_encoder']} (+ word-drop view {common['word_drop']})")
+        _emit(st, note=f"{fcfg['text_encoder']}, max_tokens {fcfg.get('max_tokens') or 'encoder default'}"
+                       + (f", + word-drop view {common['word_drop']}" if common["word_drop"] else ", no word-drop view"))
         with Stage("features: image") as st:  # the text vectors come back from the cache just written
             features = compute_features(
                 dataset.items, text_encoder=fcfg["text_encoder"],

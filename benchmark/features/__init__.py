@@ -133,6 +133,7 @@ def compute_features(
     progress: bool = True,
     word_drop: float = 0.0,
     device: str = "cpu",
+    max_tokens: int | None = None,
 ) -> ItemFeatures:
     """Frozen text and image vectors for every item (docs/protocol.md 1.4 step 7; UniEmbedding 4.3).
 
@@ -141,7 +142,8 @@ def compute_features(
     encoder, ``image`` is None. Text and image share a space (``joint_space``) only when both
     come from the same CLIP model. ``word_drop`` > 0 also encodes the word-drop text view
     (``ItemFeatures.text_word_drop``), cached like any feature. ``device``: where encoders given by
-    name run their torch models (``features.device``; checked before any work by the runner).
+    name run their torch models (``features.device``; checked before any work by the runner);
+    ``max_tokens`` their prompt truncation (``features.max_tokens``, part of the encoder id).
     """
     if not 0.0 <= float(word_drop) < 1.0:
         raise BenchmarkError(f"features.word_drop must be in [0, 1), got {word_drop!r}")
@@ -156,7 +158,7 @@ def compute_features(
             raise MissingRequirementError(
                 f"dataset has no item text/metadata: text encoder {name!r} needs item titles"
             )
-        enc = get_text_encoder(text_encoder, device) if isinstance(text_encoder, str) else text_encoder
+        enc = get_text_encoder(text_encoder, device, max_tokens) if isinstance(text_encoder, str) else text_encoder
         prompts = build_prompts(items)
         text, _ = _cached(
             cache,

@@ -80,15 +80,22 @@ def list_encoders() -> list[tuple[str, str, str]]:
     return list(_ENCODERS)
 
 
-def get_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
-    """A text encoder by name (see :func:`list_encoders`), its model on ``device``."""
+def get_text_encoder(name: str, device: str = "cpu", max_tokens: int | None = None) -> TextEncoder:
+    """A text encoder by name (see :func:`list_encoders`), its model on ``device``.
+
+    ``max_tokens`` (features.max_tokens) truncates prompts below the encoder's own limit (MiniLM
+    256, BERT 512); CLIP's text tower always reads its 77-token context.
+    """
     from benchmark.features import image, text
 
     if name == "minilm":
-        return text.MiniLMEncoder(device)
+        return text.MiniLMEncoder(device, max_tokens)
     if name.startswith("hf:") and len(name) > 3:
-        return text.HFTextEncoder(name[3:], device)
+        return text.HFTextEncoder(name[3:], device, max_tokens=max_tokens)
     if name.startswith("clip:"):
+        if max_tokens and max_tokens < 77:
+            raise BenchmarkError(f"features.max_tokens={max_tokens}: CLIP's text tower reads a fixed 77-token "
+                                 "context; the setting applies to minilm and hf: encoders")
         return image.ClipTextEncoder(name[5:], device)
     raise BenchmarkError(
         f"unknown text encoder {name!r}; known: minilm, hf:<model-or-path>, clip:<arch>/<pretrained>"

