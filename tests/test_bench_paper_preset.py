@@ -45,3 +45,7 @@ def test_paper_preset_plan_records_what_it_scaled() -> None:
     assert runs["pgg"].method_config["graph_stats"] is False
     assert runs["pgg"].scaled_by_preset == {"graph_stats": False, "confidence.epochs": 2, "graph.epochs": 1}
     assert runs["clip"].dataset["name"] == "xmarket-sim"  # as `run --dataset xmarket-sim`
+    # CLIP's 77-token context: the paper preset truncates MiniLM prompts there; other presets do not
+    assert runs["clip"].features["max_tokens"] == 77
+    small = bench._plan("small", ["clip"], 0, ())[0]
+    assert "max_tokens" not in small.features

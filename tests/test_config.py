@@ -42,12 +42,20 @@ def test_set_overrides_suite_sections_with_type_check() -> None:
     assert runs[0].split["test_user_frac"] == 0.2
 
 
+def test_max_tokens_is_absent_unless_set_so_run_keys_stay() -> None:
+    assert "max_tokens" not in resolve(suite(), DEFAULTS)[0].features
+    assert resolve(suite(), DEFAULTS, overrides=["features.max_tokens=77"])[0].features["max_tokens"] == 77
+    assert "max_tokens" not in resolve(suite(), DEFAULTS, overrides=["features.max_tokens=null"])[0].features
+
+
 @pytest.mark.parametrize("override, message", [
     ("item2vec.nope=1", "unknown key"),
     ("nothing.x=1", "unknown key"),
     ("item2vec.epochs=many", "expected int"),
     ("evaluation.candidate_pool=everywhere", "candidate_pool"),
     ("noequals", "key=value"),
+    ("features.max_tokens=4", "out of range"),
+    ("features.max_tokens=many", "expected int"),
 ])
 def test_bad_overrides_are_config_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -332,3 +332,26 @@ def test_clip_missing_weights_is_one_line_naming_the_fallback(tiny_clip, tmp_pat
     assert time.perf_counter() - t0 < 5
     with pytest.raises(BenchmarkError, match="expected clip:<arch>/<pretrained"):
         get_text_encoder("clip:ViT-B-32")
+
+
+def test_max_tokens_truncates_and_names_the_cut(minilm):
+    """features.max_tokens: prompts longer than the cut get other vectors, shorter ones the same; the id says so."""
+    cut = get_text_encoder("minilm", max_tokens=8)
+    assert cut.id == minilm.id + "+max_tokens=8"
+    long = "a digital camera with a zoom lens, a battery, a strap and a memory card for travel photography"
+    short = "Dune"
+    full_v, cut_v = minilm.encode([long, short]), cut.encode([long, short])
+    np.testing.assert_allclose(cut_v[1], full_v[1], atol=1e-6)
+    assert float(cut_v[0] @ full_v[0]) < 0.99
+    # the shared model is not left truncated for the full encoder
+    np.testing.assert_allclose(minilm.encode([long]), full_v[:1], atol=1e-6)
+    with pytest.raises(BenchmarkError, match="77-token"):
+        get_text_encoder("clip:ViT-B-32/openai", max_tokens=32)
+
+
+def test_features_cache_apart_by_max_tokens(tmp_path, minilm):
+    items = _items()
+    full = compute_features(items, "minilm", None, cache_dir=tmp_path, progress=False)
+    cut = compute_features(items, "minilm", None, cache_dir=tmp_path, progress=False, max_tokens=8)
+    assert cut.text_encoder.endswith("+max_tokens=8") and full.text_encoder == minilm.id
+    assert len(list(tmp_path.rglob("text-*.npy"))) == 2

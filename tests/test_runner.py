@@ -171,3 +171,27 @@ def test_a_requirement_found_missing_during_fit_skips_the_run(tiny_suite_run, mo
     (cfg,) = plan("xmarket-matching", scale="tiny", methods=["too-small"], allow_extra_methods=True)
     record = execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
     assert record.status == "skipped" and "needs more items" in record.reason
+
+
+def test_only_the_features_the_planned_methods_read_are_encoded(tiny_suite_run, tiny_data_dir, tmp_path) -> None:
+    """ID methods alone encode nothing; the word-drop view only for a method that uses it; run keys unchanged."""
+    from benchmark.inputs import features_needed
+
+    suite_features = plan("xmarket-matching", scale="tiny", methods=["clip"])[0].features
+    assert suite_features["word_drop"] > 0  # the suite asks for the view (UniSRec, MISSRec, UniM2Rec)
+    need = {name: features_needed(suite_features, [registry.get_method(name)])
+            for name in ("popularity", "clip", "unisrec", "missrec", "unim2rec")}
+    assert need["popularity"]["text_encoder"] is None and need["popularity"]["image_encoder"] is None
+    assert need["clip"]["text_encoder"] == "minilm" and need["clip"]["image_encoder"] == "offline-descriptor"
+    assert need["clip"]["word_drop"] == 0.0
+    assert all(need[m]["word_drop"] == suite_features["word_drop"] for m in ("unisrec", "missrec", "unim2rec"))
+    both = features_needed(suite_features, [registry.get_method("clip"), registry.get_method("unisrec")])
+    assert both["word_drop"] == suite_features["word_drop"] and both["image_encoder"] == "offline-descriptor"
+
+    run, _, _ = tiny_suite_run
+    ids = run_suite("xmarket-matching", scale="tiny", methods=["popularity", "random"], data_dir=tiny_data_dir,
+                    results_dir=tmp_path, progress=False, echo=lambda s: None)
+    assert ids.inputs.features.text is None and ids.inputs.features.image is None
+    alongside = {r.method: r.run_key for r in run.records}
+    assert {r.method: r.run_key for r in ids.records} == {m: alongside[m] for m in ("popularity", "random")}
+    assert all(r.status == "done" for r in ids.records)
