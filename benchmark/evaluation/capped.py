@@ -71,7 +71,7 @@ def ranks_in_pool_capped(
     n_pool, dim = pool_vectors.shape
     limit = np.asarray(limit, dtype=np.int64)
     ranks = np.empty(len(target_pos), dtype=np.int64)
-    t_ref = reference_scores(query_vectors, pool_vectors[target_pos])
+    t_ref = reference_scores(query_vectors, pool_vectors, target_pos)
 
     index_rule = ~query_vectors.any(axis=1)  # as in ranking._ranks_in_pool
     if (pool_vectors == pool_vectors[0]).all():
@@ -92,7 +92,7 @@ def ranks_in_pool_capped(
     groups = _LazyGroups(pool_vectors)
     # Cases that share a query vector (the same query item: popular last items) share GEMM rows;
     # sorting by the vector's group puts them in the same query block.
-    q_groups = _row_groups(query_vectors[active])
+    q_groups = _row_groups(query_vectors if len(active) == len(query_vectors) else query_vectors[active])
     if q_groups is not None:
         order = np.argsort(q_groups, kind="stable")
         active, q_groups = active[order], q_groups[order]

@@ -186,17 +186,20 @@ def _domain_pools(
     ]
 
 
-def reference_scores(query_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+def reference_scores(query_vectors: np.ndarray, item_vectors: np.ndarray,
+                     item_rows: np.ndarray | None = None) -> np.ndarray:
     """Row-wise reference inner products, float64 [P]: the scores ranks are defined on.
 
     The float32 x float32 products are exact in float64; summing them in sorted order makes the
     result a function of the multiset of products alone, so it is the same in every block, on
     every machine, and equal for mathematically tied pairs that differ only by a permutation.
+    With ``item_rows`` row p pairs with ``item_vectors[item_rows[p]]``, gathered chunk by chunk
+    (no [P, d] copy of the item side: 1.2 GB for the paper twin's 503,500 cases).
     """
     out = np.empty(len(query_vectors), dtype=np.float64)
     for s in range(0, len(out), _RESCORE_CHUNK):
         prod = query_vectors[s : s + _RESCORE_CHUNK].astype(np.float64)
-        prod *= item_vectors[s : s + _RESCORE_CHUNK]
+        prod *= item_vectors[s : s + _RESCORE_CHUNK] if item_rows is None else item_vectors[item_rows[s : s + _RESCORE_CHUNK]]
         prod.sort(axis=1)
         out[s : s + _RESCORE_CHUNK] = prod.sum(axis=1)
     return out
@@ -232,7 +235,9 @@ def _row_groups(vectors: np.ndarray) -> np.ndarray | None:
     _, first, groups = np.unique(hashes, return_index=True, return_inverse=True)
     if len(first) == len(vectors):
         return None
-    if not (vectors == vectors[first[groups]]).all():  # hash collision: use the exact key
+    collision = any(not (vectors[s : s + 4096] == vectors[first[groups[s : s + 4096]]]).all()
+                    for s in range(0, len(vectors), 4096))
+    if collision:  # two different rows share a hash: use the exact key
         key = vectors.view(np.dtype((np.void, vectors.shape[1] * 4))).ravel()
         _, groups = np.unique(key, return_inverse=True)
     return groups.astype(np.int64)
@@ -255,7 +260,7 @@ def _ranks_in_pool(
     n_pool, dim = pool_vectors.shape
     n_cases = len(target_pos)
     ranks = np.empty(n_cases, dtype=np.int64)
-    t_ref = reference_scores(query_vectors, pool_vectors[target_pos])
+    t_ref = reference_scores(query_vectors, pool_vectors, target_pos)
 
     # A zero query scores every candidate 0, and when all candidates share one vector (a
     # constant scorer) they all tie with the target: the index rule decides alone.
