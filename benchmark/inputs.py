@@ -99,7 +99,7 @@ def features_needed(features_cfg: dict, methods: Iterable[type[Method]]) -> dict
     """The features config cut to what these methods read, so no encoding is wasted.
 
     No text encoder when none requires text, no image encoder when none requires or uses images,
-    no word-drop view when none uses ``text_word_drop``: at paper scale each text view is 143,645
+    no word-drop view when none uses ``text_word_drop``: at paper scale each text view is 143,370
     MiniLM prompts (~1 CPU-h). Run keys still hash the suite's full features config, and a method
     sees exactly the features it would see beside any other methods.
     """
