@@ -101,14 +101,17 @@ def load_text_backbone(spec: str) -> tuple[Any, Any, str]:
     return tokenizer, model, ident
 
 
-def attention_mask_for(model: Any, mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """The 4-D attention mask the model's own forward pass builds for its layers."""
-    try:
-        out, _ = model._create_attention_masks(attention_mask=mask, encoder_attention_mask=None,
-                                               embedding_output=hidden, encoder_hidden_states=None, cache=None)
-        return out
-    except (AttributeError, TypeError):
-        return model.get_extended_attention_mask(mask, mask.shape)
+def attention_mask_for(mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The additive 4-D padding mask ``[B, 1, 1, T]`` a BERT layer adds to its attention scores.
+
+    Built by hand (0 = attend, the dtype's minimum = padding), exactly what transformers 4.x's
+    ``get_extended_attention_mask`` returned for an encoder. transformers 5 removed that helper and
+    builds masks through private, version-specific functions; the hand-built mask broadcasts in the
+    eager and SDPA attention of every release from 4.40 to 5.25.
+    """
+    keep = mask.to(device=hidden.device, dtype=torch.bool)[:, None, None, :]
+    zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+    return torch.where(keep, zero, torch.finfo(hidden.dtype).min)
 
 
 class TextTokenCache:
@@ -140,7 +143,7 @@ class TextTokenCache:
 def lower_forward(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, n_frozen: int) -> torch.Tensor:
     """Embeddings + the first ``n_frozen`` layers of a BERT-style model (no grad needed)."""
     h = model.embeddings(input_ids=input_ids)
-    ext = attention_mask_for(model, mask, h)
+    ext = attention_mask_for(mask, h)
     for layer in model.encoder.layer[:n_frozen]:
         h = _layer_out(layer(h, attention_mask=ext))
     return h
@@ -152,7 +155,6 @@ class TextTower(nn.Module):
     def __init__(self, model: Any, n_frozen: int, dim: int, heads: int = 4, head_dim: int = 20,
                  query_dim: int = 200, dropout: float = 0.1) -> None:
         super().__init__()
-        self._model = [model]  # for the mask builder only; not a registered submodule
         self.top = nn.ModuleList(copy.deepcopy(layer) for layer in model.encoder.layer[n_frozen:])
         for p in self.top.parameters():
             p.requires_grad_(True)
@@ -166,7 +168,7 @@ class TextTower(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def top_layers(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ext = attention_mask_for(self._model[0], mask.long(), hidden)
+        ext = attention_mask_for(mask, hidden)
         for layer in self.top:
             hidden = _layer_out(layer(hidden, attention_mask=ext))
         return hidden
