@@ -9,9 +9,11 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.failures import Failure, read_failures, summary
 from benchmark.progress import configure_logging
 
 EPILOG = """examples:
@@ -30,12 +32,18 @@ EPILOG = """examples:
 """
 
 
-def _csv(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def _csv(text: str | None, flag: str = "--methods") -> list[str] | None:
+    """A comma-separated option: None when not given; given but empty or blank is an error (never "all")."""
+    if text is None:
+        return None
+    values = [t.strip() for t in text.split(",") if t.strip()]
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: empty list; name at least one, or leave the option out for the suite's own")
+    return values
 
 
 def _seeds(text: str | None) -> list[int] | None:
-    values = _csv(text)
+    values = _csv(text, "--seeds")
     if values is None:
         return None
     try:
@@ -155,7 +163,7 @@ def _check_dir(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: is a file, not a directory")
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.data.cards import dataset_overrides
     from benchmark.ranking.suite import is_ranking_suite
     from benchmark.reporting import report_dir, write_suite_reports
@@ -175,30 +183,34 @@ def cmd_run(args: argparse.Namespace) -> None:
         from benchmark.reporting import keyed_dir
 
         ranking = run_ranking_suite(
-            args.suite, scale=args.scale, models=_csv(args.models), methods=_csv(args.methods),
+            args.suite, scale=args.scale, models=_csv(args.models, "--models"), methods=_csv(args.methods),
             seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
             results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
             jobs=jobs, executor=args.executor, progress=not args.no_progress)
-        write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir, keys={r.run_key for r in ranking.records})
-        first = ranking.records[0]
-        where = keyed_dir(args.reports_dir, ranking.suite, first.dataset.get("name", "data"), first.scale)
-        print(f"{len(ranking.records)} cell(s) on {first.dataset.get('label', '?')}; report: {where / 'report.md'}")
-        return
+        if ranking.records:
+            write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir, keys=ranking.keys)
+            first = ranking.records[0]
+            where = keyed_dir(args.reports_dir, ranking.suite, first.dataset.get("name", "data"), first.scale)
+            print(f"{len(ranking.records)} cell(s) on {first.dataset.get('label', '?')}; report: {where / 'report.md'}")
+        return _failed_exit(ranking.failures)
     if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
         from benchmark.reporting import keyed_dir
         from benchmark.transfer_grid import run_transfer
         from benchmark.transfer_report import load_transfer, write_transfer_reports
 
+        started = time.time()
         out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
                            overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
                            results_dir=args.results_dir, tracking_uri=args.tracking_uri, jobs=jobs,
                            executor=args.executor, progress=not args.no_progress)
-        write_transfer_reports(args.suite, out, args.reports_dir)
-        first = load_transfer(out)[0]
-        name = first["dataset"].get("name") or first["dataset"]["label"].split()[0]
-        print(f"transfer conditions on {first['dataset']['label']}; "
-              f"report: {keyed_dir(args.reports_dir, args.suite, name, first['scale']) / 'report.md'}")
-        return
+        failures = [f for f in read_failures(out) if f.when >= started and not (out / f.key / "record.json").exists()]
+        if any(p.is_file() for p in out.glob("*/record.json")):
+            write_transfer_reports(args.suite, out, args.reports_dir)
+            first = load_transfer(out)[0]
+            name = first["dataset"].get("name") or first["dataset"]["label"].split()[0]
+            print(f"transfer conditions on {first['dataset']['label']}; "
+                  f"report: {keyed_dir(args.reports_dir, args.suite, name, first['scale']) / 'report.md'}")
+        return _failed_exit(failures)
     if args.models or args.fit_missing:
         raise ConfigError("--models and --fit-missing apply to ranking suites only")
 
@@ -215,8 +227,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)
     out = report_dir(args.reports_dir, result.suite, load_records(args.results_dir, result.suite, keys))
     done = sum(r.status == "done" for r in result.records)
-    print(f"{done} of {len(result.records)} run(s) finished ({len(result.records) - done} skipped); "
-          f"report: {out / 'report.md'}")
+    failed = sum(r.status == "failed" for r in result.records)
+    print(f"{done} of {len(result.records)} run(s) finished ({len(result.records) - done - failed} skipped, "
+          f"{failed} failed); report: {out / 'report.md'}")
+    return _failed_exit(read_failures(args.results_dir / result.suite,
+                                      {r.run_key for r in result.records if r.status == "failed"}))
+
+
+def _failed_exit(failures: list[Failure]) -> int:
+    """Exit code of a grid: 0, or 1 with one line naming what failed (the other runs are stored)."""
+    if not failures:
+        return 0
+    print(f"error: {summary(failures)}; rerun the same command to retry only those", file=sys.stderr)
+    return 1
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -345,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     compat.apply()
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -356,4 +379,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)

@@ -8,24 +8,32 @@ MLFLOW_TRACKING_URI) at a shared MLflow server when the cluster spans machines.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.config import RunConfig
+from benchmark.failures import one_line
 from benchmark.progress import configure_logging
-from benchmark.runner import RunRecord, execute_run
+from benchmark.runner import RunRecord, execute_run, fail_run
+
+#: Ray workers import ray, whose 2.6 line imports pkg_resources: setuptools warns once per worker
+#: process. The filter reaches the workers through their environment (they inherit the driver's).
+QUIET_WORKERS = "ignore:pkg_resources is deprecated as an API:UserWarning"
 
 
-def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, log_embeddings: bool = False,
-                workers: int = 1, features: dict | None = None) -> dict:
+def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_uri: str,
+                log_embeddings: bool = False, workers: int = 1, features: dict | None = None) -> dict:
     from benchmark.inputs import prepare_inputs
     from benchmark.tracking import Tracker
 
     configure_logging()
     cfg = RunConfig(**run)
-    # features: what the whole grid reads (inputs.features_needed), one cached copy per worker
-    inputs = prepare_inputs(cfg.dataset, cfg.split, features or cfg.features, Path(data_dir), cfg.scale,
-                            progress=False)
+    try:  # features: what the whole grid reads (inputs.features_needed), one cached copy per worker
+        inputs = prepare_inputs(cfg.dataset, cfg.split, features or cfg.features, Path(data_dir), cfg.scale,
+                                progress=False)
+    except Exception as exc:  # noqa: BLE001 - the run boundary, in the worker
+        return asdict(fail_run(cfg, None, key, Path(results_dir), exc))
     tracker = Tracker(tracking_uri, Path(results_dir))
     return asdict(execute_run(cfg, inputs, Path(results_dir), tracker, progress=False, log_embeddings=log_embeddings,
                               workers=workers))
@@ -33,9 +41,14 @@ def _remote_run(run: dict, data_dir: str, results_dir: str, tracking_uri: str, l
 
 def start_ray(address: str | None = None, local_cpus: int | None = None) -> None:
     """Connect to Ray once: a private local Ray with ``local_cpus`` CPUs, else RAY_ADDRESS / ``address``."""
-    import ray
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import ray
 
     if not ray.is_initialized():
+        filters = os.environ.get("PYTHONWARNINGS", "")
+        if QUIET_WORKERS not in filters:
+            os.environ["PYTHONWARNINGS"] = ",".join(w for w in (filters, QUIET_WORKERS) if w)
         if local_cpus is not None:
             # Ray starts its workers at nice 15 (raylet's worker_niceness): fine beside a cluster's
             # daemons, but on a user's own machine the grid would then yield to anything else
@@ -48,7 +61,7 @@ def start_ray(address: str | None = None, local_cpus: int | None = None) -> None
                      ignore_reinit_error=True, logging_level="WARNING")
 
 
-def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, tracking_uri: str,
+def run_on_ray(runs: list[RunConfig], keys: list[str], data_dir: Path, results_dir: Path, tracking_uri: str,
                address: str | None = None, cpus_per_run: float = 1.0,
                log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1,
                features: dict | None = None) -> list[RunRecord]:
@@ -56,12 +69,25 @@ def run_on_ray(runs: list[RunConfig], data_dir: Path, results_dir: Path, trackin
 
     ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``);
     ``workers`` is each run's torch thread budget; ``features`` the features config the workers
-    encode (default: each run's own, in full).
+    encode (default: each run's own, in full). ``keys[i]`` is ``runs[i]``'s run key. A task that
+    raises anyway (a worker killed, out of memory) is recorded as a failed run here; the others go on.
     """
     import ray
 
     start_ray(address, local_cpus)
     task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
-    futures = [task.remote(asdict(run), str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
-                           log_embeddings, workers, features) for run in runs]
-    return [RunRecord(**record) for record in ray.get(futures)]
+    futures = [task.remote(asdict(run), key, str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
+                           log_embeddings, workers, features) for run, key in zip(runs, keys, strict=True)]
+    records = []
+    for run, key, future in zip(runs, keys, futures, strict=True):
+        try:
+            records.append(RunRecord(**ray.get(future)))
+        except Exception as exc:  # noqa: BLE001 - Ray's error for a task that died
+            records.append(fail_run(run, None, key, results_dir, reason=remote_reason(exc), trace=str(exc)))
+    return records
+
+
+def remote_reason(exc: BaseException) -> str:
+    """One line for a Ray task's error: its cause's type and message, not Ray's wrapper."""
+    cause = getattr(exc, "cause", None)
+    return one_line(cause if isinstance(cause, BaseException) else exc)

@@ -27,6 +27,7 @@ from benchmark import registry
 from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.devices import check_devices
 from benchmark.errors import BenchmarkError, ConfigError, MissingRequirementError
+from benchmark.failures import clear_failure, read_failures, record_failure
 from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, features_needed, prepare_inputs
 from benchmark.plugin import Method, RunContext
@@ -54,7 +55,7 @@ class RunRecord:
     paper_column: str | None
     seed: int
     scale: str
-    status: str  # "done" | "skipped"
+    status: str  # "done" | "skipped" | "failed" (failed: never in result.json, see benchmark/failures.py)
     reason: str = ""
     dataset: dict = field(default_factory=dict)
     manifest_hash: str = ""
@@ -175,10 +176,47 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
             return _cached(folder, None, lock, log_embeddings)
         for stale in folder.parent.glob(f".tmp-{key}-*"):  # we hold the key's lock: its writer is dead
             shutil.rmtree(stale, ignore_errors=True)
-        record = _compute(run, inputs, key, folder, progress, workers)
+        try:
+            record = _compute(run, inputs, key, folder, progress, workers)
+        except Exception as exc:  # noqa: BLE001 - the run boundary: one failing run never stops the grid
+            return fail_run(run, inputs, key, results_dir, exc)
+        clear_failure(results_dir / run.suite, key)
         if tracker is not None:
             record = log_result(tracker, folder, log_embeddings)
         return record
+
+
+def fail_run(run: RunConfig, inputs: Inputs | None, key: str, results_dir: Path, exc: BaseException | None = None,
+             *, reason: str | None = None, trace: str | None = None) -> RunRecord:
+    """Record a failed run under ``results/<suite>/.failed/`` and return its in-memory record.
+
+    No result folder exists for it, so the next ``run`` retries it; ``exc`` when caught here, else
+    ``reason`` + ``trace`` (a Ray worker's error).
+    """
+    cls = registry.get_method(run.method)
+    dataset = {} if inputs is None else {"name": inputs.dataset.name, "label": inputs.label,
+                                         "synthetic": inputs.synthetic, "fingerprint": inputs.dataset.fingerprint}
+    record = RunRecord(run_key=key, suite=run.suite, method=run.method, display=cls.display_name or run.method,
+                       paper_column=cls.paper_column, seed=run.seed, scale=run.scale, status="failed",
+                       dataset=dataset, manifest_hash="" if inputs is None else inputs.split.manifest_hash,
+                       tracking={"status": "not logged", "reason": "the run failed"}, code_version=code_version())
+    failure = record_failure(results_dir / run.suite, key, f"{run.method} seed {run.seed}", exc, reason=reason,
+                             trace=trace, meta={"record": asdict(record)})
+    record.reason, record.tags = failure.reason, {"failure_log": failure.log}
+    log.error("%s FAILED: %s (traceback: %s)", failure.label, failure.reason, failure.log)
+    return record
+
+
+def failed_records(results_dir: Path, suite: str, keys: set[str]) -> list[RunRecord]:
+    """The failed runs among ``keys`` as records (for reports), from ``results/<suite>/.failed/``."""
+    out = []
+    for f in read_failures(results_dir / suite, keys):
+        try:
+            out.append(RunRecord(**{**f.meta["record"], "status": "failed", "reason": f.reason,
+                                    "tags": {"failure_log": f.log}}))
+        except (KeyError, TypeError):  # written by another version: not a record we can show
+            continue
+    return out
 
 
 def _cached(folder: Path, tracker: Tracker | None, lock: Path, log_embeddings: bool) -> RunRecord:
@@ -386,8 +424,8 @@ def run_suite(
             log.warning("MLflow store %s unavailable (%s); results are kept, `python -m benchmark sync` "
                         "logs them later", uri, exc)
         t0 = time.perf_counter()
-        records = run_on_ray(runs, data_dir=data_dir, results_dir=results_dir, tracking_uri=uri,
-                             log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None,
+        records = run_on_ray(runs, [run_key(r, inputs) for r in runs], data_dir=data_dir, results_dir=results_dir,
+                             tracking_uri=uri, log_embeddings=log_embeddings, local_cpus=jobs if executor == "local" else None,
                              workers=threads if executor == "local" else 1, features=features)
         for record in records:
             _echo_record(echo, record, None)
@@ -402,7 +440,7 @@ def run_suite(
                                  workers=threads)
             _echo_record(echo, record, time.perf_counter() - t0)
             records.append(record)
-    unlogged = [r for r in records if r.tracking.get("status") == "not logged"]
+    unlogged = [r for r in records if r.status != "failed" and r.tracking.get("status") == "not logged"]
     if unlogged:
         log.warning("MLflow tracking failed (%s): %d run(s) kept in %s but not logged; "
                     "`python -m benchmark sync --results-dir %s` logs them later",
@@ -455,6 +493,10 @@ def effective_jobs(jobs: int | str, pending: int) -> tuple[int, int]:
 def _echo_record(echo: Callable[[str], None], record: RunRecord, took: float | None) -> None:
     if record.status == "skipped":
         echo(f"  {record.method:<28} seed {record.seed}: SKIPPED - {record.reason}")
+        return
+    if record.status == "failed":
+        echo(f"  {record.method:<28} seed {record.seed}: FAILED - {record.reason} "
+             f"(traceback: {record.tags.get('failure_log', '?')})")
         return
     overall = record.metrics.get("all", {})
     when = "finished earlier" if record.timings.get("cached") else (

@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
+from benchmark.failures import Failure, guarded, record_failure
 from benchmark.fsutil import atomic_write_text, file_lock
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.plugin import RunContext
@@ -114,6 +115,17 @@ def build_grid(suite: str, *, scale: str | None, methods: list[str] | None, seed
 
 
 # ----------------------------------------------------------------------------- one condition
+
+
+def guarded_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFamily], tracker: Tracker | None,
+                      progress: bool = False) -> str:
+    """:func:`execute_condition` at the run boundary: its line, or its FAILED line (the failure recorded)."""
+    out = guarded(g.out_dir, g.key(cond), cond.label,
+                  lambda: execute_condition(g, cond, families, tracker, progress))
+    if isinstance(out, Failure):
+        families.pop(cond.seed, None)  # a half-trained family is not reused
+        return f"  {out.label}: FAILED - {out.reason} (traceback: {out.log})"
+    return out
 
 
 def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFamily], tracker: Tracker | None,
@@ -243,7 +255,7 @@ def _remote_conditions(args: dict[str, Any], conds: list[dict], tracking_uri: st
     g = build_grid(**args, progress=False, echo=lambda s: None)
     tracker = Tracker(tracking_uri, g.results_dir)
     families: dict[int, _TransRecFamily] = {}
-    return [execute_condition(g, Condition(**c), families, tracker) for c in conds]
+    return [guarded_condition(g, Condition(**c), families, tracker) for c in conds]
 
 
 def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | None = None,
@@ -278,7 +290,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
     families: dict[int, _TransRecFamily] = {}
     if not tasks or (executor == "local" and n_jobs == 1):  # here, in grid order
         for cond in todo:
-            echo(execute_condition(g, cond, families, tracker, progress))
+            echo(guarded_condition(g, cond, families, tracker, progress))
         return g.out_dir
     for cond in todo:  # finished earlier: read back (and logged if MLflow lacks it) here
         if cond not in pending:
@@ -287,18 +299,18 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         tracker.experiment_id(g.suite)
     except Exception as exc:  # noqa: BLE001 - each condition records "not logged" itself
         log.warning("MLflow store %s unavailable (%s); the conditions' results are kept", uri, exc)
-    _run_tasks(tasks, suite, scale, methods, seeds, overrides, data_dir, results_dir, uri,
-               n_jobs if executor == "local" else None, echo)
+    _run_tasks(tasks, [[g.key(c) for c in task] for task in tasks], g.out_dir, suite, scale, methods, seeds,
+               overrides, data_dir, results_dir, uri, n_jobs if executor == "local" else None, echo)
     return g.out_dir
 
 
-def _run_tasks(tasks: list[list[Condition]], suite: str, scale: str | None, methods: list[str] | None,
+def _run_tasks(tasks: list[list[Condition]], keys: list[list[str]], out_dir: Path, suite: str, scale: str | None, methods: list[str] | None,
                seeds: list[int] | None, overrides: tuple[str, ...], data_dir: Path, results_dir: Path, uri: str,
                local_cpus: int | None, echo: Callable[[str], None]) -> None:
     """Submit the tasks (heavy first) to Ray and echo each one's lines as it finishes."""
     import ray
 
-    from benchmark.ray_executor import start_ray
+    from benchmark.ray_executor import remote_reason, start_ray
 
     path = Path(suite)
     if path.suffix in {".yaml", ".yml"} and path.exists():  # a suite file: workers may have another cwd
@@ -309,9 +321,18 @@ def _run_tasks(tasks: list[list[Condition]], suite: str, scale: str | None, meth
     start_ray(None, local_cpus)
     remote = ray.remote(num_cpus=1, max_retries=1)(_remote_conditions)
     waiting = [remote.remote(args, [c.__dict__ for c in task], uri) for task in tasks]
+    what = dict(zip(waiting, zip(tasks, keys, strict=True), strict=True))
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
-        for line in ray.get(done[0]):
+        try:
+            lines = ray.get(done[0])
+        except Exception as exc:  # noqa: BLE001 - the whole task died (killed worker, out of memory, bad data)
+            lines = []
+            for cond, key in zip(*what[done[0]], strict=True):
+                if not (out_dir / key / "record.json").exists():
+                    f = record_failure(out_dir, key, cond.label, reason=remote_reason(exc), trace=str(exc))
+                    lines.append(f"  {f.label}: FAILED - {f.reason} (traceback: {f.log})")
+        for line in lines:
             echo(line)
     echo(f"  ({sum(map(len, tasks))} condition(s) in {len(tasks)} task(s), {time.perf_counter() - t0:.1f}s "
          f"with {local_cpus if local_cpus else 'a Ray cluster of'} parallel job(s))")

@@ -17,6 +17,7 @@ import numpy as np
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
+from benchmark.failures import read_failures
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.significance import format_p
 from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
@@ -268,6 +269,9 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
               *_md(["condition", "seed", "key", "seconds"],
                    [[_cond(r), str(r["condition"]["seed"]), r["key"], str(r["seconds"])] for r in records])]
+    failed = [f for f in read_failures(folder) if not (folder / f.key / "record.json").exists()]
+    if failed:
+        parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
     text = "\n".join(parts) + "\n"
     _write(out / "report.md", text)
     return text

@@ -66,7 +66,7 @@ def test_local_jobs_workers_run_at_the_drivers_priority(tmp_path) -> None:
     from benchmark.ray_executor import run_on_ray
 
     try:
-        assert run_on_ray([], tmp_path, tmp_path, "file:" + str(tmp_path / "ml"), local_cpus=1) == []
+        assert run_on_ray([], [], tmp_path, tmp_path, "file:" + str(tmp_path / "ml"), local_cpus=1) == []
         niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
     finally:
         ray.shutdown()

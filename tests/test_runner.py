@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from benchmark import registry
-from benchmark.errors import BenchmarkError
 from benchmark.plugin import Method
 from benchmark.runner import execute_run, plan, run_suite
 
@@ -94,9 +93,10 @@ def test_bad_method_output_is_refused_without_a_result_folder(tiny_suite_run, mo
     known["broken"] = _Broken
     monkeypatch.setattr(registry, "methods", lambda: known)
     (cfg,) = plan("xmarket-matching", scale="tiny", methods=["broken"], allow_extra_methods=True)
-    with pytest.raises(BenchmarkError, match=message):
-        execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
-    assert not any(p for p in (tmp_path / "xmarket-matching").glob("*") if p.name != ".")
+    record = execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
+    assert record.status == "failed" and message in record.reason and record.reason.startswith("BenchmarkError")
+    assert not any(p for p in (tmp_path / "xmarket-matching").glob("*") if p.name != ".failed")
+    assert message in Path(record.tags["failure_log"]).read_text()
 
 
 def test_table1_has_the_papers_shape(tiny_suite_run) -> None:

@@ -69,6 +69,22 @@ def _remote_cell(job: dict[str, Any], cell: dict[str, Any], emb_folder: str | No
     return cell_line(rcell, record, time.perf_counter() - t0)
 
 
+def _guarded_cell(job: dict[str, Any], cell: dict[str, Any], key: str, emb_folder: str | None, emb_sha: str) -> str:
+    """A Ray task at the run boundary: the cell's line, or its FAILED line (the failure recorded)."""
+    from benchmark.failures import Failure, guarded
+    from benchmark.ranking.suite import RankingCell, cell_label
+
+    out = guarded(Path(job["results_dir"]) / job["suite"], key, cell_label(RankingCell(**cell)),
+                  lambda: _remote_cell(job, cell, emb_folder, emb_sha))
+    return f"  {out.label}: FAILED - {out.reason} (traceback: {out.log})" if isinstance(out, Failure) else out
+
+
+def cell_key(suite: str, cell: Any, ctr_hash: str, stored: StoredEmbeddings | None) -> str:
+    from benchmark.ranking.suite import _cell_key, embeddings_sha
+
+    return _cell_key(suite, cell, ctr_hash, embeddings_sha(stored))
+
+
 def run_cells_on_ray(job: dict[str, Any], cells: list[tuple[Any, StoredEmbeddings | None]],
                      local_cpus: int | None, echo: Callable[[str], None]) -> None:
     """Submit each (cell, embeddings) as a Ray task, heavy first, and echo each line as its task finishes.
@@ -77,18 +93,28 @@ def run_cells_on_ray(job: dict[str, Any], cells: list[tuple[Any, StoredEmbedding
     """
     import ray
 
-    from benchmark.ranking.suite import embeddings_sha
-    from benchmark.ray_executor import start_ray
+    from benchmark.failures import record_failure
+    from benchmark.ranking.suite import cell_label, embeddings_sha
+    from benchmark.ray_executor import remote_reason, start_ray
 
     t0 = time.perf_counter()
     start_ray(None, local_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=1)(_remote_cell)
-    waiting = []
+    remote = ray.remote(num_cpus=1, max_retries=1)(_guarded_cell)
+    waiting, what = [], {}
     for cell, stored in heavy_first(cells):
         folder = None if stored is None else str(Path(stored.folder).resolve())
-        waiting.append(remote.remote(job, cell.as_dict(), folder, embeddings_sha(stored)))
+        key = cell_key(job["suite"], cell, job["ctr_hash"], stored)
+        ref = remote.remote(job, cell.as_dict(), key, folder, embeddings_sha(stored))
+        waiting.append(ref)
+        what[ref] = (key, cell_label(cell))
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
-        echo(ray.get(done[0]))
+        try:
+            echo(ray.get(done[0]))
+        except Exception as exc:  # noqa: BLE001 - a task that died (killed worker, out of memory)
+            key, label = what[done[0]]
+            f = record_failure(Path(job["results_dir"]) / job["suite"], key, label, reason=remote_reason(exc),
+                               trace=str(exc))
+            echo(f"  {f.label}: FAILED - {f.reason} (traceback: {f.log})")
     echo(f"  ({len(cells)} cell(s) as Ray tasks, {time.perf_counter() - t0:.1f}s "
          f"with {local_cpus if local_cpus else 'a Ray cluster of'} parallel job(s))")

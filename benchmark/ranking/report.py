@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.failures import read_failures
 from benchmark.ranking.metrics import delong_test
 from benchmark.ranking.models import DISPLAY, MODELS
 from benchmark.ranking.suite import NONE, RankingRecord
@@ -217,6 +218,10 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
         src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
         parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
                      f"{src} | {r.info.get('best_epoch')} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
+    failed = [f for f in read_failures(Path(results_dir) / suite, keys)
+              if not (Path(results_dir) / suite / f.key / "result.json").exists()]
+    if failed:
+        parts += ["", "### Failed cells (rerun to retry them)", ""] + [f"- {f.line()}" for f in failed]
     text = "\n".join(parts) + "\n"
     _write(out / "report.md", text)
     return text

@@ -27,6 +27,7 @@ from benchmark.config import SCALES, deep_merge, flatten, parse_override
 from benchmark.devices import check_device
 from benchmark.embeddings import StoredEmbeddings, load_embeddings
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.failures import Failure, guarded, read_failures
 from benchmark.fsutil import atomic_write_dir
 from benchmark.progress import progress_factory
 from benchmark.ranking.models import DISPLAY, EMBEDDING_MODES, MODELS
@@ -252,6 +253,12 @@ class RankingRun:
     suite: str
     records: list[RankingRecord]
     results_dir: Path
+    keys: set[str] = field(default_factory=set)  # every cell of the grid, failed ones included
+    failures: list[Failure] = field(default_factory=list)
+
+
+def cell_label(cell: RankingCell) -> str:
+    return f"{DISPLAY[cell.model]} + {cell.embedding} seed {cell.seed}"
 
 
 def grid_every_other(suite: dict, scale: str) -> bool:
@@ -362,15 +369,20 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
     results_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(results_dir, tracking_uri)
     tracker = Tracker(uri, results_dir)
+    keys = {f.name for f in folders}
     if not pending or (executor == "local" and n_jobs == 1):  # here, in grid order
-        records = []
-        for cell, emb in zip(cells, stored, strict=True):
+        records, failures = [], []
+        for cell, emb, folder in zip(cells, stored, folders, strict=True):
             t0 = time.perf_counter()
-            record = execute_cell(suite["name"], scale, cell, ctr, emb, inputs, results_dir, tracker,
-                                  progress_factory(progress))
-            echo(cell_line(cell, record, time.perf_counter() - t0))
-            records.append(record)
-        return RankingRun(suite=suite["name"], records=records, results_dir=results_dir)
+            out = guarded(folder.parent, folder.name, cell_label(cell), lambda c=cell, e=emb: execute_cell(
+                suite["name"], scale, c, ctr, e, inputs, results_dir, tracker, progress_factory(progress)))
+            if isinstance(out, Failure):
+                echo(f"  {out.label}: FAILED - {out.reason} (traceback: {out.log})")
+                failures.append(out)
+                continue
+            echo(cell_line(cell, out, time.perf_counter() - t0))
+            records.append(out)
+        return RankingRun(suite=suite["name"], records=records, results_dir=results_dir, keys=keys, failures=failures)
     from benchmark.ranking.parallel import run_cells_on_ray
 
     for cell, emb, folder in zip(cells, stored, folders, strict=True):  # finished earlier: read back here
@@ -385,8 +397,9 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
            "data_dir": str(Path(data_dir).resolve()), "results_dir": str(Path(results_dir).resolve()),
            "ctr_hash": ctr.hash, "n_items": n_items, "tracking_uri": uri}
     run_cells_on_ray(job, pending, n_jobs if executor == "local" else None, echo)
-    records = [RankingRecord.read(f) for f in folders]  # grid order, for the report
-    return RankingRun(suite=suite["name"], records=records, results_dir=results_dir)
+    records = [RankingRecord.read(f) for f in folders if (f / "result.json").exists()]  # grid order, for the report
+    failures = read_failures(results_dir / suite["name"], {f.name for f in folders if not (f / "result.json").exists()})
+    return RankingRun(suite=suite["name"], records=records, results_dir=results_dir, keys=keys, failures=failures)
 
 
 def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None, inputs: Any,

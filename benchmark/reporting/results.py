@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError
-from benchmark.runner import RunRecord
+from benchmark.failures import read_failures
+from benchmark.runner import RunRecord, failed_records
 
 METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
 #: The next-item table (the sequence methods' own protocol): cut-offs 10, 20, 50.
@@ -90,11 +91,18 @@ def load_records(results_dir: Path, suite: str, keys: set[str] | None = None, da
         records = [r for r in records if r.dataset.get("name") == dataset]
     if scale is not None:
         records = [r for r in records if r.scale == scale]
+    # failed runs (results/<suite>/.failed/) show as "failed: <reason>" columns until a rerun succeeds
+    failed = failed_records(results_dir, suite, {f.key for f in read_failures(folder, keys)})
+    failed = [r for r in failed if (dataset is None or r.dataset.get("name") == dataset)
+              and (scale is None or r.scale == scale)]
     if keys is not None:
         records = [r for r in records if r.run_key in keys]
     elif records:
         newest = records[-1]
         records = [r for r in records if r.manifest_hash == newest.manifest_hash and r.scale == newest.scale]
+        failed = [r for r in failed if r.manifest_hash == newest.manifest_hash and r.scale == newest.scale]
+    have = {(r.method, r.seed) for r in records}
+    records = [r for r in failed if (r.method, r.seed) not in have] + records
     if not records:
         raise BenchmarkError(f"no finished runs for suite {suite!r} under {folder}")
     latest: dict[tuple[str, int], RunRecord] = {}
@@ -110,10 +118,12 @@ def aggregate(records: list[RunRecord]) -> list[MethodResult]:
     out = []
     for method, recs in by_method.items():
         done = [r for r in recs if r.status == "done"]
+        failed = [r for r in recs if r.status == "failed"]
         first = (done or recs)[0]
+        status = "done" if done else ("failed" if failed else "skipped")
+        reason = "" if done else (failed or recs)[0].reason
         out.append(MethodResult(method=method, display=first.display, paper_column=first.paper_column,
-                                status="done" if done else "skipped",
-                                reason="" if done else recs[0].reason, records=recs))
+                                status=status, reason=reason, records=recs))
 
     def order(m: MethodResult) -> tuple[int, str]:
         col = m.paper_column

@@ -47,7 +47,7 @@ def table1_markdown(results: list[MethodResult], title: str) -> str:
             cells = []
             for m in results:
                 if m.status != "done":
-                    cells.append("skipped")
+                    cells.append(m.status)  # "skipped" or "failed"
                     continue
                 ours = _fmt(m.value(users, metric))
                 std = m.std(users, metric)
@@ -60,7 +60,8 @@ def table1_markdown(results: list[MethodResult], title: str) -> str:
     lines.append("Cells: ours (paper Table 1) in percent; ours is the mean over seeds (± std when > 1 seed).")
     skipped = [m for m in results if m.status != "done"]
     for m in skipped:
-        lines.append(f"- {m.display}: skipped - {m.reason}")
+        lines.append(f"- {m.display}: failed: {m.reason} (traceback: {m.records[0].tags.get('failure_log', '?')})"
+                     if m.status == "failed" else f"- {m.display}: skipped - {m.reason}")
     return "\n".join(lines)
 
 
