@@ -25,18 +25,52 @@ def validation_ndcg(users: torch.Tensor, items: torch.Tensor, targets: torch.Ten
                     batch: int = 1024) -> float:
     """Mean next-item NDCG@k of ``targets`` under raw inner products (model selection only).
 
-    rank = 1 + #(items scoring strictly higher than the target): a quick full-ranking estimate for
-    early stopping; the reported metrics come from the evaluator's exact ranks.
+    Candidates are all rows of ``items`` (nothing is excluded, as in the next-item protocol of
+    ``benchmark/evaluation/next_item.py``). The rank uses the evaluator's exact-rank tie rule
+    (``benchmark/evaluation/ranking.py``, ``_ranks_in_pool``; docs/protocol.md 0.2):
+
+        rank = 1 + #(items scoring strictly higher) + #(items scoring equal with a smaller index),
+
+    so a constant scorer gets chance level, never NDCG 1.0. As there, when every item row is
+    the same vector, or a user vector is all zeros, every item ties with the target and the
+    index rule decides alone (a float32 GEMM need not give identical rows bitwise-equal scores).
+    Unlike the evaluator, other ties are decided on the float32 GEMM scores (no float64 reference
+    re-scoring), so a near-tie a few ulps apart may rank differently; the reported metrics come
+    from the evaluator's exact ranks. A case whose target score is not finite is a miss, and
+    non-finite item vectors (which the evaluator refuses) give 0.0: a diverged model is never
+    selected as the best.
     """
     if len(users) == 0:
         return 0.0
+    if not bool(torch.isfinite(items).all()):
+        return 0.0
+    n = items.shape[0]
+    all_tied = bool((items == items[:1]).all())  # a constant scorer: every candidate ties
+    index = torch.arange(n, device=items.device)
     total = 0.0
     for s in range(0, len(users), batch):
-        scores = users[s : s + batch] @ items.T
-        t = targets[s : s + batch]
-        target_score = scores.gather(1, t.view(-1, 1))
-        rank = 1 + (scores > target_score).sum(1)
-        total += float(torch.where(rank <= k, 1.0 / torch.log2(rank.double() + 1), torch.zeros_like(rank.double())).sum())
+        u = users[s : s + batch]
+        t = targets[s : s + batch].to(items.device).long()
+        index_rule = torch.full((len(u),), all_tied, dtype=torch.bool, device=items.device)
+        index_rule |= ~u.any(1)
+        rank = 1 + t  # the index rule: every candidate ties, the smaller indices come first
+        finite = torch.ones(len(u), dtype=torch.bool, device=items.device)
+        rows = torch.nonzero(~index_rule).flatten()
+        if len(rows):
+            scores = u[rows] @ items.T
+            tr = t[rows]
+            target_score = scores.gather(1, tr.view(-1, 1))
+            finite[rows] = torch.isfinite(target_score).flatten()
+            higher = (scores > target_score).sum(1)
+            tied = scores == target_score  # includes the target itself
+            extra = torch.nonzero(tied.sum(1) > 1).flatten()  # rows where another item ties
+            if len(extra):
+                before = index[None, :] < tr[extra, None]
+                higher[extra] += (tied[extra] & before).sum(1)
+            rank[rows] = 1 + higher
+        hit = finite & (rank <= k)
+        gain = torch.where(hit, 1.0 / torch.log2(rank.double() + 1), torch.zeros_like(rank, dtype=torch.double))
+        total += float(gain.sum())
     return total / len(users)
 
 
