@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 
 _applied = False
 
@@ -98,11 +99,26 @@ def quiet_offline_hub() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+#: ray 2.6 imports pkg_resources, and setuptools warns about it once per process: in the driver
+#: and in every Ray worker (issue: noise on the console for each job). Filtered here and, through
+#: PYTHONWARNINGS, in the workers (they inherit the environment of the process that starts Ray).
+RAY_PKG_RESOURCES = "ignore:pkg_resources is deprecated as an API:UserWarning"
+
+
+def quiet_ray_pkg_resources() -> None:
+    """Hide setuptools' pkg_resources deprecation warning that importing ray 2.6 raises."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API", category=UserWarning)
+    filters = os.environ.get("PYTHONWARNINGS", "")
+    if RAY_PKG_RESOURCES not in filters:
+        os.environ["PYTHONWARNINGS"] = ",".join(f for f in (filters, RAY_PKG_RESOURCES) if f)
+
+
 def apply() -> None:
     """Apply every workaround once; safe to call many times."""
     global _applied
     if _applied:
         return
     quiet_offline_hub()
+    quiet_ray_pkg_resources()
     define_torchvision_schemas()
     _applied = True

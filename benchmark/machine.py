@@ -16,7 +16,10 @@ import platform
 #: Instruction-set flags that select floating-point kernels (reported when the CPU has them).
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
 _LIBS = ("numpy", "scipy", "torch", "gensim", "scikit-learn", "sentence-transformers", "transformers",
-         "pandas", "pyarrow", "mlflow")
+         "pandas", "pyarrow", "mlflow", "open_clip_torch", "faiss-cpu", "recbole", "ray")
+#: The packages a report's provenance names (their releases can move a result; constraints.txt pins them).
+REPORTED = ("torch", "transformers", "sentence-transformers", "open_clip_torch", "faiss-cpu", "gensim", "recbole",
+            "mlflow", "numpy")
 
 
 def _cpu() -> tuple[str, list[str]]:
@@ -76,3 +79,16 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "libraries": versions,
     }
+
+
+def versions_line(machines: list[dict]) -> str:
+    """``Packages: torch 2.13.0+cpu, transformers 5.25.0, ...`` over the runs' recorded machines.
+
+    A package whose version differs between runs lists every version seen ("a | b"); one no run
+    recorded shows "?" (a run made before it was recorded).
+    """
+    parts = []
+    for lib in REPORTED:
+        seen = sorted({str(m.get("libraries", {}).get(lib)) for m in machines if m.get("libraries", {}).get(lib)})
+        parts.append(f"{lib} {' | '.join(seen) if seen else '?'}")
+    return "Packages: " + ", ".join(parts) + "."

@@ -8,18 +8,14 @@ MLFLOW_TRACKING_URI) at a shared MLflow server when the cluster spans machines.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmark import compat
 from benchmark.config import RunConfig
 from benchmark.failures import one_line
 from benchmark.progress import configure_logging
 from benchmark.runner import RunRecord, execute_run, fail_run
-
-#: Ray workers import ray, whose 2.6 line imports pkg_resources: setuptools warns once per worker
-#: process. The filter reaches the workers through their environment (they inherit the driver's).
-QUIET_WORKERS = "ignore:pkg_resources is deprecated as an API:UserWarning"
 
 
 def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_uri: str,
@@ -41,14 +37,10 @@ def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_u
 
 def start_ray(address: str | None = None, local_cpus: int | None = None) -> None:
     """Connect to Ray once: a private local Ray with ``local_cpus`` CPUs, else RAY_ADDRESS / ``address``."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-        import ray
+    compat.quiet_ray_pkg_resources()  # here and, through the environment, in every worker
+    import ray
 
     if not ray.is_initialized():
-        filters = os.environ.get("PYTHONWARNINGS", "")
-        if QUIET_WORKERS not in filters:
-            os.environ["PYTHONWARNINGS"] = ",".join(w for w in (filters, QUIET_WORKERS) if w)
         if local_cpus is not None:
             # Ray starts its workers at nice 15 (raylet's worker_niceness): fine beside a cluster's
             # daemons, but on a user's own machine the grid would then yield to anything else
@@ -72,9 +64,9 @@ def run_on_ray(runs: list[RunConfig], keys: list[str], data_dir: Path, results_d
     encode (default: each run's own, in full). ``keys[i]`` is ``runs[i]``'s run key. A task that
     raises anyway (a worker killed, out of memory) is recorded as a failed run here; the others go on.
     """
+    start_ray(address, local_cpus)
     import ray
 
-    start_ray(address, local_cpus)
     task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
     futures = [task.remote(asdict(run), key, str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
                            log_embeddings, workers, features) for run, key in zip(runs, keys, strict=True)]

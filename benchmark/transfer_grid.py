@@ -31,6 +31,7 @@ from benchmark.config import RunConfig, load_suite_file
 from benchmark.failures import Failure, guarded, record_failure
 from benchmark.fsutil import atomic_write_text, file_lock
 from benchmark.inputs import Inputs, prepare_inputs
+from benchmark.machine import machine_info
 from benchmark.plugin import RunContext
 from benchmark.progress import progress_factory
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
@@ -184,7 +185,8 @@ def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
               "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),
               "next_item": summarise(nxt, groups), "item_to_item": summarise(i2i, groups),
               "seconds": round(time.perf_counter() - t0, 2), "stats": stats, "run_threads": RUN_THREADS,
-              "code_version": code_version(), "mlflow_run_id": None, "tracking": {"status": "pending"}}
+              "code_version": code_version(), "machine": machine_info(), "mlflow_run_id": None,
+              "tracking": {"status": "pending"}}
     _store(folder, record, nxt, i2i)
     if tracker is not None:
         record = log_condition(tracker, folder, g.results_dir)

@@ -18,6 +18,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.failures import read_failures
+from benchmark.machine import versions_line
 from benchmark.reporting.claims import Claim
 from benchmark.reporting.significance import format_p
 from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
@@ -267,6 +268,7 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(lines) + "\n")
     _write(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
+              versions_line([r.get("machine", {}) for r in records]), "",
               *_md(["condition", "seed", "key", "seconds"],
                    [[_cond(r), str(r["condition"]["seed"]), r["key"], str(r["seconds"])] for r in records])]
     failed = [f for f in read_failures(folder) if not (folder / f.key / "record.json").exists()]

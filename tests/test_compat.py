@@ -59,3 +59,21 @@ def test_recbole_sequential_import_leaves_anomaly_mode_off() -> None:
     assert all(o.returncode == 0 for o in outs), [o.stderr[-500:] for o in outs]
     assert outs[0].stdout.split()[-1] == "True"
     assert outs[1].stdout.split()[-2:] == ["False", "GRU4Rec"]
+
+
+def test_ray_workers_start_without_the_pkg_resources_warning(monkeypatch) -> None:
+    """Ray workers inherit PYTHONWARNINGS from the driver: importing ray there prints nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmark import compat
+
+    probe = [sys.executable, "-c", "import ray"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    noisy = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stderr
+    assert "pkg_resources is deprecated" in noisy  # setuptools<81 warns (the bug the filter hides)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    compat.quiet_ray_pkg_resources()
+    quiet = subprocess.run(probe, capture_output=True, text=True, env=dict(os.environ), check=True).stderr
+    assert "pkg_resources" not in quiet

@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.failures import read_failures
+from benchmark.machine import versions_line
 from benchmark.ranking.metrics import delong_test
 from benchmark.ranking.models import DISPLAY, MODELS
 from benchmark.ranking.suite import NONE, RankingRecord
@@ -211,7 +212,7 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
              f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
              f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
              "", "### Claims", "", *claim_lines, "", "### Provenance", "",
-             f"Report written by code version {code_version()}.", "",
+             f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
              "| model | embeddings | seed | run key | MLflow run | embeddings from | best epoch | fit s | code |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):

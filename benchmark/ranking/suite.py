@@ -29,6 +29,7 @@ from benchmark.embeddings import StoredEmbeddings, load_embeddings
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.failures import Failure, guarded, read_failures
 from benchmark.fsutil import atomic_write_dir
+from benchmark.machine import machine_info
 from benchmark.progress import progress_factory
 from benchmark.ranking.models import DISPLAY, EMBEDDING_MODES, MODELS
 from benchmark.ranking.train import PRETRAINED_NORMS, train_cell
@@ -187,6 +188,7 @@ class RankingRecord:
     timings: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
     code_version: str = ""
+    machine: dict = field(default_factory=dict)  # CPU and package versions (benchmark/machine.py)
     schema: int = RESULT_SCHEMA
 
     @classmethod
@@ -436,7 +438,7 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
                  "fingerprint": inputs.dataset.fingerprint},
         manifest_hash=inputs.split.manifest_hash, ctr=ctr.describe(), embedding_source=source,
         metrics=result.metrics, info=result.info, config=cell.as_dict(),
-        timings={"fit_s": result.info["fit_s"]}, code_version=code_version())
+        timings={"fit_s": result.info["fit_s"]}, code_version=code_version(), machine=machine_info())
     tags = {"suite": suite, "task": "ranking", "model": cell.model, "embedding": cell.embedding,
             "embedding_display": display, "seed": str(cell.seed), "scale": scale, "run_key": key,
             "dataset": inputs.dataset.name, "dataset_label": inputs.label,

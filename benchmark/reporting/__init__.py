@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
+from benchmark.machine import versions_line
 from benchmark.reporting import coverage, figures, tables
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
@@ -154,7 +155,7 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     parts += ["", "### Provenance", "",
               f"Built from {len(records)} stored run(s) made by code version(s) {', '.join(versions)}; "
               f"report written by code version {code_version()} to `{suite}/{out.name}/`.",
-              "", *prov]
+              versions_line([r.machine for r in records]), "", *prov]
     text = "\n".join(parts) + "\n"
     _write(out / "report.md", text)
     return text
