@@ -21,7 +21,7 @@ from PIL import Image
 
 from benchmark.errors import BenchmarkError
 from benchmark.features.cache import file_sha256
-from benchmark.features.registry import IMAGE_FALLBACK, TEXT_FALLBACK, hub_reachable
+from benchmark.features.hub import IMAGE_FALLBACK, TEXT_FALLBACK, hub_reachable
 
 log = logging.getLogger(__name__)
 

