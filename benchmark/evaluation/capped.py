@@ -1,5 +1,8 @@
 """Capped exact ranks: the screen of evaluation/ranking.py that stops counting past a rank cap.
 
+The pieces both kernels share (reference score, screening window, re-scoring, index tie rule,
+row groups) live in evaluation/kernels.py; ranking.py calls this module for capped ranks.
+
 Every reported metric is cut at K <= 50 (evaluation/metrics.py), so a rank only matters up to a
 cap (``evaluation.rank_cap``, default 1000). The number of candidates that beat the target only
 grows as item blocks are scanned, so once it reaches a case's limit the case's rank is known to
@@ -28,13 +31,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.evaluation.ranking import (
-    _round_f32,
-    _row_groups,
-    _screen_window,
-    _settle_window,
-    _single_torch_thread,
+from benchmark.evaluation.kernels import (
+    LazyRowGroups,
+    index_rule_ranks,
     reference_scores,
+    round_f32,
+    row_groups,
+    screen_window,
+    settle_window,
+    single_torch_thread,
 )
 
 __all__ = ["item_block_edges", "ranks_in_pool_capped"]
@@ -73,26 +78,22 @@ def ranks_in_pool_capped(
     ranks = np.empty(len(target_pos), dtype=np.int64)
     t_ref = reference_scores(query_vectors, pool_vectors, target_pos)
 
-    index_rule = ~query_vectors.any(axis=1)  # as in ranking._ranks_in_pool
-    if (pool_vectors == pool_vectors[0]).all():
-        index_rule[:] = True
-    ir = index_rule
-    ranks[ir] = 1 + target_pos[ir] - ((query_pos[ir] >= 0) & (query_pos[ir] < target_pos[ir]))
+    index_rule = index_rule_ranks(pool_vectors, query_vectors, target_pos, query_pos, ranks)
     active = np.flatnonzero(~index_rule)
     if len(active) == 0:
         return np.minimum(ranks, limit + 1)
 
-    window = _screen_window(dim)
-    hi = _round_f32(t_ref + window, up=True)
-    lo = _round_f32(t_ref - window, up=False)
+    window = screen_window(dim)
+    hi = round_f32(t_ref + window, up=True)
+    lo = round_f32(t_ref - window, up=False)
     qb = min(block_queries, len(active))
     ib = min(block_items, n_pool, 2**24)  # float32 counts of 0/1 masks stay exact below 2**24
     edges = item_block_edges(n_pool, ib)
     bufs = _Buffers(qb, ib)
-    groups = _LazyGroups(pool_vectors)
+    groups = LazyRowGroups(pool_vectors)
     # Cases that share a query vector (the same query item: popular last items) share GEMM rows;
     # sorting by the vector's group puts them in the same query block.
-    q_groups = _row_groups(query_vectors if len(active) == len(query_vectors) else query_vectors[active])
+    q_groups = row_groups(query_vectors if len(active) == len(query_vectors) else query_vectors[active])
     if q_groups is not None:
         order = np.argsort(q_groups, kind="stable")
         active, q_groups = active[order], q_groups[order]
@@ -102,7 +103,7 @@ def ranks_in_pool_capped(
     # GEMMs keep their height.
     split = next((k for k, (a, b) in enumerate(edges) if b - a == ib), len(edges))
     phases = [edges[:split], edges[split:]] if 0 < split < len(edges) else [edges]
-    with _single_torch_thread():
+    with single_torch_thread():
         for phase, phase_edges in enumerate(phases):
             if phase:
                 alive = count[active] < limit[active]
@@ -134,7 +135,7 @@ def _scan_query_block(
     target_pos: np.ndarray,
     query_pos: np.ndarray,
     t_ref: np.ndarray,
-    groups: _LazyGroups,
+    groups: LazyRowGroups,
 ) -> None:
     """Scan ``edges`` for one query block, adding to ``count_all[cases]``; finished cases leave."""
     count = count_all[cases]
@@ -180,22 +181,6 @@ class _Buffers:
         self.ones = torch.ones(ib, dtype=torch.float32)
 
 
-class _LazyGroups:
-    """Bitwise-identical row groups of the pool, built on the first block that needs them."""
-
-    def __init__(self, pool_vectors: np.ndarray) -> None:
-        self.pool_vectors = pool_vectors
-        self.groups: np.ndarray | None = None
-        self.built = False
-
-    def same(self, pos: np.ndarray, t_pos: np.ndarray, many: bool) -> np.ndarray | None:
-        if many and not self.built:
-            self.groups, self.built = _row_groups(self.pool_vectors), True
-        if self.groups is None:
-            return None
-        return self.groups[pos] == self.groups[t_pos]
-
-
 def _scan_block(
     bufs: _Buffers,
     pool_vectors: np.ndarray,
@@ -213,7 +198,7 @@ def _scan_block(
     query_pos: np.ndarray,
     t_ref: np.ndarray,
     query_vectors: np.ndarray,
-    groups: _LazyGroups,
+    groups: LazyRowGroups,
 ) -> None:
     """Add to ``count[live]`` the candidates in items [i0, i1) that beat each live case's target.
 
@@ -266,5 +251,5 @@ def _scan_block(
     if same is not None:  # identical rows tie exactly: the index rule decides
         count[live] += np.bincount(row[same & (pos < tp)], minlength=m)
         row, pos = row[~same], pos[~same]
-    counted = _settle_window(case[row], pos, pool_vectors, query_vectors, target_pos, t_ref)
+    counted = settle_window(case[row], pos, pool_vectors, query_vectors, target_pos, t_ref)
     count[live] += np.bincount(row[counted], minlength=m)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.data.model import Histories
+from benchmark.evaluation.capped import ranks_in_pool_capped
+from benchmark.evaluation.kernels import reference_scores
 from benchmark.evaluation.ranking import (
     _check_finite,
     _index_vector,
     _ranks_in_pool,
     check_rank_cap,
     normalise_rows,
-    reference_scores,
 )
 
 __all__ = ["SCORINGS", "next_item_ranks"]
@@ -96,8 +97,6 @@ def next_item_ranks(
     if cap is None:
         ranks[:] = _ranks_in_pool(pool, queries, target, no_query, block_queries, block_items, progress)
     else:
-        from benchmark.evaluation.capped import ranks_in_pool_capped
-
         # min(rank, cap + h + 1) - h = min(rank - h, cap + 1): the cap holds after the exclusion.
         limit = cap + np.broadcast_to(np.asarray(above, dtype=np.int64), target.shape)
         ranks[:] = ranks_in_pool_capped(pool, queries, target, no_query, limit, block_queries, block_items, progress)

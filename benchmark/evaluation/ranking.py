@@ -32,17 +32,22 @@ nothing of size n_queries x n_items is ever allocated.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["check_rank_cap", "normalise_rows", "reference_scores", "target_ranks"]
+from benchmark.evaluation.capped import ranks_in_pool_capped
+from benchmark.evaluation.kernels import (
+    LazyRowGroups,
+    index_rule_ranks,
+    reference_scores,
+    round_f32,
+    screen_window,
+    settle_window,
+    single_torch_thread,
+)
 
-_U32 = 2.0**-24  # unit roundoff of float32
-_RESCORE_CHUNK = 16384  # pairs re-scored at once (16384 x d float64)
+__all__ = ["check_rank_cap", "normalise_rows", "reference_scores", "target_ranks"]
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -129,8 +134,6 @@ def target_ranks(
                 pool_vectors, case_vectors, target_pos, query_pos, block_queries, block_items, progress
             )
         else:
-            from benchmark.evaluation.capped import ranks_in_pool_capped
-
             limit = np.full(len(cases), cap, dtype=np.int64)
             ranks[cases] = ranks_in_pool_capped(
                 pool_vectors, case_vectors, target_pos, query_pos, limit, block_queries, block_items, progress
@@ -186,63 +189,6 @@ def _domain_pools(
     ]
 
 
-def reference_scores(query_vectors: np.ndarray, item_vectors: np.ndarray,
-                     item_rows: np.ndarray | None = None) -> np.ndarray:
-    """Row-wise reference inner products, float64 [P]: the scores ranks are defined on.
-
-    The float32 x float32 products are exact in float64; summing them in sorted order makes the
-    result a function of the multiset of products alone, so it is the same in every block, on
-    every machine, and equal for mathematically tied pairs that differ only by a permutation.
-    With ``item_rows`` row p pairs with ``item_vectors[item_rows[p]]``, gathered chunk by chunk
-    (no [P, d] copy of the item side: 1.2 GB for the paper twin's 503,500 cases).
-    """
-    out = np.empty(len(query_vectors), dtype=np.float64)
-    for s in range(0, len(out), _RESCORE_CHUNK):
-        prod = query_vectors[s : s + _RESCORE_CHUNK].astype(np.float64)
-        prod *= item_vectors[s : s + _RESCORE_CHUNK] if item_rows is None else item_vectors[item_rows[s : s + _RESCORE_CHUNK]]
-        prod.sort(axis=1)
-        out[s : s + _RESCORE_CHUNK] = prod.sum(axis=1)
-    return out
-
-
-def _screen_window(dim: int) -> float:
-    """Half-width around the target's reference score inside which the GEMM cannot decide.
-
-    A float32 dot product of two unit vectors differs from the exact one by at most
-    gamma_d * |q|.|e| <= gamma_d, gamma_d = d*u/(1-d*u) (Higham, Accuracy and Stability of
-    Numerical Algorithms, 2nd ed., section 3.1), for any summation order, FMA or not;
-    the margin covers the normalisation's own rounding and the float64 reference's error.
-    """
-    gamma = dim * _U32 / (1 - dim * _U32)
-    return 1.25 * gamma + 2.0**-40
-
-
-def _row_groups(vectors: np.ndarray) -> np.ndarray | None:
-    """Group id per row, equal iff the rows are bitwise identical; None when all are distinct.
-
-    Identical rows tie by definition, so the screen settles them by the index rule without
-    re-scoring: a constant scorer or many zero rows (cold items of ID methods) stay cheap.
-    """
-    if len(vectors) == 0:
-        return None
-    vectors = np.ascontiguousarray(vectors)
-    mix = np.random.default_rng(0x5EED).integers(1, 2**63, size=vectors.shape[1], dtype=np.uint64) | 1
-    hashes = np.empty(len(vectors), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for s in range(0, len(vectors), 4096):
-            words = vectors[s : s + 4096].view(np.uint32).astype(np.uint64)
-            hashes[s : s + 4096] = (words * mix).sum(axis=1) ^ (words.sum(axis=1) << np.uint64(32))
-    _, first, groups = np.unique(hashes, return_index=True, return_inverse=True)
-    if len(first) == len(vectors):
-        return None
-    collision = any(not (vectors[s : s + 4096] == vectors[first[groups[s : s + 4096]]]).all()
-                    for s in range(0, len(vectors), 4096))
-    if collision:  # two different rows share a hash: use the exact key
-        key = vectors.view(np.dtype((np.void, vectors.shape[1] * 4))).ravel()
-        _, groups = np.unique(key, return_inverse=True)
-    return groups.astype(np.int64)
-
-
 def _ranks_in_pool(
     pool_vectors: np.ndarray,
     query_vectors: np.ndarray,
@@ -261,27 +207,17 @@ def _ranks_in_pool(
     n_cases = len(target_pos)
     ranks = np.empty(n_cases, dtype=np.int64)
     t_ref = reference_scores(query_vectors, pool_vectors, target_pos)
-
-    # A zero query scores every candidate 0, and when all candidates share one vector (a
-    # constant scorer) they all tie with the target: the index rule decides alone.
-    index_rule = ~query_vectors.any(axis=1)
-    if (pool_vectors == pool_vectors[0]).all():
-        index_rule[:] = True
-    ranks[index_rule] = (
-        1
-        + target_pos[index_rule]
-        - ((query_pos[index_rule] >= 0) & (query_pos[index_rule] < target_pos[index_rule]))
-    )
+    index_rule = index_rule_ranks(pool_vectors, query_vectors, target_pos, query_pos, ranks)
     active = np.flatnonzero(~index_rule)
     if len(active) == 0:
         return ranks
 
-    window = _screen_window(dim)
-    hi = _round_f32(t_ref + window, up=True)
-    lo = _round_f32(t_ref - window, up=False)
+    window = screen_window(dim)
+    hi = round_f32(t_ref + window, up=True)
+    lo = round_f32(t_ref - window, up=False)
     screen = _Screen(pool_vectors, min(block_queries, len(active)), min(block_items, n_pool, 2**24))
     starts = range(0, len(active), screen.qb)
-    with _single_torch_thread():
+    with single_torch_thread():
         for s in tqdm(starts, desc="ranking", unit="block", disable=not progress, leave=False):
             cases = active[s : s + screen.qb]
             count = np.zeros(len(cases), dtype=np.int64)
@@ -292,29 +228,14 @@ def _ranks_in_pool(
                 if len(row) == 0:
                     continue
                 t_pos = target_pos[cases[row]]
-                same = screen.same_vector(pos, t_pos, many=len(row) > 4 * len(cases))
+                same = screen.groups.same(pos, t_pos, many=len(row) > 4 * len(cases))
                 if same is not None:  # identical rows tie exactly: the index rule decides
                     count += np.bincount(row[same & (pos < t_pos)], minlength=len(cases))
                     row, pos = row[~same], pos[~same]
-                counted = _settle_window(cases[row], pos, pool_vectors, query_vectors, target_pos, t_ref)
+                counted = settle_window(cases[row], pos, pool_vectors, query_vectors, target_pos, t_ref)
                 count += np.bincount(row[counted], minlength=len(cases))
             ranks[cases] = count + 1
     return ranks
-
-
-@contextlib.contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Run the compare-and-count ops on one torch thread, then restore the setting.
-
-    They are memory-bound and follow an OpenBLAS GEMM whose threads keep spinning briefly; with
-    two OpenMP threads on two cores the ops ran 15-30x slower than on one (measured here).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _Screen:
@@ -329,8 +250,7 @@ class _Screen:
         self.above = torch.empty(qb * ib, dtype=torch.float32)
         self.inside_np = np.zeros(qb * ib + 1, dtype=np.float32)  # +1: scanned as uint64 words
         self.inside = torch.from_numpy(self.inside_np)
-        self._groups: np.ndarray | None = None
-        self._grouped = False
+        self.groups = LazyRowGroups(pool_vectors)
 
     def block(
         self,
@@ -366,18 +286,6 @@ class _Screen:
         flat = _nonzero_flat(self.inside_np, m * bk)
         return flat // bk, flat % bk + i0
 
-    def same_vector(self, pos: np.ndarray, t_pos: np.ndarray, many: bool) -> np.ndarray | None:
-        """Whether candidate ``pos`` is bitwise the target's vector; None if not worth checking.
-
-        The row groups are built once, on the first block with many undecided candidates
-        (a constant scorer, many zero rows); ordinary embeddings never pay for them.
-        """
-        if many and not self._grouped:
-            self._groups, self._grouped = _row_groups(self.pool_vectors), True
-        if self._groups is None:
-            return None
-        return self._groups[pos] == self._groups[t_pos]
-
 
 def _nonzero_flat(buf: np.ndarray, n: int) -> np.ndarray:
     """Indices of the nonzero float32 entries of ``buf[:n]`` (entries are 0/1, never -0.0).
@@ -394,30 +302,3 @@ def _nonzero_flat(buf: np.ndarray, n: int) -> np.ndarray:
     return both[buf[both] != 0]
 
 
-def _settle_window(
-    case: np.ndarray,
-    pos: np.ndarray,
-    pool_vectors: np.ndarray,
-    query_vectors: np.ndarray,
-    target_pos: np.ndarray,
-    t_ref: np.ndarray,
-) -> np.ndarray:
-    """Whether each (case, candidate) pair inside the screening window counts, by reference score."""
-    r = np.empty(len(case), dtype=np.float64)
-    for s in range(0, len(case), _RESCORE_CHUNK):
-        sl = slice(s, s + _RESCORE_CHUNK)
-        r[sl] = reference_scores(query_vectors[case[sl]], pool_vectors[pos[sl]])
-    t = t_ref[case]
-    return (r > t) | ((r == t) & (pos < target_pos[case]))
-
-
-def _round_f32(x: np.ndarray, up: bool) -> np.ndarray:
-    """float64 -> float32, rounded outward so the float32 threshold never narrows the window."""
-    y = x.astype(np.float32)
-    if up:
-        bad = y.astype(np.float64) < x
-        y[bad] = np.nextafter(y[bad], np.float32(np.inf))
-    else:
-        bad = y.astype(np.float64) > x
-        y[bad] = np.nextafter(y[bad], np.float32(-np.inf))
-    return y
