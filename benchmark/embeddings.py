@@ -10,7 +10,6 @@ wrong checksum or shape is a one-line error naming the run folder.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -20,18 +19,11 @@ import numpy as np
 
 from benchmark.data.model import Items
 from benchmark.errors import BenchmarkError
+from benchmark.fsutil import sha256_file
 
 EMBEDDINGS_FILE = "item_embeddings.npy"
 ITEM_IDS_FILE = "items.tsv"
 ID_FIELDS = ("index", "source_id", "domain")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _ids_tsv(source_id: np.ndarray, domain: list[str]) -> str:

@@ -8,7 +8,6 @@ after its size (and sha256, when ``datasets/xmarket.yaml`` knows them) check out
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import urllib.error
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data.xmarket import DEFAULT_DOMAINS, FILE_PATTERNS, check_domains
 from benchmark.errors import ConfigError, DataError
+from benchmark.fsutil import sha256_file
 
 XMARKET_BASE_URL = "https://ciir.cs.umass.edu/downloads/XMarket/FULL"
 CARD_PATH = Path(__file__).resolve().parents[2] / "datasets" / "xmarket.yaml"
@@ -33,14 +33,6 @@ def xmarket_relpath(market: str, category: str, kind: str) -> str:
     if kind not in FILE_PATTERNS:
         raise ConfigError(f"unknown XMarket file kind {kind!r}; valid: {', '.join(FILE_PATTERNS)}")
     return f"{market}/{category}/" + FILE_PATTERNS[kind].format(market=market, category=category)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def card_checksums(card: Path | None = None) -> dict[str, tuple[int | None, str | None]]:

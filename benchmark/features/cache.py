@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.fsutil import sha256_file
+
 log = logging.getLogger(__name__)
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -29,11 +31,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
+        _FILE_HASHES[key] = sha256_file(path)
     return _FILE_HASHES[key]
 
 
@@ -69,15 +67,6 @@ def fingerprint_images(paths: Sequence[str]) -> str:
             except OSError:
                 digest = "-"
         h.update(f"{digest}\n".encode())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    """Unmemoised sha256 (a cache file's bytes must be re-read every time they are trusted)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -124,7 +113,8 @@ class FeatureCache:
             sums = meta.get("sha256") or {}
             if not sums.get("vectors") or (with_mask and not sums.get("mask")):
                 raise ValueError("no content checksum recorded (older cache format)")
-            if _sha256(vec_path) != sums["vectors"] or (with_mask and _sha256(mask_path) != sums["mask"]):
+            # unmemoised (not file_sha256): a cache file's bytes are re-read every time they are trusted
+            if sha256_file(vec_path) != sums["vectors"] or (with_mask and sha256_file(mask_path) != sums["mask"]):
                 raise ValueError("content does not match its checksum (corrupt or altered)")
             vectors = np.load(vec_path, allow_pickle=False)
             if vectors.dtype != np.float32 or vectors.shape != (n, dim):
@@ -148,9 +138,9 @@ class FeatureCache:
         _atomic_write(vec_path, lambda f: np.save(f, np.ascontiguousarray(vectors, dtype=np.float32)))
         if mask is not None:
             _atomic_write(mask_path, lambda f: np.save(f, np.ascontiguousarray(mask, dtype=np.bool_)))
-        sums = {"vectors": _sha256(vec_path)}
+        sums = {"vectors": sha256_file(vec_path)}
         if mask is not None:
-            sums["mask"] = _sha256(mask_path)
+            sums["mask"] = sha256_file(mask_path)
         record = {
             "sha256": sums,
             "key": key,
