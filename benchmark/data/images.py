@@ -12,6 +12,7 @@ import ast
 import csv
 import functools
 import hashlib
+import io
 import ipaddress
 import json
 import logging
@@ -19,7 +20,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmark.data.model import Items
+from benchmark.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +223,11 @@ def fetch_images(items: Items, cache_dir: Path, progress: bool = True, allowed_r
     if todo:
         _run(todo, urls, paths, failed, items, progress, allowed_root)
     tsv = cache_dir / MISSING_TSV
-    fd, tmp = tempfile.mkstemp(prefix=MISSING_TSV, suffix=".tmp", dir=cache_dir)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["asin", "url", "reason"])
-        w.writerows(failed)
-    os.replace(tmp, tsv)
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(["asin", "url", "reason"])
+    w.writerows(failed)
+    atomic_write_text(tsv, buf.getvalue())
     if failed:
         log.warning("images: %d of %d image URLs could not be fetched; see %s", len(failed), len(todo), tsv)
     return replace(items, image_path=paths)

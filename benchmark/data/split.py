@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from benchmark.data.model import Dataset, Histories, Interactions, Sequences, Split, TestCases, TrainView
 from benchmark.errors import ConfigError, DataError
+from benchmark.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -514,16 +514,7 @@ def save_split(split: Split, path: Path) -> None:
     header = {"split_version": SPLIT_VERSION, "manifest_hash": split.manifest_hash, "meta": split.meta}
     arrays = _named_arrays(split.train, split.cases, split.histories, split.item_train_count, split.item_head)
     arrays[_META_KEY] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_split(path: Path) -> Split:

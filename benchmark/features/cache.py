@@ -13,13 +13,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.fsutil import sha256_file
+from benchmark.fsutil import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +74,6 @@ def cache_key(modality: str, encoder_id: str, weights_hash: str, fingerprint: st
     return hashlib.sha256(payload.encode()).hexdigest()[:40]
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class FeatureCache:
     """A directory of cached feature matrices, one entry per cache key."""
 
@@ -135,9 +120,9 @@ class FeatureCache:
         """Write one entry atomically (vectors and mask first, the JSON record last)."""
         self.root.mkdir(parents=True, exist_ok=True)
         vec_path, mask_path, meta_path = self.paths(modality, key)
-        _atomic_write(vec_path, lambda f: np.save(f, np.ascontiguousarray(vectors, dtype=np.float32)))
+        atomic_write(vec_path, lambda f: np.save(f, np.ascontiguousarray(vectors, dtype=np.float32)))
         if mask is not None:
-            _atomic_write(mask_path, lambda f: np.save(f, np.ascontiguousarray(mask, dtype=np.bool_)))
+            atomic_write(mask_path, lambda f: np.save(f, np.ascontiguousarray(mask, dtype=np.bool_)))
         sums = {"vectors": sha256_file(vec_path)}
         if mask is not None:
             sums["mask"] = sha256_file(mask_path)
@@ -149,5 +134,5 @@ class FeatureCache:
             "dim": int(vectors.shape[1]),
             **meta,
         }
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(record, indent=1, sort_keys=True).encode()))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(record, indent=1, sort_keys=True).encode()))
         return vec_path

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import numpy as np
 from benchmark.data.model import Histories, Sequences, Split, TrainView
 from benchmark.data.validation import carve_validation
 from benchmark.errors import ConfigError, DataError
+from benchmark.fsutil import atomic_write
 
 CTR_VERSION = 1
 """Bump when the construction changes (part of the cache key and of the content hash)."""
@@ -259,9 +258,6 @@ def cached_ctr(split: Split, train: TrainView, cache_dir: Path, **settings) -> C
     data = build_ctr(split, train, **settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"domains": list(data.domains), "settings": data.settings, "hash": data.hash})
-    fd, tmp = tempfile.mkstemp(prefix=".ctr-", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    np.savez(tmp, __meta__=np.array(meta), item_domain=data.item_domain, known=data.known,
-             **_arrays(data.train, data.valid, data.test))
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.savez(fh, __meta__=np.array(meta), item_domain=data.item_domain, known=data.known,
+                                           **_arrays(data.train, data.valid, data.test)))
     return data
