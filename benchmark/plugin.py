@@ -175,6 +175,17 @@ class Method(abc.ABC):
         return yaml.safe_load(path.read_text()) or {}
 
     @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Reject a resolved config the method cannot run: raise ConfigError (one line, naming the key).
+
+        Called by the runner for every planned run, beside the device check and before any data
+        loads, so a bad ``--set`` fails in seconds, not after feature encoding. Default: nothing to
+        check (the runner has already checked key names, types and signs against ``config.yaml``).
+        ``fit`` may call it again; it must not depend on the data.
+        """
+        return None
+
+    @classmethod
     def card(cls) -> str:
         path = cls.home() / "card.md"
         return path.read_text() if path.exists() else ""

@@ -344,10 +344,12 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
 
     ``methods`` must be among the suite's own methods (their scale presets live in the suite
     file); others only with ``allow_extra_methods``, and then the config they run with is logged.
+    Every run's devices and method config (``Method.check_config``) are checked here, before any data loads.
     """
     suite_cfg = load_suite_file(registry.suite_path(suite))
     names = methods or suite_cfg["methods"]
-    defaults = {name: registry.get_method(name).default_config() for name in names}
+    classes = {name: registry.get_method(name) for name in names}
+    defaults = {name: cls.default_config() for name, cls in classes.items()}
     extra = [n for n in names if n not in suite_cfg["methods"]]
     if extra and not allow_extra_methods:
         raise BenchmarkError(
@@ -357,6 +359,13 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
     runs = resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
     # a missing GPU fails here, before any work: the feature encoders' device, then each method's
     check_devices([("features", runs[0].features), *((run.method, run.method_config) for run in runs)])
+    for run in runs:  # and a value the method cannot run with (one line, exit 2)
+        try:
+            classes[run.method].check_config(dict(run.method_config))
+        except BenchmarkError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{run.method}: config does not validate ({type(exc).__name__}: {exc})") from None
     for run in runs:
         if run.method in extra and run.seed == runs[0].seed:
             shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()

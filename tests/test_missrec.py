@@ -16,7 +16,7 @@ from benchmark.plugin import RunContext
 from methods.missrec import MISSRec, MISSRecTransductive
 from methods.missrec.augment import augment, item_drop
 from methods.missrec.interest import discover_interests, interest_sets, n_interests
-from methods.missrec.method import check_config, pretrain_losses
+from methods.missrec.method import pretrain_losses
 from methods.missrec.model import MISSRecNet, diversity_regulariser, fuse_scores
 
 N_ITEMS, D_TEXT, D_IMAGE = 12, 8, 6
@@ -281,4 +281,4 @@ def test_bad_config_is_a_config_error():
     for bad in ({"aug_image_alignment": "maybe"}, {"fusion": "late"}, {"item_drop_ratio": 1.5},
                 {"dim": 9, "n_heads": 2}, {"pretrain_interest_ratio": 0}):
         with pytest.raises(ConfigError):
-            check_config(cfg(**bad))
+            MISSRec.check_config(cfg(**bad))

@@ -13,7 +13,7 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.transrec.encoders import TextTokenCache, TextTower, assign_modality, load_text_backbone
-from methods.transrec.model import TransRec, check_config, targets_and_negatives
+from methods.transrec.model import TransRec, targets_and_negatives
 from methods.transrec.network import cpc_loss, sample_negatives, split_sequence, stage2_batch, uep_loss
 
 TITLES = ["red phone case with card slot", "wireless earbuds", "a long history of the roman empire",
@@ -171,14 +171,14 @@ def test_negative_setting_and_config_errors():
     assert targets_and_negatives({**TINY, "negatives": "code"}) == (5, 5)
     assert targets_and_negatives({**TINY, "negatives": "config"}) == (2, 2)
     with pytest.raises(ConfigError, match="transrec.negatives"):
-        check_config({**TINY, "negatives": "many"})
+        TransRec.check_config({**TINY, "negatives": "many"})
     with pytest.raises(ConfigError, match="transrec.dim"):
-        check_config({**TINY, "dim": 15})
+        TransRec.check_config({**TINY, "dim": 15})
     with pytest.raises(ConfigError, match="transrec.max_tokens"):
-        check_config({**TINY, "max_tokens": 0})
+        TransRec.check_config({**TINY, "max_tokens": 0})
     with pytest.raises(ConfigError, match="transrec.target_max_steps_per_epoch"):
-        check_config({**TINY, "target_max_steps_per_epoch": 0})
-    check_config({**TINY, "target_max_steps_per_epoch": None})
+        TransRec.check_config({**TINY, "target_max_steps_per_epoch": 0})
+    TransRec.check_config({**TINY, "target_max_steps_per_epoch": None})
 
 
 def test_stage2_step_cap_per_call():

@@ -33,7 +33,6 @@ from methods.uniembedding.model import (
     batch_loss,
     item_inputs,
     training_sequences,
-    validate_config,
 )
 from methods.uniembedding.user_view import UserViewProjection
 
@@ -470,6 +469,6 @@ def test_invalid_config_is_rejected():
     from benchmark.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pooling"):
-        validate_config({**tiny_cfg(), "pooling": "max"})
+        UniEmbedding.check_config({**tiny_cfg(), "pooling": "max"})
     with pytest.raises(ConfigError, match="user_view"):
-        validate_config({**tiny_cfg(), "user_view": False, "eval_embedding": "user_view"})
+        UniEmbedding.check_config({**tiny_cfg(), "user_view": False, "eval_embedding": "user_view"})

@@ -48,29 +48,6 @@ def _short(encoder: str | None) -> str:
     return "descr." if name == "offline-descriptor" else name
 
 
-def check_config(cfg: dict[str, Any]) -> None:
-    """Reject a bad config in one line before any work (benchmark.errors.ConfigError)."""
-    positive = ("dim", "n_heads", "inner", "max_len", "tau", "kmeans_niter", "pretrain_batch_size",
-                "finetune_batch_size", "pretrain_interest_ratio", "finetune_interest_ratio")
-    for key in positive:
-        if float(cfg[key]) <= 0:
-            raise ConfigError(f"missrec.{key} must be > 0, got {cfg[key]!r}")
-    for key in ("pretrain_epochs", "finetune_epochs", "patience", "lambda", "gamma"):
-        if float(cfg[key]) < 0:
-            raise ConfigError(f"missrec.{key} must be >= 0, got {cfg[key]!r}")
-    for key in ("dropout", "item_drop_ratio", "item_drop_coefficient"):
-        if not 0.0 <= float(cfg[key]) <= 1.0:
-            raise ConfigError(f"missrec.{key} must be in [0, 1], got {cfg[key]!r}")
-    if int(cfg["dim"]) % int(cfg["n_heads"]):
-        raise ConfigError(f"missrec.dim {cfg['dim']} is not a multiple of n_heads {cfg['n_heads']}")
-    if cfg["aug_image_alignment"] not in ALIGNMENTS:
-        raise ConfigError(f"missrec.aug_image_alignment must be one of {ALIGNMENTS}, got {cfg['aug_image_alignment']!r}")
-    if cfg.get("examples_per_epoch") is not None and int(cfg["examples_per_epoch"]) <= 0:
-        raise ConfigError(f"missrec.examples_per_epoch must be > 0 or null, got {cfg['examples_per_epoch']!r}")
-    if cfg["fusion"] not in FUSIONS:
-        raise ConfigError(f"missrec.fusion must be one of {FUSIONS}, got {cfg['fusion']!r}")
-
-
 class MISSRec(Method):
     """MISSRec: interest-aware multi-modal sequence encoder-decoder (inductive fine-tuning)."""
 
@@ -82,6 +59,29 @@ class MISSRec(Method):
     next_item_scoring = "dot"
     transductive = False
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Reject a bad config in one line before any work (benchmark.errors.ConfigError)."""
+        positive = ("dim", "n_heads", "inner", "max_len", "tau", "kmeans_niter", "pretrain_batch_size",
+                    "finetune_batch_size", "pretrain_interest_ratio", "finetune_interest_ratio")
+        for key in positive:
+            if float(cfg[key]) <= 0:
+                raise ConfigError(f"missrec.{key} must be > 0, got {cfg[key]!r}")
+        for key in ("pretrain_epochs", "finetune_epochs", "patience", "lambda", "gamma"):
+            if float(cfg[key]) < 0:
+                raise ConfigError(f"missrec.{key} must be >= 0, got {cfg[key]!r}")
+        for key in ("dropout", "item_drop_ratio", "item_drop_coefficient"):
+            if not 0.0 <= float(cfg[key]) <= 1.0:
+                raise ConfigError(f"missrec.{key} must be in [0, 1], got {cfg[key]!r}")
+        if int(cfg["dim"]) % int(cfg["n_heads"]):
+            raise ConfigError(f"missrec.dim {cfg['dim']} is not a multiple of n_heads {cfg['n_heads']}")
+        if cfg["aug_image_alignment"] not in ALIGNMENTS:
+            raise ConfigError(f"missrec.aug_image_alignment must be one of {ALIGNMENTS}, got {cfg['aug_image_alignment']!r}")
+        if cfg.get("examples_per_epoch") is not None and int(cfg["examples_per_epoch"]) <= 0:
+            raise ConfigError(f"missrec.examples_per_epoch must be > 0 or null, got {cfg['examples_per_epoch']!r}")
+        if cfg["fusion"] not in FUSIONS:
+            raise ConfigError(f"missrec.fusion must be one of {FUSIONS}, got {cfg['fusion']!r}")
+
     def display(self, features: ItemFeatures | None = None) -> str:
         if features is None:
             return self.display_name
@@ -91,7 +91,7 @@ class MISSRec(Method):
 
     # ------------------------------------------------------------------------------------- fit
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        check_config(cfg)
+        self.check_config(cfg)
         device = resolve_device(cfg.get("device", ctx.device))
         log = ctx.logger
         if features.text is None:
@@ -300,4 +300,4 @@ def ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> float:
     return float(gain.mean())
 
 
-__all__ = ["MISSRec", "MISSRecTransductive", "check_config", "ndcg_at_10", "pretrain_losses"]
+__all__ = ["MISSRec", "MISSRecTransductive", "ndcg_at_10", "pretrain_losses"]

@@ -47,23 +47,6 @@ from methods.transrec.network import (
 NEGATIVE_SETTINGS = {"paper": (None, 4), "code": (5, 5)}  # (targets l or the config's, negatives j)
 
 
-def check_config(cfg: dict[str, Any]) -> None:
-    """Config errors before any work (one line naming the key)."""
-    for key in ("dim", "n_layers", "n_heads", "inner", "max_len", "n_targets", "batch_size", "max_tokens",
-                "image_size"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"transrec.{key} must be >= 1, got {cfg[key]!r}")
-    cap = cfg.get("target_max_steps_per_epoch")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        raise ConfigError(f"transrec.target_max_steps_per_epoch must be null or an integer >= 1, got {cap!r}")
-    if int(cfg["n_negatives"]) < 0 or int(cfg["text_trainable_layers"]) < 0:
-        raise ConfigError("transrec.n_negatives and transrec.text_trainable_layers must be >= 0")
-    if cfg["negatives"] not in (*NEGATIVE_SETTINGS, "config"):
-        raise ConfigError(f"transrec.negatives must be one of paper, code, config; got {cfg['negatives']!r}")
-    if int(cfg["dim"]) % int(cfg["n_heads"]):
-        raise ConfigError(f"transrec.dim {cfg['dim']} is not a multiple of transrec.n_heads {cfg['n_heads']}")
-
-
 def targets_and_negatives(cfg: dict[str, Any]) -> tuple[int, int]:
     """(l, j): the paper's l targets and 4 negatives, the code's 5 and 5, or the config's values."""
     l_cfg, j_cfg = int(cfg["n_targets"]), int(cfg["n_negatives"])
@@ -84,10 +67,27 @@ class TransRec(Method):
     next_item_scoring = "dot"
     tags = {"paper": "seed 001 (not in the UniEmbedding paper)"}
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Config errors before any work (one line naming the key)."""
+        for key in ("dim", "n_layers", "n_heads", "inner", "max_len", "n_targets", "batch_size", "max_tokens",
+                    "image_size"):
+            if int(cfg[key]) < 1:
+                raise ConfigError(f"transrec.{key} must be >= 1, got {cfg[key]!r}")
+        cap = cfg.get("target_max_steps_per_epoch")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(f"transrec.target_max_steps_per_epoch must be null or an integer >= 1, got {cap!r}")
+        if int(cfg["n_negatives"]) < 0 or int(cfg["text_trainable_layers"]) < 0:
+            raise ConfigError("transrec.n_negatives and transrec.text_trainable_layers must be >= 0")
+        if cfg["negatives"] not in (*NEGATIVE_SETTINGS, "config"):
+            raise ConfigError(f"transrec.negatives must be one of paper, code, config; got {cfg['negatives']!r}")
+        if int(cfg["dim"]) % int(cfg["n_heads"]):
+            raise ConfigError(f"transrec.dim {cfg['dim']} is not a multiple of transrec.n_heads {cfg['n_heads']}")
+
     # -- building ------------------------------------------------------------------------------
     def prepare(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         """Modality rule, item towers (text cache computed once) and user tower; nothing trained yet."""
-        check_config(cfg)
+        self.check_config(cfg)
         self.cfg, self.ctx = dict(cfg), ctx
         self.device = resolve_device(cfg.get("device", ctx.device))
         items = train.items

@@ -224,36 +224,6 @@ def user_view_embeddings(net: UniEmbeddingNet, inputs: ItemInputs, padded: Padde
     return out.cpu().numpy().astype(np.float32)
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Fail early, with the key's name, on a config the model cannot run."""
-    need = ("dim", "tau", "batch_size", "epochs", "lr", "weight_decay", "modalities", "input_norm", "expert",
-            "n_domain_experts", "n_shared_experts", "expert_hidden", "adapter_dropout", "max_len",
-            "encoder_layers", "encoder_heads", "encoder_ffn", "encoder_dropout", "pooling", "projection_heads",
-            "projection_input", "user_view", "user_view_norm", "cross_domain", "loss_form", "eval_embedding", "chunk_tokens")
-    missing = [k for k in need if k not in cfg]
-    if missing:
-        raise ConfigError(f"uniembedding: config misses {missing}")
-    checks = {
-        "modalities": set(cfg["modalities"]) <= set(MODALITIES) and "text" in cfg["modalities"],
-        "input_norm": cfg["input_norm"] in ("l2", "none"),
-        "expert": cfg["expert"] in ("whitening", "mlp"),
-        "pooling": cfg["pooling"] in ("last", "mean"),
-        "projection_input": cfg["projection_input"] in ("slice", "full"),
-        "projection_heads": int(cfg["dim"]) % int(cfg["projection_heads"]) == 0,
-        "encoder_heads": int(cfg["dim"]) % int(cfg["encoder_heads"]) == 0,
-        "loss_form": cfg["loss_form"] in FORMS,
-        "eval_embedding": cfg["eval_embedding"] in ("adapter", "user_view"),
-        "tau": float(cfg["tau"]) > 0,
-        "batch_size": int(cfg["batch_size"]) >= 2,
-        "max_len": int(cfg["max_len"]) >= 2,
-    }
-    bad = [k for k, ok in checks.items() if not ok]
-    if bad:
-        raise ConfigError(f"uniembedding: invalid value for {bad}")
-    if cfg["eval_embedding"] == "user_view" and not cfg["user_view"]:
-        raise ConfigError("uniembedding: eval_embedding 'user_view' needs user_view: true")
-
-
 class UniEmbedding(Method):
     """UniEmbedding: domain-aware multi-modal MoE adapter pretrained by user-view contrastive learning."""
 
@@ -269,6 +239,37 @@ class UniEmbedding(Method):
     def default_config(cls) -> dict[str, Any]:
         return {**super().default_config(), **cls.fixed_config}
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Fail early, with the key's name, on a config the model cannot run."""
+        cfg = {**cfg, **cls.fixed_config}  # the variant's keys, as fit applies them
+        need = ("dim", "tau", "batch_size", "epochs", "lr", "weight_decay", "modalities", "input_norm", "expert",
+                "n_domain_experts", "n_shared_experts", "expert_hidden", "adapter_dropout", "max_len",
+                "encoder_layers", "encoder_heads", "encoder_ffn", "encoder_dropout", "pooling", "projection_heads",
+                "projection_input", "user_view", "user_view_norm", "cross_domain", "loss_form", "eval_embedding", "chunk_tokens")
+        missing = [k for k in need if k not in cfg]
+        if missing:
+            raise ConfigError(f"uniembedding: config misses {missing}")
+        checks = {
+            "modalities": set(cfg["modalities"]) <= set(MODALITIES) and "text" in cfg["modalities"],
+            "input_norm": cfg["input_norm"] in ("l2", "none"),
+            "expert": cfg["expert"] in ("whitening", "mlp"),
+            "pooling": cfg["pooling"] in ("last", "mean"),
+            "projection_input": cfg["projection_input"] in ("slice", "full"),
+            "projection_heads": int(cfg["dim"]) % int(cfg["projection_heads"]) == 0,
+            "encoder_heads": int(cfg["dim"]) % int(cfg["encoder_heads"]) == 0,
+            "loss_form": cfg["loss_form"] in FORMS,
+            "eval_embedding": cfg["eval_embedding"] in ("adapter", "user_view"),
+            "tau": float(cfg["tau"]) > 0,
+            "batch_size": int(cfg["batch_size"]) >= 2,
+            "max_len": int(cfg["max_len"]) >= 2,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"uniembedding: invalid value for {bad}")
+        if cfg["eval_embedding"] == "user_view" and not cfg["user_view"]:
+            raise ConfigError("uniembedding: eval_embedding 'user_view' needs user_view: true")
+
     def resolve(self, cfg: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         """The config with the variant's fixed keys enforced (logged when they override a value)."""
         out = dict(cfg)
@@ -276,7 +277,7 @@ class UniEmbedding(Method):
             if key in out and out[key] != value:
                 ctx.logger.warning("%s: config %s=%r overridden by the variant to %r", self.name, key, out[key], value)
             out[key] = value
-        validate_config(out)
+        self.check_config(out)
         return out
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:

@@ -38,35 +38,6 @@ NEEDED = ("views", "projector", "fusion", "flow", "domain_embeddings", "dim", "n
           "valid_max_cases")
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Fail before any training, naming the key, on a config the model cannot run."""
-    missing = [k for k in NEEDED if k not in cfg]
-    if missing:
-        raise ConfigError(f"unim2rec: config misses {missing}")
-    views = cfg["views"]
-    checks = {
-        "views": isinstance(views, list) and bool(views) and set(views) <= set(VIEWS) and "text" in views,
-        "projector": cfg["projector"] in PROJECTORS,
-        "fusion": cfg["fusion"] in FUSIONS,
-        "flow": cfg["flow"] in FLOWS,
-        "same_target": cfg["same_target"] in ("zero", "remove", "none"),
-        "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
-        "tau": float(cfg["tau"]) > 0,
-        "seq_seq_weight": float(cfg["seq_seq_weight"]) >= 0,
-        "item_drop_prob": 0.0 <= float(cfg["item_drop_prob"]) <= 1.0,
-        "item_drop_ratio": 0.0 <= float(cfg["item_drop_ratio"]) < 1.0,
-        "word_drop_mix": 0.0 <= float(cfg["word_drop_mix"]) <= 1.0,
-        "batch_size": int(cfg["batch_size"]) >= 2,
-        "max_len": int(cfg["max_len"]) >= 1,
-        "epochs": int(cfg["epochs"]) >= 1,
-        "finetune_epochs": int(cfg["finetune_epochs"]) >= 0,
-        "n_experts": int(cfg["n_experts"]) >= 1,
-    }
-    bad = [k for k, ok in checks.items() if not ok]
-    if bad:
-        raise ConfigError(f"unim2rec: invalid value for {bad} ({', '.join(f'{k}={cfg[k]!r}' for k in bad)})")
-
-
 def short_encoder(encoder_id: str) -> str:
     """'minilm:sentence-...@sha' -> 'minilm'; 'offline-descriptor:...' -> 'descr.'; CLIP keeps its arch."""
     name = encoder_id.split("@", 1)[0] if encoder_id.startswith(("clip:", "hf:")) else encoder_id.split(":", 1)[0]
@@ -90,13 +61,43 @@ class UniM2Rec(Method):
     def default_config(cls) -> dict[str, Any]:
         return {**super().default_config(), **cls.fixed_config}
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Fail before any training, naming the key, on a config the model cannot run."""
+        cfg = {**cfg, **cls.fixed_config}  # the variant's keys, as fit applies them
+        missing = [k for k in NEEDED if k not in cfg]
+        if missing:
+            raise ConfigError(f"unim2rec: config misses {missing}")
+        views = cfg["views"]
+        checks = {
+            "views": isinstance(views, list) and bool(views) and set(views) <= set(VIEWS) and "text" in views,
+            "projector": cfg["projector"] in PROJECTORS,
+            "fusion": cfg["fusion"] in FUSIONS,
+            "flow": cfg["flow"] in FLOWS,
+            "same_target": cfg["same_target"] in ("zero", "remove", "none"),
+            "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
+            "tau": float(cfg["tau"]) > 0,
+            "seq_seq_weight": float(cfg["seq_seq_weight"]) >= 0,
+            "item_drop_prob": 0.0 <= float(cfg["item_drop_prob"]) <= 1.0,
+            "item_drop_ratio": 0.0 <= float(cfg["item_drop_ratio"]) < 1.0,
+            "word_drop_mix": 0.0 <= float(cfg["word_drop_mix"]) <= 1.0,
+            "batch_size": int(cfg["batch_size"]) >= 2,
+            "max_len": int(cfg["max_len"]) >= 1,
+            "epochs": int(cfg["epochs"]) >= 1,
+            "finetune_epochs": int(cfg["finetune_epochs"]) >= 0,
+            "n_experts": int(cfg["n_experts"]) >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"unim2rec: invalid value for {bad} ({', '.join(f'{k}={cfg[k]!r}' for k in bad)})")
+
     def resolve(self, cfg: dict[str, Any], ctx: RunContext | None = None) -> dict[str, Any]:
         out = dict(cfg)
         for key, value in self.fixed_config.items():
             if key in out and out[key] != value and ctx is not None:
                 ctx.logger.warning("%s: config %s=%r overridden by the variant to %r", self.name, key, out[key], value)
             out[key] = value
-        validate_config(out)
+        self.check_config(out)
         return out
 
     def display(self, features: ItemFeatures | None = None) -> str:

@@ -31,33 +31,6 @@ NEEDED = ("dim", "n_layers", "n_heads", "inner", "dropout", "layer_norm_eps", "i
           "encode_chunk", "examples", "valid_fraction", "valid_max_cases")
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Fail early, naming the key, on a config UniSRec cannot run."""
-    missing = [k for k in NEEDED if k not in cfg]
-    if missing:
-        raise ConfigError(f"unisrec: config misses {missing}")
-    checks = {
-        "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
-        "tau": float(cfg["tau"]) > 0,
-        "same_target": cfg["same_target"] in SAME_TARGET_RULES,
-        "finetune_sequences": cfg["finetune_sequences"] in ("mixed", "single_domain"),
-        "item_drop_coefficient": 0.0 <= float(cfg["item_drop_coefficient"]) <= 1.0,
-        "item_drop_ratio": 0.0 <= float(cfg["item_drop_ratio"]) < 1.0,
-        "word_drop_mix": 0.0 <= float(cfg["word_drop_mix"]) <= 1.0,
-        "pretrain_batch_size": int(cfg["pretrain_batch_size"]) >= 2,
-        "finetune_batch_size": int(cfg["finetune_batch_size"]) >= 1,
-        "pretrain_epochs": int(cfg["pretrain_epochs"]) >= 0,
-        "finetune_epochs": int(cfg["finetune_epochs"]) >= 0,
-        "max_len": int(cfg["max_len"]) >= 1,
-        "n_experts": int(cfg["n_experts"]) >= 1,
-        "encode_chunk": int(cfg["encode_chunk"]) >= 1,
-        "examples": cfg["examples"] in ("prefixes", "windows"),
-    }
-    bad = [k for k, ok in checks.items() if not ok]
-    if bad:
-        raise ConfigError(f"unisrec: invalid value for {bad}")
-
-
 def short_encoder(encoder_id: str | None) -> str:
     """'minilm:sentence-transformers/...@sha' -> 'minilm'; 'hf:bert-base-uncased@...' -> 'bert-base-uncased'."""
     if not encoder_id:
@@ -78,8 +51,35 @@ class UniSRec(Method):
     next_item_scoring = "cosine"
     transductive: ClassVar[bool] = False
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Fail early, naming the key, on a config UniSRec cannot run."""
+        missing = [k for k in NEEDED if k not in cfg]
+        if missing:
+            raise ConfigError(f"unisrec: config misses {missing}")
+        checks = {
+            "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
+            "tau": float(cfg["tau"]) > 0,
+            "same_target": cfg["same_target"] in SAME_TARGET_RULES,
+            "finetune_sequences": cfg["finetune_sequences"] in ("mixed", "single_domain"),
+            "item_drop_coefficient": 0.0 <= float(cfg["item_drop_coefficient"]) <= 1.0,
+            "item_drop_ratio": 0.0 <= float(cfg["item_drop_ratio"]) < 1.0,
+            "word_drop_mix": 0.0 <= float(cfg["word_drop_mix"]) <= 1.0,
+            "pretrain_batch_size": int(cfg["pretrain_batch_size"]) >= 2,
+            "finetune_batch_size": int(cfg["finetune_batch_size"]) >= 1,
+            "pretrain_epochs": int(cfg["pretrain_epochs"]) >= 0,
+            "finetune_epochs": int(cfg["finetune_epochs"]) >= 0,
+            "max_len": int(cfg["max_len"]) >= 1,
+            "n_experts": int(cfg["n_experts"]) >= 1,
+            "encode_chunk": int(cfg["encode_chunk"]) >= 1,
+            "examples": cfg["examples"] in ("prefixes", "windows"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"unisrec: invalid value for {bad}")
+
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        validate_config(cfg)
+        self.check_config(cfg)
         t0 = time.perf_counter()
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         single = carve.fit.single_domain_sequences()  # domains apart; mixed only in batches (3.4)
@@ -93,7 +93,7 @@ class UniSRec(Method):
         Pretraining reads the source domains' sequences (no validation, as the code); the target's
         validation carve-out drives fine-tuning's early stopping.
         """
-        validate_config(cfg)
+        self.check_config(cfg)
         t0 = time.perf_counter()
         carve = carve_validation(target, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         self._train(source.single_domain_sequences(), carve.fit.sequences, carve, features, cfg, ctx, t0)

@@ -46,22 +46,6 @@ PRETRAIN_SEQUENCES = ("single-domain", "mixed")
 PRETRAIN_EXAMPLES = ("prefixes", "windows")
 
 
-def check_config(cfg: dict[str, Any]) -> None:
-    """Bad values -> ConfigError before any work."""
-    if cfg["reassign_rounding"] not in ROUNDINGS:
-        raise ConfigError(f"vqrec.reassign_rounding must be one of {ROUNDINGS}, got {cfg['reassign_rounding']!r}")
-    if cfg["pretrain_sequences"] not in PRETRAIN_SEQUENCES:
-        raise ConfigError(f"vqrec.pretrain_sequences must be one of {PRETRAIN_SEQUENCES}, "
-                          f"got {cfg['pretrain_sequences']!r}")
-    if cfg["pretrain_examples"] not in PRETRAIN_EXAMPLES:
-        raise ConfigError(f"vqrec.pretrain_examples must be one of {PRETRAIN_EXAMPLES}, "
-                          f"got {cfg['pretrain_examples']!r}")
-    if not 0.0 <= float(cfg["fake_idx_ratio"]) <= 1.0:
-        raise ConfigError(f"vqrec.fake_idx_ratio must be in [0, 1], got {cfg['fake_idx_ratio']!r}")
-    if float(cfg["temperature"]) <= 0:
-        raise ConfigError("vqrec.temperature must be > 0")
-
-
 class VQRec(Method):
     """VQ-Rec: vector-quantised text codes -> code embeddings -> Transformer (inductive, text only)."""
 
@@ -70,6 +54,22 @@ class VQRec(Method):
     paper_column = "VQRec"
     requires = frozenset({"sequences", "text"})
     next_item_scoring = "cosine"
+
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Bad values -> ConfigError before any work."""
+        if cfg["reassign_rounding"] not in ROUNDINGS:
+            raise ConfigError(f"vqrec.reassign_rounding must be one of {ROUNDINGS}, got {cfg['reassign_rounding']!r}")
+        if cfg["pretrain_sequences"] not in PRETRAIN_SEQUENCES:
+            raise ConfigError(f"vqrec.pretrain_sequences must be one of {PRETRAIN_SEQUENCES}, "
+                              f"got {cfg['pretrain_sequences']!r}")
+        if cfg["pretrain_examples"] not in PRETRAIN_EXAMPLES:
+            raise ConfigError(f"vqrec.pretrain_examples must be one of {PRETRAIN_EXAMPLES}, "
+                              f"got {cfg['pretrain_examples']!r}")
+        if not 0.0 <= float(cfg["fake_idx_ratio"]) <= 1.0:
+            raise ConfigError(f"vqrec.fake_idx_ratio must be in [0, 1], got {cfg['fake_idx_ratio']!r}")
+        if float(cfg["temperature"]) <= 0:
+            raise ConfigError("vqrec.temperature must be > 0")
 
     def display(self, features: ItemFeatures | None = None) -> str:
         enc = features.text_encoder if features is not None and features.text_encoder else None
@@ -81,7 +81,7 @@ class VQRec(Method):
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        check_config(cfg)
+        self.check_config(cfg)
         n_sub, n_bits = int(cfg["code_dim"]), int(cfg["code_bits"])
         if features.text is None:
             raise ConfigError("VQ-Rec needs text features (features.text)")
