@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
     run.add_argument("--allow-extra-methods", action="store_true",
-                     help="let --methods name methods outside the suite (they run with their own defaults, "
-                     "no scale preset; the config is logged)")
+                     help="let --methods name methods outside the suite (they run with their own defaults "
+                     "and scale presets; the config is logged)")
     run.add_argument("--models", help="ranking suites only: comma-separated subset of dcnv2,finalmlp,din")
     run.add_argument("--fit-missing", action="store_true",
                      help="ranking suites only: first run the matching runs whose embeddings are missing")

@@ -1,8 +1,12 @@
-"""Suite and method configuration, layered: method defaults < suite file < scale preset < --set.
+"""Suite and method configuration, layered: method defaults < the method's scale preset < suite
+file < the suite's scale preset < --set.
 
 A suite file is validated against the schema below; any unknown key, wrong type or unknown
-method is a ConfigError (one line, exit 2). Scale presets only ever change values through the
-suite's ``scales:`` section, and every value they change is recorded in the resolved config
+method is a ConfigError (one line, exit 2). A method's speed presets live beside it, in the
+``scales:`` section of its ``config.yaml``; a suite lists its methods and suite-level overrides,
+and its own ``scales:`` section holds suite-level values (features, evaluation, ...) and, for a
+method whose preset does not fit the suite, a ``methods_config`` entry that replaces the method's
+preset at that scale. Every value a preset changes is recorded in the resolved config
 (``scaled_by_preset``), so nothing is scaled down silently.
 """
 
@@ -321,6 +325,20 @@ class RunConfig:
         return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def method_preset(name: str, presets: Any, scale: str) -> dict:
+    """A method's own preset at ``scale`` from its ``scales:`` section ({} when it has none)."""
+    if not isinstance(presets, dict):
+        raise ConfigError(f"method {name!r}: config.yaml scales: expected a mapping of scale -> values")
+    unknown = set(presets) - set(SCALES)
+    if unknown:
+        raise ConfigError(f"method {name!r}: config.yaml scales: unknown scale(s) {sorted(unknown)}; "
+                          f"known: {', '.join(SCALES)}")
+    own = presets.get(scale) or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"method {name!r}: config.yaml scales.{scale}: expected a mapping, got {own!r}")
+    return own
+
+
 def resolve(
     suite: dict,
     defaults_for: dict[str, dict],
@@ -328,11 +346,16 @@ def resolve(
     methods: list[str] | None = None,
     seeds: list[int] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    presets_for: dict[str, dict[str, dict]] | None = None,
 ) -> list[RunConfig]:
     """Expand a validated suite into run configs.
 
-    ``defaults_for`` maps each method name to its default config. Overrides address the suite
-    (``evaluation.candidate_pool=domain``) or a method (``item2vec.epochs=5``).
+    ``defaults_for`` maps each method name to its default config, ``presets_for`` to its own scale
+    presets (``Method.scale_presets()``: scale -> values). A method's preset applies under the
+    suite file's ``methods_config``; a suite preset entry for the method
+    (``scales.<scale>.methods_config.<method>``) replaces it and applies over the suite file, as
+    before presets moved into the methods, so those runs keep their keys. Overrides address the
+    suite (``evaluation.candidate_pool=domain``) or a method (``item2vec.epochs=5``).
     """
     scale = scale or suite["scale"]
     if scale not in SCALES:
@@ -349,14 +372,23 @@ def resolve(
             base[section] = deep_merge(base[section], preset[section])
     method_cfgs: dict[str, dict] = {}
     scaled: dict[str, dict] = {}
+    suite_presets = preset.get("methods_config", {})
     for name in chosen:
         cfg = copy.deepcopy(defaults_for[name])
-        for layer, where in ((suite["methods_config"].get(name, {}), "suite"),
-                             (preset.get("methods_config", {}).get(name, {}), f"scale preset {scale!r}")):
+        in_suite = suite["methods_config"].get(name, {})
+        if name in suite_presets:  # the suite's own preset for the method replaces the method's
+            own = suite_presets[name] or {}
+            layers = ((in_suite, "suite"), (own, f"scale preset {scale!r}"))
+            scaled[name] = flatten(own)
+        else:
+            own = method_preset(name, (presets_for or {}).get(name, {}), scale)
+            layers = ((own, f"its config.yaml scale preset {scale!r}"), (in_suite, "suite"))
+            set_by_suite = flatten(in_suite)
+            scaled[name] = {k: v for k, v in flatten(own).items() if k not in set_by_suite}
+        for layer, where in layers:
             for key, value in flatten(layer).items():
                 _assign(cfg, key, value, f"method {name!r} config ({where})")
         method_cfgs[name] = cfg
-        scaled[name] = flatten(preset.get("methods_config", {}).get(name, {}))
     if "degrade" in base["features"]:  # suite or preset: filled with defaults so --set finds every key
         base["features"]["degrade"] = check_degrade(base["features"]["degrade"])
     for item in overrides:

@@ -1,7 +1,8 @@
 """The method plugin contract: small on purpose.
 
-A method is a class with ``fit`` and ``item_embeddings``; it declares what it needs and ships a
-default config (``config.yaml``) and a card (``card.md``) beside its module. Third-party methods
+A method is a class with ``fit`` and ``item_embeddings``; it declares what it needs, checks its
+config up front (``check_config``) and ships a default config with its own scale presets
+(``config.yaml``) and a card (``card.md``) beside its module. Third-party methods
 have the same shape and register through the ``benchmark.methods`` entry-point group.
 The evaluator never imports a method.
 """
@@ -107,7 +108,7 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        """Learn from the training view; ``cfg`` is the resolved config (defaults < suite < --set)."""
+        """Learn from the training view; ``cfg`` is the resolved config (see :mod:`benchmark.config`)."""
 
     @abc.abstractmethod
     def item_embeddings(self) -> np.ndarray:
@@ -167,12 +168,29 @@ class Method(abc.ABC):
         return Path(inspect.getfile(cls)).resolve().parent
 
     @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        """The commented defaults in ``config.yaml`` beside the method's module ({} if none)."""
+    def _config_file(cls) -> dict[str, Any]:
         path = cls.home() / "config.yaml"
         if not path.exists():
             return {}
         return yaml.safe_load(path.read_text()) or {}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """The commented defaults in ``config.yaml`` beside the method's module ({} if none; no ``scales``)."""
+        data = cls._config_file()
+        data.pop("scales", None)
+        return data
+
+    @classmethod
+    def scale_presets(cls) -> dict[str, dict[str, Any]]:
+        """The method's own scale presets: the ``scales:`` section of its ``config.yaml``.
+
+        ``{tiny: {...}, small: {...}, paper: {...}}`` (any may be absent): the values a run at that
+        ``--scale`` changes over the defaults, recorded in the run (``scaled_by_preset``). A suite
+        that needs other values for a method gives its own ``scales.<scale>.methods_config.<method>``,
+        which then replaces this preset at that scale (``{}`` = the plain defaults).
+        """
+        return cls._config_file().get("scales") or {}
 
     @classmethod
     def check_config(cls, cfg: dict[str, Any]) -> None:

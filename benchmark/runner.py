@@ -342,21 +342,22 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
          allow_extra_methods: bool = False) -> list[RunConfig]:
     """Resolve a suite into its run configs (validates everything before any work starts).
 
-    ``methods`` must be among the suite's own methods (their scale presets live in the suite
-    file); others only with ``allow_extra_methods``, and then the config they run with is logged.
-    Every run's devices and method config (``Method.check_config``) are checked here, before any data loads.
+    ``methods`` must be among the suite's own methods; others only with ``allow_extra_methods``,
+    and then the config they run with (their defaults and own scale preset) is logged. Every
+    run's devices and method config (``Method.check_config``) are checked here, before any data loads.
     """
     suite_cfg = load_suite_file(registry.suite_path(suite))
     names = methods or suite_cfg["methods"]
     classes = {name: registry.get_method(name) for name in names}
-    defaults = {name: cls.default_config() for name, cls in classes.items()}
     extra = [n for n in names if n not in suite_cfg["methods"]]
     if extra and not allow_extra_methods:
         raise BenchmarkError(
             f"method(s) {', '.join(extra)} are not in suite {suite_cfg['name']!r} (its methods: "
-            f"{', '.join(suite_cfg['methods'])}); the suite's scale presets do not cover them. "
-            "Pass --allow-extra-methods to run them with their own defaults")
-    runs = resolve(suite_cfg, defaults, scale=scale, methods=names, seeds=seeds, overrides=overrides)
+            f"{', '.join(suite_cfg['methods'])}). "
+            "Pass --allow-extra-methods to run them too (with their own defaults and scale presets)")
+    runs = resolve(suite_cfg, {name: cls.default_config() for name, cls in classes.items()}, scale=scale,
+                   methods=names, seeds=seeds, overrides=overrides,
+                   presets_for={name: cls.scale_presets() for name, cls in classes.items()})
     # a missing GPU fails here, before any work: the feature encoders' device, then each method's
     check_devices([("features", runs[0].features), *((run.method, run.method_config) for run in runs)])
     for run in runs:  # and a value the method cannot run with (one line, exit 2)
@@ -370,7 +371,7 @@ def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
         if run.method in extra and run.seed == runs[0].seed:
             shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()
                               if any(w in k for w in ("epoch", "batch", "dim", "lr")))
-            log.warning("%s is not a method of suite %s: it runs with its own defaults (no scale preset): %s",
+            log.warning("%s is not a method of suite %s: it runs with its own defaults and scale preset: %s",
                         run.method, run.suite, shown or "see its config.yaml")
     return runs
 

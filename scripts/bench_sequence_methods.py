@@ -121,13 +121,10 @@ def ours_unisrec(view: TrainView, features: ItemFeatures, threads: int, examples
 
 
 def small_preset(method: str) -> dict[str, Any]:
-    """The matching suite's small-preset values for ``method`` (the paper's sizes take hours here)."""
-    import yaml
-
+    """The method's own small-preset values (its config.yaml ``scales.small``; the paper's sizes take hours here)."""
     from benchmark import registry
 
-    suite = yaml.safe_load(registry.suite_path("xmarket-matching").read_text())
-    return dict(suite["scales"]["small"]["methods_config"].get(method, {}))
+    return dict(registry.get_method(method).scale_presets().get("small", {}))
 
 
 def main(argv: list[str] | None = None) -> None:

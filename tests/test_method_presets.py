@@ -1,4 +1,4 @@
-"""The plugin contract's ``check_config``: called for every planned run, before any data loads."""
+"""The plugin contract's config parts: ``check_config`` up front, per-method scale presets in config.yaml."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmark import registry
+from benchmark.config import SCALES, resolve, validate_suite
 from benchmark.errors import ConfigError
 from benchmark.runner import plan
 
@@ -35,3 +37,59 @@ def test_a_bad_method_value_fails_in_plan_before_any_data(monkeypatch, capsys, t
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err
     assert not (tmp_path / "results").exists()
+
+
+def test_every_registered_method_resolves_and_checks_at_every_scale() -> None:
+    """Each method's own presets name only its keys and known scales, and give a config it accepts."""
+    names = sorted(registry.methods())
+    for scale in SCALES:
+        runs = plan("xmarket-matching", scale=scale, methods=names, seeds=[0], allow_extra_methods=True)
+        for run in runs:
+            cls = registry.get_method(run.method)
+            assert set(cls.scale_presets()) <= set(SCALES), run.method
+            assert "scales" not in cls.default_config() and "scales" not in run.method_config, run.method
+
+
+def _suite(**extra) -> dict:
+    raw = {"name": "s", "methods": ["item2vec", "random"], "dataset": {"name": "xmarket-sim"}}
+    raw.update(extra)
+    return validate_suite(raw, "s.yaml")
+
+
+DEFAULTS = {"item2vec": {"epochs": 20, "negative": 15, "workers": 1}, "random": {"dim": 128}}
+PRESETS = {"item2vec": {"tiny": {"epochs": 2, "workers": 2}}}
+
+
+def _item2vec(suite: dict, scale: str, **kw):
+    return next(r for r in resolve(suite, DEFAULTS, scale=scale, presets_for=PRESETS, **kw) if r.method == "item2vec")
+
+
+def test_the_methods_own_preset_applies_under_the_suite_file_and_is_recorded() -> None:
+    run = _item2vec(_suite(), "tiny")
+    assert run.method_config == {"epochs": 2, "negative": 15, "workers": 2}
+    assert run.scaled_by_preset == {"epochs": 2, "workers": 2}
+    assert _item2vec(_suite(), "small").scaled_by_preset == {}  # no preset at that scale
+    # a suite-level value beats the method's preset; the preset no longer claims that key
+    run = _item2vec(_suite(methods_config={"item2vec": {"epochs": 7}}), "tiny")
+    assert run.method_config["epochs"] == 7 and run.scaled_by_preset == {"workers": 2}
+    assert _item2vec(_suite(), "tiny", overrides=["item2vec.epochs=9"]).method_config["epochs"] == 9
+
+
+def test_a_suite_preset_entry_replaces_the_methods_preset() -> None:
+    over = _suite(methods_config={"item2vec": {"negative": 5}},
+                  scales={"tiny": {"methods_config": {"item2vec": {"epochs": 3}}}})
+    run = _item2vec(over, "tiny")
+    assert run.method_config == {"epochs": 3, "negative": 5, "workers": 1} and run.scaled_by_preset == {"epochs": 3}
+    plain = _item2vec(_suite(scales={"tiny": {"methods_config": {"item2vec": {}}}}), "tiny")
+    assert plain.method_config == DEFAULTS["item2vec"] and plain.scaled_by_preset == {}
+
+
+@pytest.mark.parametrize("presets, message", [
+    ({"huge": {"epochs": 2}}, "unknown scale"),
+    ({"tiny": {"epochz": 2}}, "did you mean 'epochs'"),
+    ({"tiny": {"epochs": "two"}}, "expected int"),
+    ({"tiny": [1]}, "expected a mapping"),
+])
+def test_a_bad_method_preset_is_a_config_error(presets, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve(_suite(), DEFAULTS, scale="tiny", presets_for={"item2vec": presets})
