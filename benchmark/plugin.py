@@ -44,14 +44,15 @@ def _plain_progress(iterable: Iterable[T], desc: str = "", total: int | None = N
 
 @dataclass
 class RunContext:
-    """What the runner hands a method: seed, device, progress bars and a metric logger.
+    """What the runner hands a method: seed, progress bars and a metric logger.
 
     ``log_metric(name, value, step)`` forwards to MLflow (loss curves); ``progress(iterable,
-    desc=..., total=...)`` wraps a loop in a progress bar.
+    desc=..., total=...)`` wraps a loop in a progress bar. The device is not here: it is the
+    method's own config key ``device`` (``cpu`` or ``cuda[:k]``), checked before any work by
+    :func:`benchmark.devices.check_devices`.
     """
 
     seed: int = 0
-    device: str = "cpu"
     scale: str = "small"
     log_metric: Callable[[str, float, int | None], None] = _no_metric
     progress: Callable[..., Iterable[Any]] = _plain_progress

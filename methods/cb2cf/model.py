@@ -67,7 +67,7 @@ class CB2CF(Method):
         ctx.seed_everything()
         log = ctx.logger
         n = train.n_items
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
 
         i2v_cfg = cfg["item2vec"]
         seqs = train.single_domain_sequences() if i2v_cfg.get("sets") == "per_domain" else train.sequences

@@ -92,7 +92,7 @@ class MISSRec(Method):
     # ------------------------------------------------------------------------------------- fit
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         self.check_config(cfg)
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         log = ctx.logger
         if features.text is None:
             raise ConfigError("missrec needs text features (features.text_encoder)")

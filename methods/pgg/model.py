@@ -42,7 +42,7 @@ class PGG(Method):
         ctx.seed_everything()
         log = ctx.logger
         seqs = train.sequences
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
 
         sets, owner = short_term_sets(seqs, int(cfg["window"]), int(cfg["stride"]))
         log.info("pgg: %d short-term sets (window %d, stride %d) from %d sequences",

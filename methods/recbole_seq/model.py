@@ -69,7 +69,7 @@ class RecBoleSequential(Method):
         return self.net(x, lengths.clamp_min(1))
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         examples = prefix_examples(carve.fit.sequences, int(cfg["max_len"]))
         torch.manual_seed(ctx.seed)

@@ -63,7 +63,7 @@ class SASRec(Method):
     tags = {"reference": "next-item"}
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         fit_view = carve.fit
         inputs, targets, lengths = sequence_windows(fit_view.sequences, int(cfg["max_len"]))

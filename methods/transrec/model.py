@@ -89,7 +89,7 @@ class TransRec(Method):
         """Modality rule, item towers (text cache computed once) and user tower; nothing trained yet."""
         self.check_config(cfg)
         self.cfg, self.ctx = dict(cfg), ctx
-        self.device = resolve_device(cfg.get("device", ctx.device))
+        self.device = resolve_device(cfg.get("device"))
         items = train.items
         n = len(items)
         paths = np.asarray(items.image_path if items.image_path is not None else np.full(n, "", dtype=object))

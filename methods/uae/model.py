@@ -68,7 +68,7 @@ class UAE(Method):
         log, n = ctx.logger, train.n_items
         if cfg["user_tower"] not in USER_TOWERS:
             raise ValueError(f"uae: user_tower must be one of {USER_TOWERS}, got {cfg['user_tower']!r}")
-        self.device = device = resolve_device(cfg.get("device", ctx.device))
+        self.device = device = resolve_device(cfg.get("device"))
 
         x, has_image = content_input(features)
         log.info("uae: content tower input %d-d (%s)", x.shape[1],

@@ -282,7 +282,7 @@ class UniEmbedding(Method):
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         cfg = self.resolve(cfg, ctx)
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         threads_before = torch.get_num_threads()
         if cfg.get("torch_threads"):
             torch.set_num_threads(int(cfg["torch_threads"]))

@@ -116,7 +116,7 @@ class UniM2Rec(Method):
     # -- pretraining ---------------------------------------------------------------------------
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         cfg = self.resolve(cfg, ctx)
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         ctx.seed_everything()
         items = build_views(features, train.item_domain, cfg["views"]).to(device)
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))

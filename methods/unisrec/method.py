@@ -102,7 +102,7 @@ class UniSRec(Method):
     def _train(self, single: Sequences, ft_seqs: Sequences, carve: ValidationCarve, features: ItemFeatures,
                cfg: dict[str, Any], ctx: RunContext, t0: float) -> None:
         """Contrastive pretraining on ``single`` (domain-separate sequences), then fine-tuning on ``ft_seqs``."""
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         max_len = int(cfg["max_len"])
         if cfg["examples"] == "windows":
             pre_ex, ft_ex = windows(single, max_len), windows(ft_seqs, max_len)

@@ -86,7 +86,7 @@ class VQRec(Method):
         if features.text is None:
             raise ConfigError("VQ-Rec needs text features (features.text)")
         check_width(features.text.shape[1], n_sub, features.text_encoder)
-        device = resolve_device(cfg.get("device", ctx.device))
+        device = resolve_device(cfg.get("device"))
         carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         t0 = time.perf_counter()
         # the index sees the training items of the fitted view only ("strict"); the rest are cold
