@@ -63,32 +63,18 @@ def _load(dataset_cfg: dict, data_dir: Path, scale: str, progress: bool,
     """The suite's dataset. Real XMarket with some domain files missing is an error; with none at
     all the twin is used only when ``twin_fallback`` (no data directory was given)."""
     from benchmark.data import sources
-    from benchmark.errors import DataError
 
     name = dataset_cfg["name"]
     domains = dataset_cfg.get("domains")
     banner = None
-    if name == "xmarket":
-        from benchmark.data.xmarket import parse_domains, xmarket_files_present
-
-        root = data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
-        doms = parse_domains(domains)
-        present = [xmarket_files_present(root, (dom,)) for dom in doms]
-        if any(present) and not all(present):
-            absent = ", ".join(f"{m}/{c}" for (m, c), ok in zip(doms, present, strict=True) if not ok)
-            raise DataError(f"real XMarket files found, but not for {absent}; fetch or copy them "
-                            "(or choose --dataset xmarket-sim for the synthetic twin)", root)
-        if not any(present) and not twin_fallback:
-            raise DataError("no real XMarket files here; fetch them (`python -m benchmark data fetch xmarket`) "
-                            "or ask for the synthetic twin with --dataset xmarket-sim", root)
-        if not any(present):
-            fallback = dataset_cfg.get("fallback", "xmarket-sim")
-            banner = (
-                f"Real XMarket files not found under {root}: running on the SYNTHETIC twin "
-                f"'{fallback}' ({scale} preset). Fetch the real data with "
-                f"`python -m benchmark data fetch xmarket --data-dir {data_dir}`."
-            )
-            name = fallback
+    if name == "xmarket" and not sources.real_xmarket_present(data_dir, domains, allow_none=twin_fallback):
+        fallback = dataset_cfg.get("fallback", "xmarket-sim")
+        banner = (
+            f"Real XMarket files not found under {sources.xmarket_root(data_dir)}: running on the SYNTHETIC twin "
+            f"'{fallback}' ({scale} preset). Fetch the real data with "
+            f"`python -m benchmark data fetch xmarket --data-dir {data_dir}`."
+        )
+        name = fallback
     dataset = sources.load_dataset(name, data_dir, scale=scale, seed=0, domains=domains, progress=progress,
                                    domain_field=dataset_cfg.get("domain_field"),
                                    time_field=dataset_cfg.get("time_field"))

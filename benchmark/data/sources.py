@@ -40,6 +40,39 @@ def sim_dir(data_dir: Path, scale: str, seed: int) -> Path:
     return Path(data_dir) / "xmarket-sim" / f"{scale}-seed{seed}"
 
 
+def xmarket_root(data_dir: Path) -> Path:
+    """Where real XMarket files are looked for: ``DATA_DIR/xmarket`` if that folder exists, else ``DATA_DIR``."""
+    data_dir = Path(data_dir)
+    return data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
+
+
+def real_xmarket_present(data_dir: Path, domains: str | None = None, allow_none: bool = False) -> bool:
+    """Whether the real XMarket files of every domain are under :func:`xmarket_root`.
+
+    True when all are there. Files for some domains but not the others are an error naming the
+    missing ones; with none at all, False when ``allow_none`` (the caller falls back to the
+    synthetic twin), else an error. The one presence check of the run inputs and the loader.
+    """
+    from benchmark.data.xmarket import DEFAULT_DOMAINS, parse_domains, xmarket_files_present
+
+    root = xmarket_root(data_dir)
+    doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
+    present = [xmarket_files_present(root, (dom,)) for dom in doms]
+    if all(present):
+        return True
+    if any(present):
+        absent = ", ".join(f"{m}/{c}" for (m, c), ok in zip(doms, present, strict=True) if not ok)
+        raise DataError(f"real XMarket files found, but not for {absent}; fetch or copy them "
+                        "(or choose --dataset xmarket-sim for the synthetic twin)", root)
+    if allow_none:
+        return False
+    raise DataError(
+        f"XMarket files not found under {root}: fetch them (`python -m benchmark data fetch xmarket`), copy them "
+        "there (<market>/<Category>/ratings_<market>_<Category>.txt.gz + metadata_*.json.gz), "
+        "or ask for the synthetic twin with --dataset xmarket-sim"
+    )
+
+
 def load_dataset(
     name: str,
     data_dir: Path,
@@ -54,18 +87,13 @@ def load_dataset(
     xmarket sources, or the ``.item`` field holding the domain for ``recbole:<name>``.
     ``scale``/``seed`` select the synthetic twin's preset.
     """
-    from benchmark.data.xmarket import DEFAULT_DOMAINS, load_xmarket, parse_domains, xmarket_files_present
+    from benchmark.data.xmarket import DEFAULT_DOMAINS, load_xmarket, parse_domains
 
     data_dir = Path(data_dir)
     if name == "xmarket":
+        real_xmarket_present(data_dir, domains)
         doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
-        root = data_dir / "xmarket" if (data_dir / "xmarket").is_dir() else data_dir
-        if not xmarket_files_present(root, doms):
-            raise DataError(
-                f"XMarket files not found under {root}: run the data fetch command, copy the files there "
-                "(<market>/<Category>/ratings_<market>_<Category>.txt.gz + metadata_*.json.gz), "
-                "or use the synthetic twin (xmarket-sim)"
-            )
+        root = xmarket_root(data_dir)
         ds = load_xmarket(root, doms, cache_dir=root / ".cache" / "parsed", progress=progress, name="xmarket")
         return _with_images(ds, root, progress)
     if name == "xmarket-sim":
