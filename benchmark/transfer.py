@@ -170,18 +170,11 @@ def evaluate(users: np.ndarray, candidates: np.ndarray, scoring: str, item_emb: 
 
 
 def summarise(ranks: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """group -> {HR@K, NDCG@K (percent), n}."""
+    """group -> {n, HR@K, NDCG@K (percent)}: the evaluator's per-group metrics at K_VALUES."""
+    from benchmark.evaluation.breakdown import metrics_by_group
     from benchmark.evaluation.metrics import HR, NDCG
 
-    out = {}
-    for name, mask in groups.items():
-        r = ranks[mask]
-        row: dict[str, float] = {"n": int(mask.sum())}
-        for k in K_VALUES:
-            row[f"HR@{k}"] = float(100 * HR(k)(r).mean()) if len(r) else float("nan")
-            row[f"NDCG@{k}"] = float(100 * NDCG(k)(r).mean()) if len(r) else float("nan")
-        out[name] = row
-    return out
+    return metrics_by_group(ranks, groups, [metric(k) for k in K_VALUES for metric in (HR, NDCG)])
 
 
 # ----------------------------------------------------------------------------- the grid

@@ -15,7 +15,7 @@ import numpy as np
 from benchmark.data.model import TestCases
 from benchmark.evaluation.metrics import DEFAULT_METRICS, RankMetric
 
-__all__ = ["group_masks", "grouped_metrics"]
+__all__ = ["group_masks", "grouped_metrics", "metrics_by_group"]
 
 
 def group_masks(cases: TestCases, domains: Sequence[str]) -> dict[str, np.ndarray]:
@@ -58,10 +58,23 @@ def grouped_metrics(
     ranks = np.asarray(ranks)
     if len(ranks) != len(cases):
         raise ValueError(f"{len(ranks)} ranks for {len(cases)} test cases")
-    metrics = tuple(metrics)
+    return metrics_by_group(ranks, group_masks(cases, domains), metrics)
+
+
+def metrics_by_group(
+    ranks: np.ndarray,
+    masks: dict[str, np.ndarray],
+    metrics: Iterable[RankMetric] = DEFAULT_METRICS,
+) -> dict[str, dict[str, float]]:
+    """``{group: {'n': case count, <metric key>: percent, ...}}`` for any boolean case masks.
+
+    The one per-group summary: the breakdowns above and the transfer grid's groups both use it.
+    Empty groups get n=0 and NaN.
+    """
+    ranks = np.asarray(ranks)
     values = {metric.key: metric(ranks) for metric in metrics}
     out: dict[str, dict[str, float]] = {}
-    for group, mask in group_masks(cases, domains).items():
+    for group, mask in masks.items():
         n = int(mask.sum())
         row: dict[str, float] = {"n": n}
         for key, per_case in values.items():
