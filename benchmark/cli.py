@@ -9,11 +9,13 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
+from benchmark.data.cards import dataset_overrides, find_card
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.failures import Failure, read_failures, summary
+from benchmark.failures import Failure, summary
+from benchmark.fsutil import safe_name
+from benchmark.options import RunOptions
 from benchmark.progress import configure_logging
 
 EPILOG = """examples:
@@ -163,75 +165,32 @@ def _check_dir(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: is a file, not a directory")
 
 
+def _options(args: argparse.Namespace, **extra: object) -> RunOptions:
+    """The one options object every task reads (benchmark/options.py)."""
+    return RunOptions(suite=args.suite, scale=args.scale, results_dir=args.results_dir,
+                      reports_dir=args.reports_dir, **extra)  # type: ignore[arg-type]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.data.cards import dataset_overrides
-    from benchmark.ranking.suite import is_ranking_suite
-    from benchmark.reporting import report_dir, write_suite_reports
-    from benchmark.reporting.results import load_records
-    from benchmark.runner import check_jobs, run_suite
-    from benchmark.transfer import is_transfer_suite
+    # the task layers (torch, RecBole, Ray) load only for the commands that need them: `--help` stays fast
+    from benchmark import dispatch
+    from benchmark.runner import check_jobs
 
     jobs = check_jobs(args.jobs)  # before any work, for every kind of suite
-
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
                        (args.reports_dir, "--reports-dir")):
         if path is not None:
             _check_dir(path, flag)
-    if is_ranking_suite(args.suite):  # CTR ranking on stored embeddings (benchmark/ranking/), Table 4
-        from benchmark.ranking.report import write_ranking_reports
-        from benchmark.ranking.suite import run_ranking_suite
-        from benchmark.reporting import keyed_dir
-
-        ranking = run_ranking_suite(
-            args.suite, scale=args.scale, models=_csv(args.models, "--models"), methods=_csv(args.methods),
-            seeds=_seeds(args.seeds), overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
-            results_dir=args.results_dir, tracking_uri=args.tracking_uri, fit_missing=args.fit_missing,
-            jobs=jobs, executor=args.executor, progress=not args.no_progress)
-        if ranking.records:
-            write_ranking_reports(ranking.suite, args.results_dir, args.reports_dir, keys=ranking.keys)
-            first = ranking.records[0]
-            where = keyed_dir(args.reports_dir, ranking.suite, first.dataset.get("name", "data"), first.scale)
-            print(f"{len(ranking.records)} cell(s) on {first.dataset.get('label', '?')}; report: {where / 'report.md'}")
-        return _failed_exit(ranking.failures)
-    if is_transfer_suite(args.suite):  # source -> target grid (benchmark/transfer.py), its own tables
-        from benchmark.reporting import keyed_dir
-        from benchmark.transfer_grid import run_transfer
-        from benchmark.transfer_report import load_transfer, write_transfer_reports
-
-        started = time.time()
-        out = run_transfer(args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-                           overrides=tuple(args.overrides), data_dir=args.data_dir or _default_data_dir(),
-                           results_dir=args.results_dir, tracking_uri=args.tracking_uri, jobs=jobs,
-                           executor=args.executor, progress=not args.no_progress)
-        failures = [f for f in read_failures(out) if f.when >= started and not (out / f.key / "record.json").exists()]
-        if any(p.is_file() for p in out.glob("*/record.json")):
-            write_transfer_reports(args.suite, out, args.reports_dir)
-            first = load_transfer(out)[0]
-            name = first["dataset"].get("name") or first["dataset"]["label"].split()[0]
-            print(f"transfer conditions on {first['dataset']['label']}; "
-                  f"report: {keyed_dir(args.reports_dir, args.suite, name, first['scale']) / 'report.md'}")
-        return _failed_exit(failures)
-    if args.models or args.fit_missing:
-        raise ConfigError("--models and --fit-missing apply to ranking suites only")
-
-    given = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))
-    overrides = (*dataset_overrides(args.dataset, args.domains), *args.overrides)
-    result = run_suite(
-        args.suite, scale=args.scale, methods=_csv(args.methods), seeds=_seeds(args.seeds),
-        overrides=overrides, allow_extra_methods=args.allow_extra_methods,
-        data_dir=args.data_dir or _default_data_dir(), results_dir=args.results_dir,
-        tracking_uri=args.tracking_uri, executor=args.executor, progress=not args.no_progress,
-        log_embeddings=args.log_embeddings, jobs=jobs, twin_fallback=not given,
-    )
-    keys = {r.run_key for r in result.records}
-    write_suite_reports(result.suite, args.results_dir, args.reports_dir, keys=keys)
-    out = report_dir(args.reports_dir, result.suite, load_records(args.results_dir, result.suite, keys))
-    done = sum(r.status == "done" for r in result.records)
-    failed = sum(r.status == "failed" for r in result.records)
-    print(f"{done} of {len(result.records)} run(s) finished ({len(result.records) - done - failed} skipped, "
-          f"{failed} failed); report: {out / 'report.md'}")
-    return _failed_exit(read_failures(args.results_dir / result.suite,
-                                      {r.run_key for r in result.records if r.status == "failed"}))
+    named = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))  # then never the twin
+    opts = _options(
+        args, methods=_csv(args.methods), seeds=_seeds(args.seeds), models=_csv(args.models, "--models"),
+        overrides=(*dataset_overrides(args.dataset, args.domains), *args.overrides),
+        allow_extra_methods=args.allow_extra_methods, data_dir=args.data_dir or _default_data_dir(),
+        twin_fallback=not named, tracking_uri=args.tracking_uri, executor=args.executor, jobs=jobs,
+        progress=not args.no_progress, log_embeddings=args.log_embeddings, fit_missing=args.fit_missing)
+    outcome = dispatch.run(opts)
+    print(outcome.line)
+    return _failed_exit(outcome.failures)
 
 
 def _failed_exit(failures: list[Failure]) -> int:
@@ -243,31 +202,16 @@ def _failed_exit(failures: list[Failure]) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from benchmark.data.cards import find_card
-    from benchmark.fsutil import safe_name
-    from benchmark.ranking.suite import is_ranking_suite
-    from benchmark.reporting import write_suite_reports
-    from benchmark.transfer import is_transfer_suite
+    from benchmark import dispatch
 
-    if is_ranking_suite(args.suite):
-        from benchmark.ranking.report import write_ranking_reports
-
-        print(write_ranking_reports(args.suite, args.results_dir, args.reports_dir))
-        return
-    if is_transfer_suite(args.suite):
-        from benchmark.transfer_report import write_transfer_reports
-
-        print(write_transfer_reports(args.suite, args.results_dir / args.suite / "transfer", args.reports_dir))
-        return
-
-    safe_name(args.suite, "suite name")
+    if Path(args.suite).suffix not in {".yaml", ".yml"}:
+        safe_name(args.suite, "suite name")
     card = find_card(args.dataset) if args.dataset else None
     dataset = card["name"] if card is not None else args.dataset
-    print(write_suite_reports(args.suite, args.results_dir, args.reports_dir, dataset=dataset, scale=args.scale))
+    print(dispatch.report(_options(args, dataset=dataset)))
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    from benchmark.fsutil import safe_name
     from benchmark.sync import sync_results
     from benchmark.tracking import Tracker, resolve_tracking_uri
 
@@ -286,7 +230,6 @@ def cmd_sync(args: argparse.Namespace) -> None:
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
     from benchmark.embeddings import export_embeddings, load_embeddings
-    from benchmark.fsutil import safe_name
 
     safe_name(args.suite, "suite name")
     stored = load_embeddings(args.results_dir, args.suite, args.method, args.seed)

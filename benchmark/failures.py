@@ -44,6 +44,11 @@ class Failure:
         return f"{self.label}: failed: {self.reason} (traceback: {self.log})"
 
 
+def failed_line(f: Failure) -> str:
+    """The grid's console line for a failed run."""
+    return f"  {f.label}: FAILED - {f.reason} (traceback: {f.log})"
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, at most 300 characters."""
     text = str(exc).strip().splitlines()

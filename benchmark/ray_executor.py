@@ -1,38 +1,22 @@
-"""Run the grid on a Ray cluster: each run is one Ray task (Ray schedules, places and retries).
+"""One ``map`` for every grid: run a task function over items as Ray tasks (Ray schedules, places, retries).
 
-Workers load the dataset, split and features from the shared data directory caches and write
-their result folders to the shared results directory; point ``--tracking-uri`` (or
-MLFLOW_TRACKING_URI) at a shared MLflow server when the cluster spans machines.
+Matching runs, ranking cells and transfer conditions all go through :func:`ray_map`; it knows
+nothing about them. ``local_cpus`` starts a private local Ray (``run --jobs N``), otherwise
+RAY_ADDRESS (or ``address``) names an existing cluster: workers then load the dataset, split and
+features from the shared data directory caches and write to the shared results directory; point
+``--tracking-uri`` (or MLFLOW_TRACKING_URI) at a shared MLflow server when the cluster spans
+machines. A task that raises in spite of its own run boundary (a worker killed, out of memory)
+comes back as its exception, so the caller records that one failure and the grid goes on.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from benchmark import compat
-from benchmark.config import RunConfig
 from benchmark.failures import one_line
-from benchmark.progress import configure_logging
-from benchmark.runner import RunRecord, execute_run, fail_run
-
-
-def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_uri: str,
-                log_embeddings: bool = False, workers: int = 1, features: dict | None = None) -> dict:
-    from benchmark.inputs import prepare_inputs
-    from benchmark.tracking import Tracker
-
-    configure_logging()
-    cfg = RunConfig(**run)
-    try:  # features: what the whole grid reads (inputs.features_needed), one cached copy per worker
-        inputs = prepare_inputs(cfg.dataset, cfg.split, features or cfg.features, Path(data_dir), cfg.scale,
-                                progress=False)
-    except Exception as exc:  # noqa: BLE001 - the run boundary, in the worker
-        return asdict(fail_run(cfg, None, key, Path(results_dir), exc))
-    tracker = Tracker(tracking_uri, Path(results_dir))
-    return asdict(execute_run(cfg, inputs, Path(results_dir), tracker, progress=False, log_embeddings=log_embeddings,
-                              workers=workers))
 
 
 def start_ray(address: str | None = None, local_cpus: int | None = None) -> None:
@@ -53,30 +37,34 @@ def start_ray(address: str | None = None, local_cpus: int | None = None) -> None
                      ignore_reinit_error=True, logging_level="WARNING")
 
 
-def run_on_ray(runs: list[RunConfig], keys: list[str], data_dir: Path, results_dir: Path, tracking_uri: str,
-               address: str | None = None, cpus_per_run: float = 1.0,
-               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1,
-               features: dict | None = None) -> list[RunRecord]:
-    """Submit every run as a Ray task and wait for all (RAY_ADDRESS selects an existing cluster).
+def ray_map(task: Callable[..., Any], calls: Sequence[tuple], *, local_cpus: int | None = None,
+            address: str | None = None, cpus_per_task: float = 1.0,
+            on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """``[task(*args) for args in calls]`` as Ray tasks, in the order of ``calls``.
 
-    ``local_cpus`` starts a private local Ray with that many CPUs instead (``run --jobs N``);
-    ``workers`` is each run's torch thread budget; ``features`` the features config the workers
-    encode (default: each run's own, in full). ``keys[i]`` is ``runs[i]``'s run key. A task that
-    raises anyway (a worker killed, out of memory) is recorded as a failed run here; the others go on.
+    Each element is the task's return value or, when the task raised, its exception (never
+    raised here). ``on_done(i, value)`` is called as each task finishes (for progress lines).
     """
+    if not calls:
+        return []
     start_ray(address, local_cpus)
     import ray
 
-    task = ray.remote(num_cpus=cpus_per_run, max_retries=1)(_remote_run)
-    futures = [task.remote(asdict(run), key, str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri,
-                           log_embeddings, workers, features) for run, key in zip(runs, keys, strict=True)]
-    records = []
-    for run, key, future in zip(runs, keys, futures, strict=True):
+    remote = ray.remote(num_cpus=cpus_per_task, max_retries=1)(task)
+    refs = [remote.remote(*args) for args in calls]
+    index = {ref: i for i, ref in enumerate(refs)}
+    out: list[Any] = [None] * len(refs)
+    waiting = list(refs)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
+        i = index[done[0]]
         try:
-            records.append(RunRecord(**ray.get(future)))
+            out[i] = ray.get(done[0])
         except Exception as exc:  # noqa: BLE001 - Ray's error for a task that died
-            records.append(fail_run(run, None, key, results_dir, reason=remote_reason(exc), trace=str(exc)))
-    return records
+            out[i] = exc
+        if on_done is not None:
+            on_done(i, out[i])
+    return out
 
 
 def remote_reason(exc: BaseException) -> str:

@@ -13,6 +13,8 @@ from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 
+import yaml
+
 from benchmark.errors import ConfigError, did_you_mean
 from benchmark.plugin import OPTIONAL_INPUTS, REQUIREMENTS, Method
 
@@ -66,3 +68,21 @@ def suite_path(name: str) -> Path:
     if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
         return candidate
     raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+
+
+TASKS = ("matching", "ranking", "transfer")
+
+
+def suite_task(name: str) -> str:
+    """The task a suite file declares: ``task: ranking``, ``transfer`` for a ``transfer:`` section, else matching."""
+    path = suite_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return "matching"  # the matching loader reports the file's problem in one line
+    if not isinstance(raw, dict):
+        return "matching"
+    task = raw.get("task", "transfer" if "transfer" in raw else "matching")
+    if task not in TASKS:
+        raise ConfigError(f"{path}: task {task!r} is not one of {', '.join(TASKS)}")
+    return task

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,56 +31,17 @@ from benchmark.failures import clear_failure, read_failures, record_failure
 from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
 from benchmark.inputs import Inputs, features_needed, prepare_inputs
 from benchmark.plugin import Method, RunContext
-from benchmark.progress import progress_factory
+from benchmark.progress import configure_logging, progress_factory
+from benchmark.ray_executor import ray_map, remote_reason
+from benchmark.records import RunRecord
 from benchmark.sync import TRACKING_FILE, log_result, run_lock_path
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
-RESULT_SCHEMA = 2
 #: torch CPU threads per run, for every --jobs value. Not cores // jobs: SASRec's tiny-twin item
 #: embeddings differ in the last bits between 1 and 2 threads (same seed, same key), and on the
 #: shared 2-core machine 2 threads per run were several times slower (OpenMP waits on busy cores).
 RUN_THREADS = 1
-_READABLE_SCHEMAS = (1, 2)  # v1 records lack embeddings and next-item metrics; they read with defaults
-
-
-@dataclass
-class RunRecord:
-    """What a finished (or skipped) run leaves in result.json; reports read only these."""
-
-    run_key: str
-    suite: str
-    method: str
-    display: str
-    paper_column: str | None
-    seed: int
-    scale: str
-    status: str  # "done" | "skipped" | "failed" (failed: never in result.json, see benchmark/failures.py)
-    reason: str = ""
-    dataset: dict = field(default_factory=dict)
-    manifest_hash: str = ""
-    encoders: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)  # group -> metric -> value (percent) + "n"
-    next_item_metrics: dict = field(default_factory=dict)  # same shape; only methods with user_embeddings
-    embeddings: dict = field(default_factory=dict)  # file, sha256, shape, ids_file, ids_sha256
-    method_stats: dict = field(default_factory=dict)  # the method's own ``stats`` (epochs, what it held out, ...)
-    timings: dict = field(default_factory=dict)
-    #: the evaluation settings the ranks were computed with (rank_cap: ranks above it are stored as cap + 1)
-    evaluation: dict = field(default_factory=dict)
-    mlflow_run_id: str | None = None
-    tracking: dict = field(default_factory=dict)  # status "logged" | "not logged" | "pending", uri, run_id/reason
-    machine: dict = field(default_factory=dict)  # CPU, instruction sets, BLAS, library versions (benchmark/machine.py)
-    code_version: str = ""
-    tags: dict = field(default_factory=dict)
-    schema: int = RESULT_SCHEMA
-
-    @classmethod
-    def read(cls, folder: Path) -> RunRecord:
-        data = json.loads((folder / "result.json").read_text())
-        if data.get("schema") not in _READABLE_SCHEMAS:
-            raise BenchmarkError(f"{folder}/result.json: result schema {data.get('schema')} is not {RESULT_SCHEMA}")
-        data["schema"] = RESULT_SCHEMA
-        return cls(**data)
 
 
 def run_key(run: RunConfig, inputs: Inputs) -> str:
@@ -329,6 +290,38 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
     return record
 
 
+def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_uri: str,
+                log_embeddings: bool = False, workers: int = 1, features: dict | None = None) -> dict:
+    """One run as a Ray task: rebuild its inputs from the data-dir caches, run it at the run boundary."""
+    configure_logging()
+    cfg = RunConfig(**run)
+    try:  # features: what the whole grid reads (inputs.features_needed), one cached copy per worker
+        inputs = prepare_inputs(cfg.dataset, cfg.split, features or cfg.features, Path(data_dir), cfg.scale,
+                                progress=False)
+    except Exception as exc:  # noqa: BLE001 - the run boundary, in the worker
+        return asdict(fail_run(cfg, None, key, Path(results_dir), exc))
+    tracker = Tracker(tracking_uri, Path(results_dir))
+    return asdict(execute_run(cfg, inputs, Path(results_dir), tracker, progress=False, log_embeddings=log_embeddings,
+                              workers=workers))
+
+
+def run_on_ray(runs: list[RunConfig], keys: list[str], data_dir: Path, results_dir: Path, tracking_uri: str,
+               log_embeddings: bool = False, local_cpus: int | None = None, workers: int = 1,
+               features: dict | None = None) -> list[RunRecord]:
+    """Every run as a Ray task (``keys[i]`` is ``runs[i]``'s run key); records in the order of ``runs``.
+
+    ``local_cpus`` starts a private local Ray (``--jobs N``), else RAY_ADDRESS selects a cluster;
+    ``workers`` is each run's torch thread budget; ``features`` the features config the workers
+    encode. A task that died is recorded as a failed run here; the others go on.
+    """
+    calls = [(asdict(run), key, str(data_dir.resolve()), str(results_dir.resolve()), tracking_uri, log_embeddings,
+              workers, features) for run, key in zip(runs, keys, strict=True)]
+    out = ray_map(_remote_run, calls, local_cpus=local_cpus)
+    return [fail_run(run, None, key, results_dir, reason=remote_reason(value), trace=str(value))
+            if isinstance(value, BaseException) else RunRecord(**value)
+            for run, key, value in zip(runs, keys, out, strict=True)]
+
+
 @dataclass
 class SuiteRun:
     suite: str
@@ -426,8 +419,6 @@ def run_suite(
     if executor not in ("local", "ray"):
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
     if executor == "ray" or jobs > 1:  # an effective 1 job runs here: no Ray start-up
-        from benchmark.ray_executor import run_on_ray
-
         try:  # create the store once, before workers race
             Tracker(uri, results_dir).experiment_id(first.suite)
         except Exception as exc:  # noqa: BLE001 - the workers record "not logged" themselves

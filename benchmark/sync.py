@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.fsutil import atomic_write_text, file_lock
+from benchmark.records import RunRecord
 from benchmark.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ def log_result(tracker: Tracker, folder: Path, log_embeddings: bool = False):
     Call with the run's lock held. Returns the updated RunRecord.
     """
     from benchmark.embeddings import EMBEDDINGS_FILE
-    from benchmark.runner import RunRecord
 
     record = RunRecord.read(folder)
     before = dict(record.tracking)

@@ -279,9 +279,3 @@ class _TransRecFamily:
         m.finish()
         return m
 
-
-def run_transfer(suite: str, **kwargs: Any) -> Path:
-    """Run (or resume) the transfer grid of ``suite``: see ``benchmark.transfer_grid.run_transfer``."""
-    from benchmark.transfer_grid import run_transfer as run
-
-    return run(suite, **kwargs)

@@ -28,12 +28,16 @@ import numpy as np
 
 from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
-from benchmark.failures import Failure, guarded, record_failure
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.failures import Failure, failed_line, guarded, record_failure
 from benchmark.fsutil import atomic_write_text, file_lock
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.machine import machine_info
 from benchmark.plugin import RunContext
-from benchmark.progress import progress_factory
+from benchmark.progress import configure_logging, progress_factory
+from benchmark.ray_executor import ray_map, remote_reason
+from benchmark.runner import RUN_THREADS, check_jobs, effective_jobs, plan
+from benchmark.sync import run_lock_path
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 from benchmark.transfer import (
     NO_TRANSFER_RECIPE,
@@ -85,18 +89,25 @@ class Grid:
 
 def build_grid(suite: str, *, scale: str | None, methods: list[str] | None, seeds: list[int] | None,
                overrides: tuple[str, ...], data_dir: Path, results_dir: Path, progress: bool,
-               echo: Callable[[str], None]) -> Grid:
-    """Validate the suite (before any work), load the inputs and expand the conditions."""
-    from benchmark.runner import plan
+               echo: Callable[[str], None], twin_fallback: bool = True, allow_extra_methods: bool = False) -> Grid:
+    """Validate the suite (before any work), load the inputs and expand the conditions.
 
+    ``overrides`` reach the runs as for a matching suite (``--dataset``/``--domains`` arrive as
+    ``dataset.*``); ``twin_fallback=False`` (a data directory was named) never uses the twin.
+    """
     suite_cfg = load_suite_file(registry.suite_path(suite))
-    cfg = validate_transfer(suite_cfg.get("transfer"), suite_cfg["dataset"]["domains"].split(","))
-    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides)
+    if "transfer" not in suite_cfg:
+        raise ConfigError(f"suite {suite!r} has no transfer: section (not a transfer suite)")
+    runs = plan(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides,
+                allow_extra_methods=allow_extra_methods)
     first = runs[0]
-    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress)
+    if first.dataset.get("domains"):  # checked against the run's domains (--domains included) before data loads
+        validate_transfer(suite_cfg["transfer"], str(first.dataset["domains"]).split(","))
+    inputs = prepare_inputs(first.dataset, first.split, first.features, data_dir, first.scale, progress,
+                            twin_fallback=twin_fallback)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
-    validate_transfer(suite_cfg["transfer"], list(inputs.train.domains))
+    cfg = validate_transfer(suite_cfg["transfer"], list(inputs.train.domains))
     doms = [_category(d) for d in inputs.train.domains]
     src_codes = [doms.index(d) for d in cfg["source_domains"]]
     tgt_code = doms.index(cfg["target_domain"])
@@ -125,7 +136,7 @@ def guarded_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
                   lambda: execute_condition(g, cond, families, tracker, progress))
     if isinstance(out, Failure):
         families.pop(cond.seed, None)  # a half-trained family is not reused
-        return f"  {out.label}: FAILED - {out.reason} (traceback: {out.log})"
+        return failed_line(out)
     return out
 
 
@@ -136,8 +147,6 @@ def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
     ``families`` is the caller's TransRec cache (one seed's family at a time). A finished
     condition is read back (and logged now if MLflow lacks it), not retrained.
     """
-    from benchmark.runner import RUN_THREADS
-
     run, key = g.run_for(cond), g.key(cond)
     method = run.method
     folder = g.out_dir / key
@@ -201,8 +210,6 @@ def log_condition(tracker: Tracker, folder: Path, results_dir: Path) -> dict[str
     Under the key's lock, so two processes sharing the results log it once (``Tracker.log_run``
     reuses a finished run of the same ``run_key``).
     """
-    from benchmark.sync import run_lock_path
-
     record = json.loads((folder / "record.json").read_text())
     cond, key, suite = record["condition"], record["key"], record["suite"]
     frozen = "" if cond.get("end_to_end", True) else "-frozen"
@@ -251,8 +258,6 @@ def split_tasks(conds: list[Condition]) -> list[list[Condition]]:
 
 def _remote_conditions(args: dict[str, Any], conds: list[dict], tracking_uri: str) -> list[str]:
     """A Ray task: rebuild the grid from the suite and the data-dir caches, run ``conds`` in order."""
-    from benchmark.progress import configure_logging
-
     configure_logging()
     g = build_grid(**args, progress=False, echo=lambda s: None)
     tracker = Tracker(tracking_uri, g.results_dir)
@@ -263,20 +268,19 @@ def _remote_conditions(args: dict[str, Any], conds: list[dict], tracking_uri: st
 def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | None = None,
                  seeds: list[int] | None = None, overrides: tuple[str, ...] = (), data_dir: Path = Path("data"),
                  results_dir: Path = Path("results"), tracking_uri: str | None = None, jobs: int | str = 1,
-                 executor: str = "local", progress: bool = True, echo: Callable[[str], None] = print) -> Path:
+                 executor: str = "local", progress: bool = True, echo: Callable[[str], None] = print,
+                 twin_fallback: bool = True, allow_extra_methods: bool = False) -> Path:
     """Run (or resume) the transfer grid of ``suite``; return its results folder.
 
     ``jobs``: conditions' tasks at once on this machine (``"auto"`` = min(cores, tasks)); an
     effective 1 runs here without Ray. ``executor="ray"`` sends the tasks to a Ray cluster.
     """
-    from benchmark.errors import BenchmarkError
-    from benchmark.runner import check_jobs, effective_jobs
-
     jobs = check_jobs(jobs)
     if executor not in ("local", "ray"):
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
     g = build_grid(suite, scale=scale, methods=methods, seeds=seeds, overrides=overrides, data_dir=data_dir,
-                   results_dir=results_dir, progress=progress, echo=echo)
+                   results_dir=results_dir, progress=progress, echo=echo, twin_fallback=twin_fallback,
+                   allow_extra_methods=allow_extra_methods)
     cfg = g.cfg
     echo(f"suite {g.suite}: {len(g.conditions)} transfer condition(s) on {g.inputs.label}; "
          f"{'+'.join(cfg['source_domains'])} -> {cfg['target_domain']}; {len(g.tc.rows)} target test cases")
@@ -301,40 +305,37 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         tracker.experiment_id(g.suite)
     except Exception as exc:  # noqa: BLE001 - each condition records "not logged" itself
         log.warning("MLflow store %s unavailable (%s); the conditions' results are kept", uri, exc)
-    _run_tasks(tasks, [[g.key(c) for c in task] for task in tasks], g.out_dir, suite, scale, methods, seeds,
-               overrides, data_dir, results_dir, uri, n_jobs if executor == "local" else None, echo)
+    args = {"suite": suite, "scale": scale, "methods": methods, "seeds": seeds, "overrides": tuple(overrides),
+            "data_dir": data_dir, "results_dir": results_dir, "twin_fallback": twin_fallback,
+            "allow_extra_methods": allow_extra_methods}
+    _run_tasks(tasks, [[g.key(c) for c in task] for task in tasks], g.out_dir, args, uri,
+               n_jobs if executor == "local" else None, echo)
     return g.out_dir
 
 
-def _run_tasks(tasks: list[list[Condition]], keys: list[list[str]], out_dir: Path, suite: str, scale: str | None, methods: list[str] | None,
-               seeds: list[int] | None, overrides: tuple[str, ...], data_dir: Path, results_dir: Path, uri: str,
+def _run_tasks(tasks: list[list[Condition]], keys: list[list[str]], out_dir: Path, args: dict[str, Any], uri: str,
                local_cpus: int | None, echo: Callable[[str], None]) -> None:
-    """Submit the tasks (heavy first) to Ray and echo each one's lines as it finishes."""
-    import ray
+    """Submit the tasks (heavy first) to Ray and echo each one's lines as it finishes.
 
-    from benchmark.ray_executor import remote_reason, start_ray
-
-    path = Path(suite)
+    ``args`` rebuild the grid in the worker (:func:`build_grid`'s keywords). A task that died has
+    each of its unfinished conditions recorded as failed; the other tasks go on.
+    """
+    path = Path(args["suite"])
     if path.suffix in {".yaml", ".yml"} and path.exists():  # a suite file: workers may have another cwd
-        suite = str(path.resolve())
-    args = {"suite": suite, "scale": scale, "methods": methods, "seeds": seeds, "overrides": tuple(overrides),
-            "data_dir": Path(data_dir).resolve(), "results_dir": Path(results_dir).resolve()}
+        args = {**args, "suite": str(path.resolve())}
+    args = {**args, "data_dir": Path(args["data_dir"]).resolve(), "results_dir": Path(args["results_dir"]).resolve()}
     t0 = time.perf_counter()
-    start_ray(None, local_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=1)(_remote_conditions)
-    waiting = [remote.remote(args, [c.__dict__ for c in task], uri) for task in tasks]
-    what = dict(zip(waiting, zip(tasks, keys, strict=True), strict=True))
-    while waiting:
-        done, waiting = ray.wait(waiting, num_returns=1)
-        try:
-            lines = ray.get(done[0])
-        except Exception as exc:  # noqa: BLE001 - the whole task died (killed worker, out of memory, bad data)
-            lines = []
-            for cond, key in zip(*what[done[0]], strict=True):
-                if not (out_dir / key / "record.json").exists():
-                    f = record_failure(out_dir, key, cond.label, reason=remote_reason(exc), trace=str(exc))
-                    lines.append(f"  {f.label}: FAILED - {f.reason} (traceback: {f.log})")
+
+    def done(i: int, lines: Any) -> None:
+        if isinstance(lines, BaseException):  # the whole task died (killed worker, out of memory, bad data)
+            failed = [record_failure(out_dir, key, cond.label, reason=remote_reason(lines), trace=str(lines))
+                      for cond, key in zip(tasks[i], keys[i], strict=True)
+                      if not (out_dir / key / "record.json").exists()]
+            lines = [failed_line(f) for f in failed]
         for line in lines:
             echo(line)
+
+    ray_map(_remote_conditions, [(args, [c.__dict__ for c in task], uri) for task in tasks], local_cpus=local_cpus,
+            on_done=done)
     echo(f"  ({sum(map(len, tasks))} condition(s) in {len(tasks)} task(s), {time.perf_counter() - t0:.1f}s "
          f"with {local_cpus if local_cpus else 'a Ray cluster of'} parallel job(s))")

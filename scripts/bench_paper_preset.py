@@ -73,8 +73,9 @@ def measure(args: argparse.Namespace) -> int:
     from benchmark.features import compute_features
     from benchmark.features.degrade import degrade_features
     from benchmark.inputs import Inputs, dataset_label
-    from benchmark.reporting import report_dir, write_suite_reports
+    from benchmark.reporting.matching import write_suite_reports
     from benchmark.reporting.results import load_records
+    from benchmark.reporting.writers import report_dir
     from benchmark.runner import RUN_THREADS, execute_run, run_key
     from benchmark.tracking import Tracker, resolve_tracking_uri
 

@@ -17,14 +17,14 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-#: (suite, extra arguments). Matching-type suites name the twin explicitly (a data dir is given, so
-#: no silent fallback); the ranking suite fits the embeddings it lacks first.
+#: (suite, extra arguments). Every suite names the twin explicitly (a data dir is given, so no
+#: silent fallback); the ranking suite fits the embeddings it lacks first.
 SUITES = (
     ("xmarket-matching", ["--dataset", "xmarket-sim"]),
     ("xmarket-ablation", ["--dataset", "xmarket-sim"]),
     ("unim2rec-c12", ["--dataset", "xmarket-sim"]),
-    ("xmarket-ranking", ["--fit-missing"]),
-    ("xmarket-transfer", []),
+    ("xmarket-ranking", ["--dataset", "xmarket-sim", "--fit-missing"]),
+    ("xmarket-transfer", ["--dataset", "xmarket-sim"]),
 )
 VERSIONS = ("torch", "transformers", "sentence-transformers", "open_clip_torch", "faiss-cpu", "gensim", "recbole",
             "mlflow", "numpy", "ray")

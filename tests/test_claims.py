@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from benchmark.records import RunRecord
 from benchmark.reporting.claims import check_claims
 from benchmark.reporting.results import METRICS, MethodResult
-from benchmark.runner import RunRecord
 
 
 def result(method: str, column: str | None, level: float, tail_factor: float = 0.5) -> MethodResult:

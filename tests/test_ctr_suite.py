@@ -76,7 +76,7 @@ def ranking_run(tiny_suite_run, tiny_data_dir: Path):
 def test_tiny_suite_runs_every_cell_logs_curves_and_reports(ranking_run) -> None:
     import mlflow
 
-    from benchmark.ranking.report import write_ranking_reports
+    from benchmark.reporting.ranking import write_ranking_reports
 
     run, results, reports = ranking_run
     assert {(r.model, r.embedding) for r in run.records} == {
@@ -98,7 +98,7 @@ def test_tiny_suite_runs_every_cell_logs_curves_and_reports(ranking_run) -> None
 
 def test_missing_embeddings_name_the_matching_runs_to_do(ranking_run, tiny_data_dir: Path, capsys) -> None:
     _, results, _ = ranking_run
-    code = main(["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--methods", "pgg", "--data-dir",
+    code = main(["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--methods", "pgg", "--dataset", "xmarket-sim", "--data-dir",
                  str(tiny_data_dir), "--results-dir", str(results), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
@@ -130,7 +130,7 @@ def test_embeddings_of_another_split_or_size_exit_2_naming_the_folder(ranking_ru
         record["embeddings"]["sha256"] = sha256_file(folder / "item_embeddings.npy")
         record["embeddings"]["shape"] = list(vectors.shape)
     (folder / "result.json").write_text(json.dumps(record))
-    code = main(["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--methods", "item2vec", "--data-dir",
+    code = main(["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--methods", "item2vec", "--dataset", "xmarket-sim", "--data-dir",
                  str(tiny_data_dir), "--results-dir", str(bad), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(folder) in err[0]

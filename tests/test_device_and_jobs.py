@@ -122,12 +122,12 @@ def test_jobs_auto_and_the_clamp(monkeypatch, caplog) -> None:
 
 
 def test_auto_with_one_run_to_do_runs_here_without_ray(tiny_data_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    import benchmark.ray_executor as ray_executor
+    import benchmark.runner as runner
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for a single run")
 
-    monkeypatch.setattr(ray_executor, "run_on_ray", no_ray)
+    monkeypatch.setattr(runner, "run_on_ray", no_ray)
     out = run_suite("xmarket-matching", scale="tiny", methods=["random"], jobs="auto", data_dir=tiny_data_dir,
                     results_dir=tmp_path / "results", progress=False, echo=lambda s: None)
     (record,) = out.records

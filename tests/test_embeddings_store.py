@@ -151,9 +151,9 @@ def test_bad_user_embeddings_are_refused_without_a_result_folder(tiny_suite_run,
     known["bad-users"] = _BadUsers
     monkeypatch.setattr(registry, "methods", lambda: known)
     (cfg,) = plan(SUITE, scale="tiny", methods=["bad-users"], allow_extra_methods=True)
-    with pytest.raises(BenchmarkError, match=message):
-        execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)
-    assert not list((tmp_path / SUITE).glob("*")) if (tmp_path / SUITE).exists() else True
+    record = execute_run(cfg, run.inputs, tmp_path, tracker=None, progress=False)  # the run boundary catches it
+    assert record.status == "failed" and message in record.reason and record.reason.startswith("BenchmarkError")
+    assert [p.name for p in (tmp_path / SUITE).iterdir()] == [".failed"]  # no result folder, only the record
 
 
 def test_methods_with_a_user_encoder_get_next_item_metrics_and_ranks(tiny_suite_run):

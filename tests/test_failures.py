@@ -138,7 +138,7 @@ PLANT = '''
 import os
 
 if os.environ.get("UIE_PLANT") == "1":
-    import benchmark.ranking.suite as _suite
+    import benchmark.ranking.cells as _suite
     import methods.sasrec as _sasrec
 
     _real = _suite.train_cell
@@ -171,7 +171,7 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(autouse=True)
 def _undo_plant():  # autouse: set up before ``planted``, so it saves the real functions
-    import benchmark.ranking.suite as suite
+    import benchmark.ranking.cells as suite
     import methods.sasrec as sasrec
 
     real = suite.train_cell, sasrec.SASRec.fit
@@ -189,7 +189,7 @@ def test_a_failing_ranking_cell_is_recorded_and_the_others_run(planted, tiny_sui
     r = tmp_path / "r"
     shutil.copytree(results / "xmarket-matching", r / "xmarket-matching")
     argv = ["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--models", "din", "--methods", "item2vec",
-            "--seeds", "0", "--jobs", str(jobs), "--data-dir", str(tiny_data_dir), "--results-dir", str(r),
+            "--dataset", "xmarket-sim", "--seeds", "0", "--jobs", str(jobs), "--data-dir", str(tiny_data_dir), "--results-dir", str(r),
             "--reports-dir", str(tmp_path / "reports"), "--no-progress"]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -209,6 +209,7 @@ def test_a_failing_ranking_cell_is_recorded_and_the_others_run(planted, tiny_sui
 def test_a_failing_transfer_condition_is_recorded_and_the_others_run(planted, tiny_data_dir: Path, tmp_path: Path,
                                                                      jobs: int, capsys) -> None:
     argv = ["run", "--suite", "xmarket-transfer", "--scale", "tiny", "--methods", "sasrec,gru4rec", "--seeds", "0",
+            "--dataset", "xmarket-sim",
             "--jobs", str(jobs), "--data-dir", str(tiny_data_dir), "--results-dir", str(tmp_path / "r"),
             "--reports-dir", str(tmp_path / "reports"), "--no-progress"]
     assert main(argv) == 1

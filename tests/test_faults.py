@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.runner import RunRecord, execute_run, plan
+from benchmark.records import RunRecord
+from benchmark.runner import execute_run, plan
 from benchmark.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]

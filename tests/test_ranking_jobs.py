@@ -100,7 +100,7 @@ def test_jobs_1_and_2_give_the_same_keys_metrics_and_scores(tiny_suite_run, tiny
     capsys.readouterr()
     try:  # through the CLI: --jobs reaches the ranking suite
         code = main(["run", "--suite", "xmarket-ranking", "--scale", "tiny", "--models", "din", "--methods",
-                     "item2vec", "--seeds", "0", "--jobs", "2", "--data-dir", str(tiny_data_dir),
+                     "item2vec", "--seeds", "0", "--jobs", "2", "--dataset", "xmarket-sim", "--data-dir", str(tiny_data_dir),
                      "--results-dir", str(r2), "--reports-dir", str(tmp_path / "reports"), "--no-progress"])
     finally:
         ray.shutdown()

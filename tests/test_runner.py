@@ -100,7 +100,7 @@ def test_bad_method_output_is_refused_without_a_result_folder(tiny_suite_run, mo
 
 
 def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
-    from benchmark.reporting import write_suite_reports
+    from benchmark.reporting.matching import write_suite_reports
 
     _, results, reports = tiny_suite_run
     text = write_suite_reports("xmarket-matching", results, reports)
@@ -120,7 +120,7 @@ def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite
     import dataclasses
 
     from benchmark.features.model import ItemFeatures
-    from benchmark.reporting import write_suite_reports
+    from benchmark.reporting.matching import write_suite_reports
 
     run, _, _ = tiny_suite_run
     id_only = dataclasses.replace(run.inputs, features=ItemFeatures(items=run.inputs.dataset.items))
@@ -133,7 +133,7 @@ def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite
 
 
 def test_reports_are_keyed_by_dataset_and_scale_and_rewrite_identically(tiny_suite_run, tmp_path) -> None:
-    from benchmark.reporting import write_suite_reports
+    from benchmark.reporting.matching import write_suite_reports
 
     _, results, _ = tiny_suite_run
     write_suite_reports("xmarket-matching", results, tmp_path)

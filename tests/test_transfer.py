@@ -13,8 +13,8 @@ from benchmark.config import load_suite_file
 from benchmark.data.model import Histories, Items, TrainView
 from benchmark.errors import ConfigError
 from benchmark.registry import suite_path
+from benchmark.reporting.transfer import tables, transfer_claims
 from benchmark.transfer import conditions, domain_view, target_cases, validate_transfer
-from benchmark.transfer_report import tables, transfer_claims
 
 DOMAINS = ["us/Books", "us/Electronics", "us/Cell_Phones_and_Accessories"]
 GOOD = {"source_domains": ["Books", "Electronics"], "target_domain": "Cell_Phones_and_Accessories",
@@ -145,7 +145,7 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
 
 
 def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
-    from benchmark.transfer import run_transfer
+    from benchmark.transfer_grid import run_transfer
 
     text = suite_path("xmarket-transfer").read_text().replace(
         "target_domain: Cell_Phones_and_Accessories", "target_domain: Books")
@@ -159,8 +159,8 @@ def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
 
 @pytest.mark.slow
 def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_path: Path):
-    from benchmark.transfer import run_transfer
-    from benchmark.transfer_report import write_transfer_reports
+    from benchmark.reporting.transfer import write_transfer_reports
+    from benchmark.transfer_grid import run_transfer
 
     kw = {"scale": "tiny", "methods": ["transrec", "sasrec"], "seeds": [0], "data_dir": tiny_data_dir,
           "results_dir": tmp_path / "r", "progress": False}
@@ -183,8 +183,8 @@ def test_finetune_methods_pretrain_on_the_source_and_the_others_are_skipped_with
                                                                                          tmp_path: Path):
     """UniSRec joins the grid through fit_transfer (source pretraining, target fine-tuning); VQ-Rec,
     which has no such recipe yet, is skipped with the reason, in the run's lines and in the report."""
-    from benchmark.transfer import run_transfer
-    from benchmark.transfer_report import write_transfer_reports
+    from benchmark.reporting.transfer import write_transfer_reports
+    from benchmark.transfer_grid import run_transfer
 
     lines: list[str] = []
     out = run_transfer("xmarket-transfer", scale="tiny", methods=["unisrec", "vqrec"], seeds=[0],
@@ -236,7 +236,7 @@ def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
     """Two records of one condition (a config change gave a new key): the tables and claims see the newest."""
     import os
 
-    from benchmark.transfer_report import load_transfer
+    from benchmark.reporting.transfer import load_transfer
 
     base = {"dataset": {"label": "twin", "manifest_hash": "m"}, "scale": "small", "transfer": {"a": 1}}
     for i, (key, seed) in enumerate((("old", 0), ("new", 0), ("other", 1))):

@@ -187,3 +187,18 @@ def _c8(uni: MethodResult | None, baselines: list[MethodResult], id_methods: lis
     return (id_pattern and nearly_all), (
         f"largest domain {largest}; UniEmb's gain over ID-only methods smallest there: {id_pattern}{id_note}; "
         f"domains UniEmb wins per baseline: {wins}")
+
+
+#: The datasets the papers' claims are about (the twin is built to XMarket's published statistics).
+XMARKET_DATASETS = {"xmarket", "xmarket-sim"}
+
+
+def claim_table(claims: list[Claim], dataset_names: set[str]) -> list[str]:
+    """Markdown lines of the claims table; off XMarket every verdict is marked "informational"."""
+    on_xmarket = set(dataset_names) <= XMARKET_DATASETS
+    lines = [] if on_xmarket else [
+        "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "
+        "below describe it and do not confirm or refute the papers.", ""]
+    return lines + ["| claim | status | evidence |", "|---|---|---|"] + [
+        f"| {c.cid} {c.text} | **{c.status if on_xmarket else c.status + ' (informational)'}** | {c.evidence} |"
+        for c in claims]

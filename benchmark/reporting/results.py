@@ -12,7 +12,8 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.failures import read_failures
-from benchmark.runner import RunRecord, failed_records
+from benchmark.records import RunRecord
+from benchmark.runner import failed_records
 
 METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
 #: The next-item table (the sequence methods' own protocol): cut-offs 10, 20, 50.

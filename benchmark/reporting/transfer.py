@@ -19,8 +19,9 @@ from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.failures import read_failures
 from benchmark.machine import versions_line
-from benchmark.reporting.claims import Claim
+from benchmark.reporting.claims import Claim, claim_table
 from benchmark.reporting.significance import format_p
+from benchmark.reporting.writers import keyed_dir, write_text
 from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
@@ -33,21 +34,24 @@ PAPER_TN_MIXED = {"IDRNN": (1.09, 0.63, 1.29, 0.62), "IDCNN": (1.12, 0.67, 1.95,
                   "TransRec": (2.85, 1.77, 4.78, 2.39)}
 
 
-def load_transfer(folder: Path) -> list[dict[str, Any]]:
+def load_transfer(folder: Path, dataset: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
     """The stored condition records (with their folders) under ``results/<suite>/transfer``.
 
-    Only the records of the newest record's data, split and scale are kept, so a tiny run and
-    a small run in one results folder never mix in a table; of several records of one condition
-    (a rerun after a config change), the newest.
+    Only the records of the newest record's data, split and scale are kept (of ``dataset`` /
+    ``scale`` when given), so a tiny run and a small run in one results folder never mix in a
+    table; of several records of one condition (a rerun after a config change), the newest.
     """
     paths = sorted(folder.glob("*/record.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
-    if not paths:
-        raise BenchmarkError(f"no transfer results under {folder}; run the suite first")
     out = []
     for path in paths:
         rec = json.loads(path.read_text())
         rec["folder"] = str(path.parent)
-        out.append(rec)
+        if (dataset is None or rec["dataset"].get("name") == dataset) and (scale is None or rec.get("scale") == scale):
+            out.append(rec)
+    if not out:
+        raise BenchmarkError(f"no transfer results under {folder}"
+                             + (f" on {dataset or 'any dataset'} at scale {scale or 'any'}" if dataset or scale else "")
+                             + "; run the suite first")
 
     def same(r: dict) -> tuple:
         return (r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"),
@@ -235,11 +239,13 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
     return claims
 
 
-def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
-    """Write tables 6-9 (CSV + Markdown), claims.md and transfer_claims.json; return the report text."""
-    from benchmark.reporting import _write, keyed_dir
+def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset: str | None = None,
+                           scale: str | None = None) -> str:
+    """Write tables 6-9 (CSV + Markdown), claims.md and transfer_claims.json; return the report text.
 
-    records = load_transfer(folder)
+    Off XMarket (another dataset than ``xmarket`` or its twin) the claims are "informational".
+    """
+    records = load_transfer(folder, dataset, scale)
     label = records[0]["dataset"]["label"]
     synthetic = " - SYNTHETIC DATA, not XMarket" if records[0]["dataset"]["synthetic"] else ""
     cfg = records[0]["transfer"]
@@ -255,7 +261,7 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
               "table8": "Table 8: TransRec vs TFS by target data share",
               "table9": "Table 9: end-to-end vs frozen features (groups = modality of the target item)"}
     for name, (header, rows) in tables(records).items():
-        _write(out / f"{name}.csv", _csv(header, rows))
+        write_text(out / f"{name}.csv", _csv(header, rows))
         parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
     absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
     if absent:
@@ -263,10 +269,9 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
         f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items()) + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
     claims = transfer_claims(records)
-    lines = ["| claim | status | evidence |", "|---|---|---|"] + [
-        f"| {c.cid} {c.text} | **{c.status}** | {c.evidence} |" for c in claims]
-    _write(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(lines) + "\n")
-    _write(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
+    lines = claim_table(claims, {r["dataset"].get("name") for r in records})
+    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(lines) + "\n")
+    write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
               versions_line([r.get("machine", {}) for r in records]), "",
               *_md(["condition", "seed", "key", "seconds"],
@@ -275,7 +280,7 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path) -> str:
     if failed:
         parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
     text = "\n".join(parts) + "\n"
-    _write(out / "report.md", text)
+    write_text(out / "report.md", text)
     return text
 
 

@@ -16,12 +16,15 @@ import numpy as np
 from benchmark.errors import BenchmarkError
 from benchmark.failures import read_failures
 from benchmark.machine import versions_line
+from benchmark.ranking.cells import RankingRecord
 from benchmark.ranking.metrics import delong_test
 from benchmark.ranking.models import DISPLAY, MODELS
-from benchmark.ranking.suite import NONE, RankingRecord
-from benchmark.reporting.claims import Claim
+from benchmark.ranking.suite import NONE
+from benchmark.reporting.claims import Claim, claim_table
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
+from benchmark.reporting.tables import to_csv
+from benchmark.reporting.writers import keyed_dir, write_text
 from benchmark.tracking import code_version
 
 PAPER_ROWS = ("none", "VQRec", "UAE", "PGG", "UniEmb")
@@ -29,11 +32,17 @@ PAPER_LABEL = {"none": "w/o Emb.", "VQRec": "VQ-Rec", "UAE": "UAE", "PGG": "PGG"
 RANKING_SUITE = "xmarket-ranking"
 
 
-def load_ranking_records(results_dir: Path, suite: str, keys: set[str] | None = None) -> list[RankingRecord]:
-    """Cells of a ranking suite; without ``keys``, those on the newest cell's CTR dataset (newest per cell)."""
+def load_ranking_records(results_dir: Path, suite: str, keys: set[str] | None = None, dataset: str | None = None,
+                         scale: str | None = None) -> list[RankingRecord]:
+    """Cells of a ranking suite; without ``keys``, those on the newest cell's CTR dataset (newest per cell).
+
+    ``dataset`` / ``scale`` restrict the choice to cells on that dataset and size preset.
+    """
     folder = Path(results_dir) / suite
     paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     records = [RankingRecord.read(p.parent) for p in paths if not p.parent.name.startswith(".")]
+    records = [r for r in records if (dataset is None or r.dataset.get("name") == dataset)
+               and (scale is None or r.scale == scale)]
     if keys is not None:
         records = [r for r in records if r.run_key in keys]
     elif records:
@@ -186,23 +195,21 @@ def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | No
     return check_c9(records, results_dir)
 
 
-def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None) -> str:
+def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None,
+                          dataset: str | None = None, scale: str | None = None) -> str:
     """Write table4.csv, report.md and claims.md for a ranking suite; return the Markdown report."""
-    from benchmark.reporting import _write, keyed_dir
-    from benchmark.reporting.tables import to_csv
 
-    records = load_ranking_records(results_dir, suite, keys)
+    records = load_ranking_records(results_dir, suite, keys, dataset, scale)
     labels = sorted({r.dataset.get("label", "?") for r in records})
     synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
     out = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
     header, rows, md = table4(records, results_dir)
-    _write(out / "table4.csv", to_csv(header, rows))
+    write_text(out / "table4.csv", to_csv(header, rows))
     ctr = records[0].ctr
     seeds = sorted({r.seed for r in records})
     claim = check_c9(records, results_dir)
-    claim_lines = ["| claim | status | evidence |", "|---|---|---|",
-                   f"| {claim.cid} {claim.text} | **{claim.status}** | {claim.evidence} |"]
-    _write(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
+    claim_lines = claim_table([claim], {r.dataset.get("name") for r in records})
+    write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
     parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "",
              f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
              "", md, "",
@@ -224,5 +231,5 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
     if failed:
         parts += ["", "### Failed cells (rerun to retry them)", ""] + [f"- {f.line()}" for f in failed]
     text = "\n".join(parts) + "\n"
-    _write(out / "report.md", text)
+    write_text(out / "report.md", text)
     return text
