@@ -152,6 +152,12 @@ def remove_dead_tmp_dirs(parent: Path, prefix: str = ".tmp-") -> list[Path]:
     return removed
 
 
+def remove_stale_tmp(final: Path) -> None:
+    """Delete the unfinished temporary folders of ``final`` (call with its key's lock held: their writer is dead)."""
+    for stale in Path(final).parent.glob(f".tmp-{Path(final).name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
     """Write into a temporary sibling, then rename onto ``final`` (never a partial folder).
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from benchmark.config import RunConfig, flatten, load_suite_file, resolve
 from benchmark.devices import check_devices
 from benchmark.errors import BenchmarkError, ConfigError, MissingRequirementError
 from benchmark.failures import clear_failure, read_failures, record_failure
-from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, safe_name
+from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, remove_stale_tmp, safe_name
 from benchmark.inputs import Inputs, features_needed, prepare_inputs
 from benchmark.plugin import Method, RunContext
 from benchmark.progress import configure_logging, progress_factory
@@ -74,6 +73,7 @@ def _plain(value: Any) -> Any:
 
 def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: str) -> dict[str, str]:
     tags = {
+        "task": "matching",
         "suite": run.suite,
         "method": run.method,
         "method_display": display,
@@ -135,8 +135,7 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
     with file_lock(lock):  # each run key is computed once
         if (folder / "result.json").exists():  # another process finished it while we waited
             return _cached(folder, None, lock, log_embeddings)
-        for stale in folder.parent.glob(f".tmp-{key}-*"):  # we hold the key's lock: its writer is dead
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_tmp(folder)  # we hold the key's lock: its writer is dead
         try:
             record = _compute(run, inputs, key, folder, progress, workers)
         except Exception as exc:  # noqa: BLE001 - the run boundary: one failing run never stops the grid
@@ -281,9 +280,10 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
         if curves:
             lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in curves]
             (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
+        metrics = {**record.metrics, **{f"next_item/{g}": v for g, v in record.next_item_metrics.items()}}
         (tmp / TRACKING_FILE).write_text(json.dumps({
             "experiment": run.suite, "run_name": tags["mlflow.runName"],
-            "params": {**run.as_dict(), "run_key": key}, "tags": tags}, indent=1, default=str))
+            "params": {**run.as_dict(), "run_key": key}, "tags": tags, "metrics": metrics}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
     atomic_write_dir(folder, write)

@@ -1,4 +1,4 @@
-"""Log finished result folders to MLflow: right after a run, and later with ``python -m benchmark sync``.
+"""Log finished result folders of every task to MLflow: right after a run, and later with ``sync``.
 
 A result folder is complete before anything is sent to MLflow; it holds ``tracking.json`` (the
 experiment, run name, params and tags to log) so logging is a pure function of the folder and can
@@ -12,9 +12,10 @@ import csv
 import json
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 
+from benchmark.embeddings import EMBEDDINGS_FILE
+from benchmark.errors import BenchmarkError
 from benchmark.fsutil import atomic_write_text, file_lock
 from benchmark.records import RunRecord
 from benchmark.tracking import Tracker
@@ -22,7 +23,7 @@ from benchmark.tracking import Tracker
 log = logging.getLogger(__name__)
 
 TRACKING_FILE = "tracking.json"
-_NOT_LOGGED = ("result.json", TRACKING_FILE)
+_NOT_LOGGED = ("result.json", "record.json", TRACKING_FILE)
 
 
 def run_lock_path(results_dir: Path, suite: str, key: str) -> Path:
@@ -38,42 +39,65 @@ def _curves(folder: Path) -> list[tuple[str, float, int]]:
         return [(row["name"], float(row["value"]), int(row["step"])) for row in csv.DictReader(fh)]
 
 
-def log_result(tracker: Tracker, folder: Path, log_embeddings: bool = False):
-    """Log one finished folder (idempotent per run key); rewrite its result.json with the outcome.
+def record_path(folder: Path) -> Path:
+    """A finished folder's record: ``result.json`` (matching runs, ranking cells) or ``record.json`` (transfer)."""
+    return folder / "result.json" if (folder / "result.json").is_file() else folder / "record.json"
 
-    Call with the run's lock held. Returns the updated RunRecord.
+
+def _matching_metrics(record: dict) -> dict:
+    """Metrics of a matching run written before tracking.json carried them (read from its record)."""
+    metrics = dict(record.get("metrics", {}))
+    metrics.update({f"next_item/{group}": values for group, values in record.get("next_item_metrics", {}).items()})
+    return metrics
+
+
+def log_folder(tracker: Tracker, folder: Path, log_embeddings: bool = False) -> dict:
+    """Log one finished folder of any task (idempotent per run key); write the outcome into its record.
+
+    Everything logged comes from the folder: ``tracking.json`` (experiment, run name, params,
+    tags, metrics), ``curves.csv`` and the files as artefacts (item embeddings only with
+    ``log_embeddings``). Call with the run's lock held. Returns the updated record (a dict).
     """
-    from benchmark.embeddings import EMBEDDINGS_FILE
-
-    record = RunRecord.read(folder)
-    before = dict(record.tracking)
+    path = record_path(folder)
+    record = json.loads(path.read_text())
+    before = dict(record.get("tracking", {}))
     info = json.loads((folder / TRACKING_FILE).read_text())
-    metrics = dict(record.metrics)
-    metrics.update({f"next_item/{group}": values for group, values in record.next_item_metrics.items()})
+    metrics = info.get("metrics") or _matching_metrics(record)
     artefacts = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.name not in _NOT_LOGGED
+                       if p.is_file() and not p.name.startswith(".") and p.name not in _NOT_LOGGED
                        and (log_embeddings or p.name != EMBEDDINGS_FILE))
     run_id, reason = tracker.try_log_run(
         experiment=info["experiment"], run_name=info["run_name"], params=info["params"], tags=info["tags"],
         metrics=metrics, curves=_curves(folder), artefacts=artefacts,
     )
     if run_id is not None:
-        record.mlflow_run_id = run_id
-        record.tracking = {"status": "logged", "uri": tracker.uri, "run_id": run_id}
+        record["mlflow_run_id"] = run_id
+        record["tracking"] = {"status": "logged", "uri": tracker.uri, "run_id": run_id}
     else:
-        record.tracking = {"status": "not logged", "uri": tracker.uri, "reason": reason}
-    if record.tracking != before:
-        stat = (folder / "result.json").stat()
-        atomic_write_text(folder / "result.json", json.dumps(asdict(record), indent=1, default=str))
-        os.utime(folder / "result.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reports order runs by it
+        record["tracking"] = {"status": "not logged", "uri": tracker.uri, "reason": reason}
+    if record["tracking"] != before:
+        stat = path.stat()
+        atomic_write_text(path, json.dumps(record, indent=1, default=str))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reports order runs by it
     return record
+
+
+def log_result(tracker: Tracker, folder: Path, log_embeddings: bool = False) -> RunRecord:
+    """:func:`log_folder` for a matching run; returns its RunRecord."""
+    log_folder(tracker, folder, log_embeddings)
+    return RunRecord.read(folder)
+
+
+def finished_folders(suite_dir: Path) -> list[tuple[Path, str]]:
+    """(folder, lock name) of every finished run of a suite, whatever its task."""
+    out = [(p.parent, p.parent.name) for p in sorted(suite_dir.glob("*/result.json"))]
+    out += [(p.parent, f"transfer-{p.parent.name}") for p in sorted(suite_dir.glob("transfer/*/record.json"))]
+    return [(folder, lock) for folder, lock in out if not folder.name.startswith(".")]
 
 
 def sync_results(results_dir: Path, tracker: Tracker, suite: str | None = None,
                  log_embeddings: bool = False) -> dict[str, int]:
     """Log every stored result MLflow lacks; close RUNNING leftovers. Returns counts by outcome."""
-    from benchmark.errors import BenchmarkError
-
     counts = {"logged": 0, "already": 0, "failed": 0, "busy": 0, "no_tracking_info": 0}
     results_dir = Path(results_dir)
     suites = [results_dir / suite] if suite else sorted(
@@ -81,25 +105,22 @@ def sync_results(results_dir: Path, tracker: Tracker, suite: str | None = None,
     for suite_dir in suites:
         if not suite_dir.is_dir():
             raise BenchmarkError(f"no results for suite {suite_dir.name!r} under {results_dir}")
-        for result in sorted(suite_dir.glob("*/result.json")):
-            folder = result.parent
-            if folder.name.startswith("."):
-                continue
+        for folder, lock_name in finished_folders(suite_dir):
             if not (folder / TRACKING_FILE).is_file():
                 counts["no_tracking_info"] += 1
                 continue
-            with file_lock(run_lock_path(results_dir, suite_dir.name, folder.name), blocking=False) as got:
+            with file_lock(run_lock_path(results_dir, suite_dir.name, lock_name), blocking=False) as got:
                 if not got:
                     counts["busy"] += 1  # a live process is computing or logging it
                     continue
-                before = json.loads(result.read_text()).get("tracking", {})
+                before = json.loads(record_path(folder).read_text()).get("tracking", {})
                 was_logged = before.get("status") == "logged" and before.get("uri") == tracker.uri
-                record = log_result(tracker, folder, log_embeddings)
-                if record.tracking["status"] != "logged":
+                record = log_folder(tracker, folder, log_embeddings)
+                if record["tracking"]["status"] != "logged":
                     counts["failed"] += 1
                     if tracker.down:
                         return counts
-                elif was_logged and record.mlflow_run_id == before.get("run_id"):
+                elif was_logged and record.get("mlflow_run_id") == before.get("run_id"):
                     counts["already"] += 1
                 else:
                     counts["logged"] += 1

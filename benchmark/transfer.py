@@ -37,6 +37,7 @@ from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.data.model import Histories, Sequences, TrainView
 from benchmark.errors import ConfigError
+from benchmark.fsutil import atomic_write_dir
 from benchmark.inputs import Inputs
 from benchmark.plugin import RunContext
 
@@ -231,12 +232,13 @@ def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray) -> None:
-    from benchmark.fsutil import atomic_write_dir
+def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray, tracking: dict) -> None:
+    """Write a condition's complete folder atomically: per-case ranks, ``tracking.json``, ``record.json`` last."""
 
     def write(tmp: Path) -> None:
         np.save(tmp / "next_item_ranks.npy", nxt.astype(np.int32))
         np.save(tmp / "ranks.npy", i2i.astype(np.int32))
+        (tmp / "tracking.json").write_text(json.dumps(tracking, indent=1, default=str))
         (tmp / "record.json").write_text(json.dumps(record, indent=1, default=str))
 
     atomic_write_dir(folder, write)

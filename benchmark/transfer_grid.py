@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,14 +29,14 @@ from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.failures import Failure, failed_line, guarded, record_failure
-from benchmark.fsutil import atomic_write_text, file_lock
+from benchmark.fsutil import atomic_write_text, file_lock, remove_stale_tmp
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.machine import machine_info
 from benchmark.plugin import RunContext
 from benchmark.progress import configure_logging, progress_factory
 from benchmark.ray_executor import ray_map, remote_reason
 from benchmark.runner import RUN_THREADS, check_jobs, effective_jobs, plan
-from benchmark.sync import run_lock_path
+from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 from benchmark.transfer import (
     NO_TRANSFER_RECIPE,
@@ -147,15 +146,34 @@ def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
     ``families`` is the caller's TransRec cache (one seed's family at a time). A finished
     condition is read back (and logged now if MLflow lacks it), not retrained.
     """
-    run, key = g.run_for(cond), g.key(cond)
-    method = run.method
+    key = g.key(cond)
     folder = g.out_dir / key
+    lock = run_lock_path(g.results_dir, g.suite, f"transfer-{key}")
+    earlier = f"  {cond.label:<40} finished earlier (key {key})"
     if (folder / "record.json").exists():
-        if tracker is not None and tracker.down is None:
-            record = json.loads((folder / "record.json").read_text())
-            if record.get("tracking", {}).get("status") != "logged":
-                log_condition(tracker, folder, g.results_dir)
-        return f"  {cond.label:<40} finished earlier (key {key})"
+        record = json.loads((folder / "record.json").read_text())
+        if tracker is not None and tracker.down is None and record.get("tracking", {}).get("status") != "logged":
+            with file_lock(lock, blocking=False) as mine:
+                if mine:  # else a live process is still logging it
+                    log_condition(tracker, folder)
+        return earlier
+    with file_lock(lock):  # each condition key is computed once, whatever shares the results dir
+        if (folder / "record.json").exists():
+            return earlier
+        remove_stale_tmp(folder)
+        record = _compute_condition(g, cond, key, folder, families, progress)
+        if tracker is not None:  # results first, tracking second: the folder is in place
+            record = log_condition(tracker, folder)
+    all_ = record["next_item"]["all"]
+    return (f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
+            f"({record['seconds']:.1f}s, key {key})")
+
+
+def _compute_condition(g: Grid, cond: Condition, key: str, folder: Path, families: dict[int, _TransRecFamily],
+                       progress: bool) -> dict[str, Any]:
+    """Train and evaluate one condition and store its complete folder (tracking.json says what to log)."""
+    run = g.run_for(cond)
+    method = run.method
     ctx = RunContext(seed=cond.seed, scale=run.scale, progress=progress_factory(progress),
                      logger=logging.getLogger(f"benchmark.methods.{method}"), workers=RUN_THREADS)
     ctx.seed_everything()
@@ -196,21 +214,28 @@ def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
               "seconds": round(time.perf_counter() - t0, 2), "stats": stats, "run_threads": RUN_THREADS,
               "code_version": code_version(), "machine": machine_info(), "mlflow_run_id": None,
               "tracking": {"status": "pending"}}
-    _store(folder, record, nxt, i2i)
-    if tracker is not None:
-        record = log_condition(tracker, folder, g.results_dir)
-    all_ = record["next_item"]["all"]
-    return (f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
-            f"({record['seconds']:.1f}s, key {key})")
+    _store(folder, record, nxt, i2i, tracking_info(record))
+    return record
 
 
-def log_condition(tracker: Tracker, folder: Path, results_dir: Path) -> dict[str, Any]:
-    """Log a stored condition as one MLflow run and write the outcome into its record; never raises for tracking.
+def log_condition(tracker: Tracker, folder: Path) -> dict[str, Any]:
+    """Log a stored condition as one MLflow run (benchmark/sync.py); never raises for tracking.
 
-    Under the key's lock, so two processes sharing the results log it once (``Tracker.log_run``
-    reuses a finished run of the same ``run_key``).
+    Call with the key's lock held. A folder written before tracking.json existed gets it now
+    (derived from its record), so ``sync`` can log it too.
     """
-    record = json.loads((folder / "record.json").read_text())
+    if not (folder / TRACKING_FILE).is_file():
+        record = json.loads((folder / "record.json").read_text())
+        atomic_write_text(folder / TRACKING_FILE, json.dumps(tracking_info(record), indent=1, default=str))
+    record = log_folder(tracker, folder)
+    if record["tracking"]["status"] != "logged":
+        log.warning("%s: not logged to MLflow (%s); the condition's results are kept", folder.name,
+                    record["tracking"].get("reason"))
+    return record
+
+
+def tracking_info(record: dict[str, Any]) -> dict[str, Any]:
+    """What a condition logs to MLflow: experiment, run name, params, tags and metrics, from its record."""
     cond, key, suite = record["condition"], record["key"], record["suite"]
     frozen = "" if cond.get("end_to_end", True) else "-frozen"
     src = "" if cond["source_fraction"] is None else f"-src{cond['source_fraction']:g}"
@@ -226,19 +251,7 @@ def log_condition(tracker: Tracker, folder: Path, results_dir: Path) -> dict[str
               "run_key": key, "target_cases": record["target_cases"]}
     metrics = {f"{protocol}/{group}": {k: v for k, v in row.items() if k != "n"}
                for protocol in ("next_item", "item_to_item") for group, row in record[protocol].items()}
-    with file_lock(run_lock_path(results_dir, suite, f"transfer-{key}")):
-        run_id, reason = tracker.try_log_run(
-            experiment=suite, run_name=tags["mlflow.runName"], params=params, tags=tags, metrics=metrics,
-            curves=[], artefacts=sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))
-        record["mlflow_run_id"] = run_id
-        record["tracking"] = ({"status": "logged", "uri": tracker.uri, "run_id": run_id} if run_id else
-                              {"status": "not logged", "uri": tracker.uri, "reason": reason})
-        stat = (folder / "record.json").stat()
-        atomic_write_text(folder / "record.json", json.dumps(record, indent=1, default=str))
-        os.utime(folder / "record.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the report orders records by it
-    if run_id is None:
-        log.warning("%s: not logged to MLflow (%s); the condition's results are kept", key, reason)
-    return record
+    return {"experiment": suite, "run_name": tags["mlflow.runName"], "params": params, "tags": tags, "metrics": metrics}
 
 
 # ----------------------------------------------------------------------------- the grid

@@ -77,7 +77,7 @@ def test_an_unknown_executor_is_refused_before_any_work(tmp_path: Path):
 
 def _comparable(folder: Path) -> dict:
     record = json.loads((folder / "result.json").read_text())
-    for volatile in ("mlflow_run_id", "timings"):
+    for volatile in ("mlflow_run_id", "timings", "tracking"):
         record.pop(volatile)
     record["info"].pop("fit_s")
     record["embedding_source"].pop("folder", None)  # each results dir has its own copy of the matching run

@@ -89,3 +89,45 @@ def test_transfer_runs_on_the_dataset_the_user_names(tiny_data_dir: Path, tmp_pa
     assert code == 0, capsys.readouterr().err
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "r" / "xmarket-transfer" / "transfer").glob("*/record.json")]
     assert record["dataset"]["name"] == "xmarket-sim" and record["condition"]["method"] == "sasrec"
+
+
+@pytest.mark.slow
+def test_sync_logs_ranking_cells_and_transfer_conditions_mlflow_lacks(tiny_suite_run, tiny_data_dir: Path,
+                                                                       tmp_path: Path, monkeypatch, capsys):
+    """One engine: every task's folders are complete before MLflow, and `sync` logs them later."""
+    import socket
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    _, results, _ = tiny_suite_run
+    r = tmp_path / "r"
+    shutil.copytree(results / "xmarket-matching", r / "xmarket-matching")
+    common = ["--scale", "tiny", "--seeds", "0", "--jobs", "1", "--dataset", "xmarket-sim", "--data-dir",
+              str(tiny_data_dir), "--results-dir", str(r), "--reports-dir", str(tmp_path / "p"), "--no-progress",
+              "--tracking-uri", dead]
+    assert main(["run", "--suite", "xmarket-ranking", "--models", "din", "--methods", "item2vec", *common]) == 0
+    assert main(["run", "--suite", "xmarket-transfer", "--methods", "sasrec", *common]) == 0
+    cells = list((r / "xmarket-ranking").glob("*/result.json"))
+    conditions = list((r / "xmarket-transfer" / "transfer").glob("*/record.json"))
+    assert len(cells) == 2 and len(conditions) == 1
+    for path in cells + conditions:  # kept, not logged, and say so
+        assert json.loads(path.read_text())["tracking"]["status"] == "not logged"
+        assert (path.parent / "tracking.json").is_file()
+    capsys.readouterr()
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for suite in ("xmarket-ranking", "xmarket-transfer"):
+        assert main(["sync", "--suite", suite, "--results-dir", str(r), "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    assert "2 logged" in out and "1 logged" in out
+    client = mlflow.MlflowClient(tracking_uri=store)
+    for path in cells + conditions:
+        record = json.loads(path.read_text())
+        assert record["tracking"]["status"] == "logged"
+        run = client.get_run(record["mlflow_run_id"])
+        assert run.data.tags["run_key"] == path.parent.name and run.data.tags["task"] in ("ranking", "transfer")
+        assert run.data.metrics  # the metrics came from tracking.json

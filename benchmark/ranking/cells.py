@@ -23,13 +23,14 @@ import yaml
 from benchmark.embeddings import StoredEmbeddings, read_stored
 from benchmark.errors import BenchmarkError
 from benchmark.failures import Failure, failed_line, guarded
-from benchmark.fsutil import atomic_write_dir
+from benchmark.fsutil import atomic_write_dir, file_lock, remove_stale_tmp
 from benchmark.inputs import prepare_inputs
 from benchmark.machine import machine_info
 from benchmark.progress import configure_logging, progress_factory
 from benchmark.ranking.data import cached_ctr
 from benchmark.ranking.models import DISPLAY
 from benchmark.ranking.train import train_cell
+from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path
 from benchmark.tracking import Tracker, code_version
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class RankingRecord:
     config: dict
     timings: dict = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    tracking: dict = field(default_factory=dict)  # "logged" | "not logged" | "pending" (benchmark/sync.py)
     code_version: str = ""
     machine: dict = field(default_factory=dict)  # CPU and package versions (benchmark/machine.py)
     schema: int = RESULT_SCHEMA
@@ -134,10 +136,38 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
     emb_sha = embeddings_sha(stored)
     key = key_of(suite, cell, ctr.hash, emb_sha)
     folder = results_dir / suite / key
+    lock = run_lock_path(results_dir, suite, key)
     if (folder / "result.json").exists():
-        record = RankingRecord.read(folder)
-        record.timings = {**record.timings, "cached": True}
-        return record
+        return _cached(folder, tracker, lock)
+    with file_lock(lock):  # each cell key is computed once, whatever shares the results dir
+        if (folder / "result.json").exists():  # another process finished it while we waited
+            return _cached(folder, None, lock)
+        remove_stale_tmp(folder)
+        _compute_cell(suite, scale, cell, ctr, stored, emb_sha, key, folder, inputs, progress)
+        if tracker is not None:  # results first, tracking second: the folder is in place
+            logged = log_folder(tracker, folder)
+            if logged["tracking"]["status"] != "logged":
+                log.warning("%s: not logged to MLflow (%s); the cell's results are kept", key,
+                            logged["tracking"].get("reason"))
+        return RankingRecord.read(folder)
+
+
+def _cached(folder: Path, tracker: Tracker | None, lock: Path) -> RankingRecord:
+    """A finished cell; one a tracking outage (or a kill) left unlogged is logged now if possible."""
+    record = RankingRecord.read(folder)
+    unlogged = record.tracking.get("status") != "logged" and (folder / TRACKING_FILE).is_file()
+    if unlogged and tracker is not None and tracker.down is None:
+        with file_lock(lock, blocking=False) as mine:
+            if mine:  # else a live process is still logging it
+                log_folder(tracker, folder)
+                record = RankingRecord.read(folder)
+    record.timings = {**record.timings, "cached": True}
+    return record
+
+
+def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None,
+                  emb_sha: str, key: str, folder: Path, inputs: Any, progress: Callable[..., Any]) -> None:
+    """Train the cell and write its complete folder atomically (tracking.json says what to log)."""
     if stored is None:
         display, paper_row, source = "w/o Emb.", "none", {}
     else:
@@ -160,7 +190,8 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
                  "fingerprint": inputs.dataset.fingerprint},
         manifest_hash=inputs.split.manifest_hash, ctr=ctr.describe(), embedding_source=source,
         metrics=result.metrics, info=result.info, config=cell.as_dict(),
-        timings={"fit_s": result.info["fit_s"]}, code_version=code_version(), machine=machine_info())
+        timings={"fit_s": result.info["fit_s"]}, code_version=code_version(), machine=machine_info(),
+        tracking={"status": "pending"})
     tags = {"suite": suite, "task": "ranking", "model": cell.model, "embedding": cell.embedding,
             "embedding_display": display, "seed": str(cell.seed), "scale": scale, "run_key": key,
             "dataset": inputs.dataset.name, "dataset_label": inputs.label,
@@ -170,29 +201,23 @@ def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: St
     if source:
         tags.update({"embeddings.folder": source["folder"], "embeddings.sha256": emb_sha})
 
+    metrics = {"test": {k: v for k, v in result.metrics.items() if "/" not in k and k != "valid_auc"},
+               "valid": {"best_auc": result.metrics["valid_auc"]}}
+    for group in ("overlapped", "unseen"):
+        metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items() if k.startswith(group + "/")}
+
     def write(tmp: Path) -> None:
         (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))
         np.save(tmp / "test_scores.npy", result.test_scores.astype(np.float32))
         np.save(tmp / "test_labels.npy", ctr.test.label.astype(np.int8))
         lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in result.curves]
         (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
-        if tracker is not None:
-            metrics = {"test": {k: v for k, v in result.metrics.items() if "/" not in k and k != "valid_auc"},
-                       "valid": {"best_auc": result.metrics["valid_auc"]}}
-            for group in ("overlapped", "unseen"):
-                metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items()
-                                            if k.startswith(group + "/")}
-            # Results first, tracking second: a store that is down costs the MLflow run, never the cell.
-            record.mlflow_run_id, reason = tracker.try_log_run(
-                experiment=suite, run_name=tags["mlflow.runName"],
-                params={**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}, tags=tags, metrics=metrics,
-                curves=result.curves, artefacts=sorted(tmp.iterdir()))
-            if record.mlflow_run_id is None:
-                log.warning("%s: not logged to MLflow (%s); the cell's results are kept", key, reason)
+        (tmp / TRACKING_FILE).write_text(json.dumps({
+            "experiment": suite, "run_name": tags["mlflow.runName"], "tags": tags, "metrics": metrics,
+            "params": {**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
     atomic_write_dir(folder, write)
-    return record
 
 
 def _remote_cell(job: dict[str, Any], cell: dict[str, Any], emb_folder: str | None, emb_sha: str) -> str:
