@@ -195,8 +195,8 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
     """Fit, evaluate and write the complete result folder (atomically); no tracking here."""
     from benchmark.embeddings import EMBEDDINGS_FILE, write_embeddings
     from benchmark.evaluation.breakdown import grouped_metrics
+    from benchmark.evaluation.exact import target_ranks
     from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
-    from benchmark.evaluation.ranking import target_ranks
     from benchmark.machine import machine_info
 
     cls = registry.get_method(run.method)

@@ -160,8 +160,8 @@ def target_cases(inputs: Inputs, code: int) -> TargetCases:
 def evaluate(users: np.ndarray, candidates: np.ndarray, scoring: str, item_emb: np.ndarray,
              tc: TargetCases) -> tuple[np.ndarray, np.ndarray]:
     """(next-item ranks, item-to-item ranks) over the target pool, one per target case."""
+    from benchmark.evaluation.exact import target_ranks
     from benchmark.evaluation.next_item import next_item_ranks
-    from benchmark.evaluation.ranking import target_ranks
 
     local_t = tc.local(tc.target)
     nxt = next_item_ranks(candidates[tc.pool], users, local_t, scoring=scoring)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.evaluation.exact import normalise_rows, target_ranks
 from benchmark.evaluation.metrics import summarise
-from benchmark.evaluation.ranking import normalise_rows, target_ranks
 
 
 def faiss_top50_positions(items: np.ndarray, query: np.ndarray, target: np.ndarray, k: int = 50):

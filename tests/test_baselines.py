@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.data.model import Items, TrainView
-from benchmark.evaluation.ranking import target_ranks
+from benchmark.evaluation.exact import target_ranks
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
 from methods.clip import RawContent

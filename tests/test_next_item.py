@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmark.data.model import Histories
+from benchmark.evaluation.exact import normalise_rows
 from benchmark.evaluation.next_item import next_item_ranks
-from benchmark.evaluation.ranking import normalise_rows
 
 
 def brute_ranks(items: np.ndarray, users: np.ndarray, target: np.ndarray, exclude: list[set[int]] | None = None,

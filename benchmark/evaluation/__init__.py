@@ -6,8 +6,8 @@ functions of it and the case labels.
 """
 
 from benchmark.evaluation.breakdown import group_masks, grouped_metrics
+from benchmark.evaluation.exact import normalise_rows, target_ranks
 from benchmark.evaluation.metrics import DEFAULT_METRICS, HR, MRR, NDCG, metric_from_key, summarise
-from benchmark.evaluation.ranking import normalise_rows, target_ranks
 from benchmark.evaluation.significance import PairedResult, bootstrap_ci, holm, paired_test
 
 __all__ = [

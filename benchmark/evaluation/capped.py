@@ -1,4 +1,4 @@
-"""Capped exact ranks: the screen of evaluation/ranking.py that stops counting past a rank cap.
+"""Capped exact ranks: the screen of evaluation/exact.py that stops counting past a rank cap.
 
 The pieces both kernels share (reference score, screening window, re-scoring, index tie rule,
 row groups) live in evaluation/kernels.py; ranking.py calls this module for capped ranks.

@@ -1,4 +1,4 @@
-"""What the exact (evaluation/ranking.py) and capped (evaluation/capped.py) rank kernels share.
+"""What the exact (evaluation/exact.py) and capped (evaluation/capped.py) rank kernels share.
 
 Both count, per test case, the candidates that beat the target under the same definition: the
 float64 reference score, the float32 GEMM screen with its error window, re-scoring inside the

@@ -1,6 +1,6 @@
 """Top-K metrics as small stateless objects over the per-case rank vector (docs/protocol.md 0.2).
 
-Each test case has exactly one target, so with ``r`` its 1-based rank (evaluation/ranking.py):
+Each test case has exactly one target, so with ``r`` its 1-based rank (evaluation/exact.py):
 HR@K = 1[r <= K] (= Recall@K), MRR@K = 1/r if r <= K else 0, NDCG@K = 1/log2(r + 1) if
 r <= K else 0 (the ideal DCG is 1). The UniEmbedding paper (section 5.1) reports K in {10, 50}
 in percent. Metric objects only declare a name and K, in the spirit of RecBole's

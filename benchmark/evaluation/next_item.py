@@ -5,7 +5,7 @@ retrieval: a user/sequence vector from the history, scored against every item (f
 target, leave-one-out). Here the user vector of case ``c`` comes from the method's
 ``user_embeddings(histories)`` and the candidates are all items; the rank uses the same
 reference score, tie rule and screened exact counting as the item-to-item protocol
-(evaluation/ranking.py), so the two tables are comparable in kind.
+(evaluation/exact.py), so the two tables are comparable in kind.
 
 Scoring: ``"cosine"`` (UniSRec/VQ-Rec/MISSRec score normalised vectors) or ``"dot"`` (SASRec's
 raw inner product). For ``"dot"`` the user vector is normalised (a positive scale never changes a
@@ -23,14 +23,14 @@ import numpy as np
 
 from benchmark.data.model import Histories
 from benchmark.evaluation.capped import ranks_in_pool_capped
-from benchmark.evaluation.kernels import reference_scores
-from benchmark.evaluation.ranking import (
+from benchmark.evaluation.exact import (
     _check_finite,
     _index_vector,
     _ranks_in_pool,
     check_rank_cap,
     normalise_rows,
 )
+from benchmark.evaluation.kernels import reference_scores
 
 __all__ = ["SCORINGS", "next_item_ranks"]
 

@@ -27,7 +27,7 @@ def validation_ndcg(users: torch.Tensor, items: torch.Tensor, targets: torch.Ten
 
     Candidates are all rows of ``items`` (nothing is excluded, as in the next-item protocol of
     ``benchmark/evaluation/next_item.py``). The rank uses the evaluator's exact-rank tie rule
-    (``benchmark/evaluation/ranking.py``, ``_ranks_in_pool``; docs/protocol.md 0.2):
+    (``benchmark/evaluation/exact.py``, ``_ranks_in_pool``; docs/protocol.md 0.2):
 
         rank = 1 + #(items scoring strictly higher) + #(items scoring equal with a smaller index),
 

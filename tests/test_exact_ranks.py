@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmark.evaluation.exact import normalise_rows, reference_scores, target_ranks
 from benchmark.evaluation.metrics import HR, NDCG
-from benchmark.evaluation.ranking import normalise_rows, reference_scores, target_ranks
 
 BLOCKS = [(1, 1), (7, 7), (256, 256), (3, 50), (256, 8192)]
 

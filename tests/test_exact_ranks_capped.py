@@ -11,9 +11,9 @@ import pytest
 
 from benchmark.data.model import Histories
 from benchmark.evaluation.capped import item_block_edges
+from benchmark.evaluation.exact import check_rank_cap, target_ranks
 from benchmark.evaluation.metrics import NEXT_ITEM_METRICS, summarise
 from benchmark.evaluation.next_item import next_item_ranks
-from benchmark.evaluation.ranking import check_rank_cap, target_ranks
 
 BLOCKS = [(5, 3), (7, 64), (64, 17), (256, 8192)]
 
