@@ -83,20 +83,27 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int, label: str, logger: logging.Logger | None = None,
-                 min_delta: float = 1e-6) -> None:
+                 min_delta: float = 1e-6, budget: TrainingBudget | None = None) -> None:
         self.patience, self.label, self.logger, self.min_delta = int(patience), label, logger, min_delta
         self.best: float = -1.0
         self.waited = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.budget = budget
 
     def update(self, score: float, net: nn.Module, epoch: int) -> bool:
         """Record ``score`` of 0-based ``epoch``; True when training should stop now."""
-        if score > self.best + self.min_delta:
+        improved = score > self.best + self.min_delta
+        if self.budget is not None:
+            self.budget.epoch_done(epoch)
+            self.budget.validated(score, epoch, improved)
+        if improved:
             self.best, self.waited, self.best_state = score, 0, copy.deepcopy(net.state_dict())
             return False
         self.waited += 1
         if self.waited < self.patience:
             return False
+        if self.budget is not None:
+            self.budget.stop_reason = "converged"
         if self.logger is not None:
             self.logger.info("%s: early stop at epoch %d (best valid NDCG@10 %.4f)", self.label, epoch + 1, self.best)
         return True
@@ -105,3 +112,69 @@ class EarlyStopping:
         """Load the best state into ``net`` (no-op when no score was ever recorded)."""
         if self.best_state is not None:
             net.load_state_dict(self.best_state)
+
+
+#: Why a training stage ended. ``converged``: early stopping on validation; ``max_epochs``: the
+#: safety cap (the stage did not converge); ``time_limit``: a wall-clock cap; ``no_validation``:
+#: nothing to validate on (an empty carve-out), so the cap decided.
+STOP_REASONS = ("converged", "max_epochs", "time_limit", "no_validation")
+
+
+class TrainingBudget:
+    """What one training stage spent and why it stopped: the evidence that a method converged.
+
+    :meth:`watch` counts every ``optimizer.step()`` (a post-step hook, so no training loop can
+    forget one); :meth:`saw` adds training examples; :meth:`epoch_done` counts epochs. Passed to
+    :class:`EarlyStopping`, it also records the validation curve (optimizer steps -> score), the
+    best epoch and, when patience ran out, ``stop_reason = "converged"``. A stage that runs to its
+    ``max_epochs`` keeps ``"max_epochs"``: it did not converge, and the report says so.
+    """
+
+    def __init__(self, stage: str = "train", metric: str = "valid NDCG@10") -> None:
+        self.stage, self.metric = stage, metric
+        self.optimizer_steps = 0
+        self.examples_seen = 0
+        self.epochs = 0
+        self.best_epoch: int | None = None
+        self.stop_reason = "max_epochs"
+        self.curve: list[tuple[int, float]] = []
+
+    def watch(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Count this optimizer's steps; returns it for chaining."""
+        def count(*_: object) -> None:
+            self.optimizer_steps += 1
+
+        optimizer.register_step_post_hook(count)
+        return optimizer
+
+    def saw(self, n: int) -> None:
+        """``n`` more training examples (sequences, pairs, windows: the unit the method's loss counts)."""
+        self.examples_seen += int(n)
+
+    def epoch_done(self, epoch: int) -> None:
+        self.epochs = max(self.epochs, int(epoch) + 1)
+
+    def validated(self, score: float, epoch: int, improved: bool) -> None:
+        self.curve.append((self.optimizer_steps, float(score)))
+        if improved:
+            self.best_epoch = int(epoch)
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "optimizer_steps": self.optimizer_steps, "examples_seen": self.examples_seen,
+                "epochs": self.epochs, "best_epoch": self.best_epoch, "stop_reason": self.stop_reason,
+                "metric": self.metric, "curve": [[s, v] for s, v in self.curve]}
+
+
+def combine_budgets(*budgets: TrainingBudget) -> dict:
+    """One ``training`` object for a method of several stages (pretraining, fine-tuning, ...).
+
+    Steps, examples and epochs add up; the best epoch, stop reason and curve are the last
+    stage's (the one whose weights become the embeddings); every stage is kept under ``stages``.
+    """
+    stages = [b.as_dict() for b in budgets]
+    last = stages[-1]
+    return {"optimizer_steps": sum(s["optimizer_steps"] for s in stages),
+            "examples_seen": sum(s["examples_seen"] for s in stages),
+            "epochs": sum(s["epochs"] for s in stages), "best_epoch": last["best_epoch"],
+            "stop_reason": last["stop_reason"], "metric": last["metric"], "curve": last["curve"],
+            "stages": stages}

@@ -1,0 +1,49 @@
+"""The training budget: optimizer steps counted by hook, the validation curve, why training stopped."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from methods.shared.training import STOP_REASONS, EarlyStopping, TrainingBudget, combine_budgets
+
+
+def _train(budget: TrainingBudget, scores: list[float], patience: int, steps_per_epoch: int = 3) -> int:
+    net = nn.Linear(2, 1)
+    opt = budget.watch(torch.optim.SGD(net.parameters(), lr=0.1))
+    stopper = EarlyStopping(patience, "test", budget=budget)
+    for epoch, score in enumerate(scores):
+        for _ in range(steps_per_epoch):
+            opt.zero_grad()
+            net(torch.ones(4, 2)).sum().backward()
+            opt.step()
+            budget.saw(4)
+        if stopper.update(score, net, epoch):
+            return epoch
+    return len(scores) - 1
+
+
+def test_patience_running_out_is_converged_with_the_curve_and_the_best_epoch():
+    budget = TrainingBudget("finetune")
+    last = _train(budget, [0.1, 0.3, 0.2, 0.25, 0.28, 0.9], patience=3)
+    d = budget.as_dict()
+    assert last == 4 and d["stop_reason"] == "converged" and d["best_epoch"] == 1
+    assert d["optimizer_steps"] == 15 and d["examples_seen"] == 60 and d["epochs"] == 5
+    assert d["curve"] == [[3, 0.1], [6, 0.3], [9, 0.2], [12, 0.25], [15, 0.28]]
+
+
+def test_running_to_the_cap_is_max_epochs_not_converged():
+    budget = TrainingBudget()
+    _train(budget, [0.1, 0.2, 0.3], patience=3)
+    assert budget.as_dict()["stop_reason"] == "max_epochs" and budget.as_dict()["best_epoch"] == 2
+    assert set(STOP_REASONS) >= {"converged", "max_epochs", "time_limit"}
+
+
+def test_stages_add_up_and_the_last_stage_decides():
+    pre, fine = TrainingBudget("pretrain"), TrainingBudget("finetune")
+    _train(pre, [0.1, 0.2], patience=5, steps_per_epoch=2)
+    _train(fine, [0.5, 0.4, 0.3], patience=2, steps_per_epoch=1)
+    t = combine_budgets(pre, fine)
+    assert t["optimizer_steps"] == 4 + 3 and t["epochs"] == 2 + 3 and t["examples_seen"] == 16 + 12
+    assert t["stop_reason"] == "converged" and t["best_epoch"] == 0
+    assert [s["stage"] for s in t["stages"]] == ["pretrain", "finetune"] and t["stages"][0]["stop_reason"] == "max_epochs"
