@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="write data, results and reports here (default: a temp dir)")
     parser.add_argument("--jobs", default="1", help="--jobs for every suite (default 1)")
+    parser.add_argument("--data-dir", type=Path, help="the data directory (default: <keep or temp>/data); run keys "
+                        "depend on where the twin lies, so compare two versions on the same one")
     parser.add_argument("--suites", help="comma-separated subset of: " + ", ".join(s for s, _ in SUITES))
     args = parser.parse_args(argv)
     chosen = set(args.suites.split(",")) if args.suites else {s for s, _ in SUITES}
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             if suite not in chosen:
                 continue
             cmd = [sys.executable, "-m", "benchmark", "run", "--suite", suite, "--scale", "tiny", "--no-progress",
-                   "--jobs", args.jobs, "--data-dir", str(root / "data"), "--results-dir", str(root / "results"),
+                   "--jobs", args.jobs, "--data-dir", str(args.data_dir or root / "data"), "--results-dir", str(root / "results"),
                    "--reports-dir", str(root / "reports"), *extra]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
