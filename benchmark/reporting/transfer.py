@@ -234,7 +234,8 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
                            for g in ("text-target", "image-target"))
         parts.append(f"{name}: NDCG@10 e2e - frozen {diff:+.3f} pp, p={format_p(p)}, n={n} (by target modality: {by_mod})")
         verdicts.append(diff > 0 and p < ALPHA)
-    status = "not run" if None in verdicts else ("holds" if all(verdicts) else "fails")
+    # one method failing refutes the claim; otherwise a method without a verdict leaves it undetermined
+    status = "fails" if False in verdicts else ("not run" if None in verdicts else "holds")
     claims.append(Claim("C11", c11, status, "; ".join(parts)))
     return claims
 
