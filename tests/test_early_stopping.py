@@ -271,6 +271,9 @@ def test_ranking_trainer_stops_after_patience_and_scores_the_test_set_with_the_b
     assert [v for name, v, _ in result.curves if name == "valid/auc"] == [0.6, 0.8, 0.7, 0.75, 0.79]
     assert not _same(states[1], states[4]) and not _same(states[1], states[0])  # the epochs really differ
     assert _same(final, states[1])  # the best epoch's weights, not the last or the first
+    training = result.info["training"]  # the budget: patience ran out, so it converged
+    assert training["stop_reason"] == "converged" and training["epochs"] == 5 and training["best_epoch"] == 1
+    assert [v for _, v in training["curve"]] == [0.6, 0.8, 0.7, 0.75, 0.79] and training["optimizer_steps"] > 0
 
 
 def test_ranking_trainer_never_keeps_a_worse_epoch_and_runs_all_epochs_within_patience(monkeypatch) -> None:
@@ -284,3 +287,4 @@ def test_ranking_trainer_keeps_the_last_epoch_when_it_is_the_best(monkeypatch) -
     result, states, final = _train_scripted(monkeypatch, [0.5, 0.6, 0.7], epochs=3, patience=1)
     assert result.info["best_epoch"] == 2 and result.info["epochs_run"] == 3
     assert _same(final, states[2])
+    assert result.info["training"]["stop_reason"] == "max_epochs"  # still improving at the cap: not converged

@@ -96,8 +96,8 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
     best_auc, best_state, best_epoch, bad = -1.0, None, -1, 0
     curves: list[tuple[str, float, int]] = []
     wrap = progress or (lambda it, **_: it)
-    t0 = time.perf_counter()
-    epoch = -1
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    epoch, steps, examples, stop_reason = -1, 0, 0, "max_epochs"
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(data.train), generator=gen)
@@ -108,8 +108,10 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
             opt.zero_grad()
             loss.backward()
             opt.step()
+            steps += 1
             total += float(loss.detach()) * len(label)
             seen += len(label)
+        examples += seen
         valid_scores = predict(model, data.valid, device=device)
         v_auc, v_loss = auc(data.valid.label, valid_scores), logloss(data.valid.label, valid_scores)
         curves += [("train/loss", total / max(seen, 1), epoch), ("valid/auc", v_auc, epoch), ("valid/logloss", v_loss, epoch)]
@@ -121,6 +123,7 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
         else:
             bad += 1
             if bad >= patience:
+                stop_reason = "converged"  # early stopping on validation AUC
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -134,7 +137,11 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
         if rows.any():
             metrics[f"{group}/auc"] = auc(test.label[rows], scores[rows])
             metrics[f"{group}/logloss"] = logloss(test.label[rows], scores[rows])
-    info = {"best_epoch": best_epoch, "epochs_run": epoch + 1, "fit_s": round(fit_s, 3),
+    training = {"optimizer_steps": steps, "examples_seen": examples, "epochs": epoch + 1, "best_epoch": best_epoch,
+                "stop_reason": stop_reason, "metric": "valid AUC", "fit_wall_s": round(fit_s, 3),
+                "fit_cpu_s": round(time.process_time() - cpu0, 3),
+                "curve": [[(e + 1) * -(-len(data.train) // batch), v] for n, v, e in curves if n == "valid/auc"]}
+    info = {"best_epoch": best_epoch, "epochs_run": epoch + 1, "fit_s": round(fit_s, 3), "training": training,
             "parameters": int(sum(p.numel() for p in params)), "item_dim": fields.item_dim,
             "pretrained_dim": fields.pretrained_dim}
     return CellResult(metrics=metrics, curves=curves, test_scores=scores, info=info)
