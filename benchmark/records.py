@@ -44,6 +44,9 @@ class RunRecord:
     machine: dict = field(default_factory=dict)  # CPU, instruction sets, BLAS, library versions (benchmark/machine.py)
     code_version: str = ""
     tags: dict = field(default_factory=dict)
+    #: the training budget (benchmark/reporting/budget.py): optimizer_steps, examples_seen, epochs,
+    #: best_epoch, stop_reason, fit_wall_s, fit_cpu_s, curve; {} in records made before it was kept
+    training: dict = field(default_factory=dict)
     schema: int = RESULT_SCHEMA
 
     @classmethod

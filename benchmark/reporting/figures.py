@@ -9,7 +9,7 @@ import numpy as np
 from benchmark.reporting.results import MethodResult
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _plt():
     return plt
 
 
-def _save(fig, out: Path) -> list[Path]:
+def save_figure(fig, out: Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
     for path in paths:  # no creation dates: writing the same results twice leaves git clean
@@ -29,7 +29,7 @@ def _save(fig, out: Path) -> list[Path]:
 
 def figure6_head_tail(results: list[MethodResult], title: str, out: Path) -> list[Path]:
     """HR@50 on head vs tail target items, one pair of bars per method (paper Figure 6)."""
-    plt = _plt()
+    plt = pyplot()
     done = [m for m in results if m.status == "done"]
     x = np.arange(len(done))
     head = [m.value("head", "HR@50") for m in done]
@@ -41,7 +41,7 @@ def figure6_head_tail(results: list[MethodResult], title: str, out: Path) -> lis
     ax.set_ylabel("HR@50 (%)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    paths = _save(fig, out)
+    paths = save_figure(fig, out)
     plt.close(fig)
     return paths
 
@@ -54,7 +54,7 @@ def figure7_domains(results: list[MethodResult], domain_share: dict[str, float],
     ref = by_name.get(reference)
     if ref is None or not domain_share:
         return None
-    plt = _plt()
+    plt = pyplot()
     domains = list(domain_share)
     x = np.arange(len(domains))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(domains)), 3.8))
@@ -75,6 +75,6 @@ def figure7_domains(results: list[MethodResult], domain_share: dict[str, float],
     ax.set_xticks(x, domains, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0))
-    paths = _save(fig, out)
+    paths = save_figure(fig, out)
     plt.close(fig)
     return paths

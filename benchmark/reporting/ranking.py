@@ -224,12 +224,22 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
              f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
              "", "### Claims", "", *claim_lines, "", "### Provenance", "",
              f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
-             "| model | embeddings | seed | run key | MLflow run | embeddings from | best epoch | fit s | code |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | embeddings | seed | run key | MLflow run | embeddings from | steps | epochs | best epoch | "
+             "stop | fit s | code |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    budget = [["model", "embedding", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
+               "fit_wall_s", "fit_cpu_s"]]
     for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
         src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
+        t = r.info.get("training", {})
+        stop = t.get("stop_reason", "not recorded")
         parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
-                     f"{src} | {r.info.get('best_epoch')} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
+                     f"{src} | {t.get('optimizer_steps', '-')} | {r.info.get('epochs_run', '-')} | "
+                     f"{r.info.get('best_epoch')} | {stop} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
+        budget.append([r.model, r.embedding, str(r.seed), str(t.get("optimizer_steps", "")),
+                       str(t.get("examples_seen", "")), str(r.info.get("epochs_run", "")), str(r.info.get("best_epoch")),
+                       stop, str(t.get("fit_wall_s", r.timings.get("fit_s", ""))), str(t.get("fit_cpu_s", ""))])
+    write_text(out / "training_budget.csv", to_csv(budget[0], budget[1:]))
     failed = [f for f in read_failures(Path(results_dir) / suite, keys)
               if not (Path(results_dir) / suite / f.key / "result.json").exists()]
     if failed:
