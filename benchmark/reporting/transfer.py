@@ -275,8 +275,10 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
               versions_line([r.get("machine", {}) for r in records]), "",
-              *_md(["condition", "seed", "key", "seconds"],
-                   [[_cond(r), str(r["condition"]["seed"]), r["key"], str(r["seconds"])] for r in records])]
+              *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
+                   [[_cond(r), str(r["condition"]["seed"]), r["key"], *_budget(r), str(r["seconds"])] for r in records]),
+              "", "steps / epochs / stop: the condition's training budget (for a staged recipe, all stages; stop = "
+              "why the last stage ended: converged = early stopping on validation, max_epochs = the cap)."]
     failed = [f for f in read_failures(folder) if not (folder / f.key / "record.json").exists()]
     if failed:
         parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
@@ -299,6 +301,12 @@ def _absent_reasons(methods: list[str]) -> str:
         out.append(f"{m} (not run: {NO_TRANSFER_RECIPE})" if not cls.supports_transfer()
                    else f"{m} (not run in this grid: not in --methods, or skipped for missing inputs)")
     return "; ".join(out)
+
+
+def _budget(r: dict) -> list[str]:
+    """(optimizer steps, epochs, stop reason) of a condition, from its method's recorded training budget."""
+    t = (r.get("stats") or {}).get("training") or {}
+    return [str(t.get("optimizer_steps", "-")), str(t.get("epochs", "-")), str(t.get("stop_reason", "not recorded"))]
 
 
 def _cond(r: dict) -> str:
