@@ -87,3 +87,6 @@ def test_item2vec_puts_co_occurring_items_together_and_cold_items_at_zero() -> N
     m2 = Item2Vec()
     m2.fit(view, None, cfg, RunContext(seed=3))
     assert np.array_equal(e, m2.item_embeddings())  # deterministic per seed (workers: 1)
+    t = m.stats["training"]  # fixed epochs, no optimizer: examples = item tokens (no sub-sampling here)
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert (t["optimizer_steps"], t["examples_seen"], t["epochs"], t["stop_reason"]) == (0, 600 * 4 * 10, 10, "max_epochs")

@@ -14,12 +14,14 @@ import numpy as np
 from benchmark.data.model import Sequences, TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
+from methods.shared.training import TrainingBudget, combine_budgets
 
 
 class _EpochLoss:
-    """gensim callback that forwards the per-epoch training loss to the run's metric logger."""
+    """gensim callback that forwards the per-epoch training loss to the run's metric logger
+    (and counts the epochs into ``budget``)."""
 
-    def __init__(self, ctx: RunContext | None, epochs: int):
+    def __init__(self, ctx: RunContext | None, epochs: int, budget: TrainingBudget | None = None):
         from gensim.models.callbacks import CallbackAny2Vec
 
         class _Callback(CallbackAny2Vec):
@@ -35,6 +37,8 @@ class _EpochLoss:
                     ctx.log_metric("item2vec_loss", total - cb.previous, cb.epoch)
                     next(cb.iterator, None)
                 cb.previous = total
+                if budget is not None:
+                    budget.epoch_done(cb.epoch)
                 cb.epoch += 1
 
         self.callback = _Callback()
@@ -55,12 +59,19 @@ def train_item2vec(
     seed: int = 0,
     workers: int = 1,
     ctx: RunContext | None = None,
+    budget: TrainingBudget | None = None,
 ) -> np.ndarray:
     """Train SGNS on item sets and return the input ("target") vectors u_i, float32 [n_items, d].
 
     Items absent from the vocabulary (never in a training set of >= 2 items) get a zero row, so
     they rank last (docs/protocol.md 0.2). ``workers > 1`` is faster but gensim is then not
     deterministic; the default config uses 1.
+
+    ``budget`` (optional) records the stage: its epochs and, as examples, the item tokens gensim
+    trained on (its ``trained_word_count``: every epoch's tokens after frequent-item sub-sampling,
+    each the centre of one set's SGNS pairs). ``optimizer_steps`` stays 0: SGNS updates the vectors
+    per (target, context) pair by plain SGD with a decaying rate, there is no optimizer step. The
+    stop reason stays ``max_epochs``: Item2Vec runs a fixed number of epochs by design (paper).
     """
     from gensim.models import Word2Vec
 
@@ -86,14 +97,16 @@ def train_item2vec(
         seed=seed,
     )
     model.build_vocab(sentences)
-    callback = _EpochLoss(ctx, epochs).callback
-    model.train(
+    callback = _EpochLoss(ctx, epochs, budget).callback
+    trained_words, _raw_words = model.train(
         sentences,
         total_examples=len(sentences),
         epochs=epochs,
         compute_loss=True,
         callbacks=[callback],
     )
+    if budget is not None:
+        budget.saw(trained_words)
     keys = np.array([int(k) for k in model.wv.index_to_key], dtype=np.int64)
     out[keys] = model.wv.vectors
     return out
@@ -111,7 +124,11 @@ class Item2Vec(Method):
         seqs = train.sequences
         if cfg.get("sets") == "per_domain":
             seqs = train.single_domain_sequences()
-        self._emb = train_item2vec(seqs, train.n_items, cfg, seed=ctx.seed, workers=int(cfg["workers"]), ctx=ctx)
+        budget = TrainingBudget("item2vec", metric="none: fixed epochs, no validation")
+        self._emb = train_item2vec(seqs, train.n_items, cfg, seed=ctx.seed, workers=int(cfg["workers"]), ctx=ctx,
+                                   budget=budget)
+        self.stats = {"unit": "item tokens (gensim trained_word_count, after sub-sampling)",
+                      "training": combine_budgets(budget)}
         ctx.logger.info("item2vec: %d of %d items have a vector (the rest are cold: zero rows)",
                         int(np.any(self._emb != 0, axis=1).sum()), train.n_items)
 
