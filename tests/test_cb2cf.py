@@ -114,6 +114,16 @@ def test_regression_fits_its_item2vec_targets(fitted):
     assert method.stats["best_valid_cosine"] > 0.5
 
 
+def test_training_budget_has_both_stages(fitted):
+    t = fitted[0].stats["training"]  # patience = epochs: the regression cannot stop early here
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    i2v, reg = t["stages"]
+    assert (i2v["stage"], i2v["optimizer_steps"], i2v["epochs"], i2v["stop_reason"]) == ("item2vec", 0, 10, "max_epochs")
+    n_fit = fitted[0].stats["examples_per_epoch"]
+    assert (reg["stage"], reg["epochs"], reg["examples_seen"], reg["stop_reason"]) == ("regression", 40, 40 * n_fit, "max_epochs")
+    assert reg["optimizer_steps"] == 40 * -(-n_fit // 32) and len(reg["curve"]) == 40 and t["stop_reason"] == "max_epochs"
+
+
 def test_cold_items_get_meaningful_vectors(fitted):
     method, _ = fitted
     emb = method.item_embeddings()

@@ -21,7 +21,7 @@ from benchmark.plugin import Method, RunContext
 from methods.cb2cf.network import MultiviewRegressor
 from methods.item2vec import train_item2vec
 from methods.shared.content import MultiHot, category_multihot, image_view, numeric_view, text_view
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:
@@ -72,7 +72,9 @@ class CB2CF(Method):
         i2v_cfg = cfg["item2vec"]
         seqs = train.single_domain_sequences() if i2v_cfg.get("sets") == "per_domain" else train.sequences
         t0 = time.perf_counter()
-        targets = train_item2vec(seqs, n, i2v_cfg, seed=ctx.seed, workers=int(i2v_cfg["workers"]), ctx=ctx)
+        i2v_budget = TrainingBudget("item2vec", metric="none: fixed epochs, no validation")
+        targets = train_item2vec(seqs, n, i2v_cfg, seed=ctx.seed, workers=int(i2v_cfg["workers"]), ctx=ctx,
+                                 budget=i2v_budget)
 
         seconds_item2vec = time.perf_counter() - t0
         image, has_image = image_view(features)
@@ -102,16 +104,21 @@ class CB2CF(Method):
         self.stats = {"examples_per_epoch": len(fit_items), "epochs": 0, "unit": "items",
                       "regression_items": len(eligible), "seconds_item2vec": seconds_item2vec}
         t0 = time.perf_counter()
+        # Examples: item2vec stage = item tokens (see train_item2vec); regression stage = items.
+        budget = TrainingBudget("regression", metric="valid mean cosine to the Item2Vec target")
+        if len(valid) == 0:
+            budget.stop_reason = "no_validation"
         if len(fit_items):
-            self._train(inputs, torch.from_numpy(targets).to(device), fit_items, valid, cfg, ctx)
+            self._train(inputs, torch.from_numpy(targets).to(device), fit_items, valid, cfg, ctx, budget)
         self.stats["seconds_train"] = time.perf_counter() - t0
+        self.stats["training"] = combine_budgets(i2v_budget, budget)
         self._emb = self._predict(inputs, n, int(cfg["batch_size"]))
         log.info("cb2cf: embeddings for all %d items (%d never in training)", n,
                  int((train.item_train_count == 0).sum()))
 
     def _train(self, inputs: _Inputs, targets: torch.Tensor, fit_items: np.ndarray, valid: np.ndarray,
-               cfg: dict[str, Any], ctx: RunContext) -> None:
-        opt = torch.optim.Adam(self.network.parameters(), lr=float(cfg["lr"]))
+               cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
+        opt = budget.watch(torch.optim.Adam(self.network.parameters(), lr=float(cfg["lr"])))
         batch, epochs, patience = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["patience"])
         gen = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 41)
         best, best_state, waited = -np.inf, None, 0
@@ -125,18 +132,22 @@ class CB2CF(Method):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                budget.saw(len(items))
                 total += float(loss.detach()) * len(items)
             ctx.log_metric("cb2cf_loss", total / len(order), epoch)
             self.stats["epochs"] = epoch + 1
+            budget.epoch_done(epoch)
             if len(valid) == 0:
                 continue
             cosine = self._mean_cosine(inputs, targets, valid, batch)
             ctx.log_metric("cb2cf_valid_cosine", cosine, epoch)
+            budget.validated(cosine, epoch, cosine > best + 1e-5)
             if cosine > best + 1e-5:
                 best, best_state, waited = cosine, copy.deepcopy(self.network.state_dict()), 0
             else:
                 waited += 1
                 if waited >= patience:
+                    budget.stop_reason = "converged"
                     ctx.logger.info("cb2cf: early stop at epoch %d (best valid cosine %.4f)", epoch + 1, best)
                     break
         if best_state is not None:
