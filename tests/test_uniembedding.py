@@ -437,9 +437,14 @@ def test_training_lowers_the_loss():
     view, features = tiny_view(), tiny_features(tiny_view())
     logged = []
     ctx = RunContext(seed=0, log_metric=lambda name, value, step=None: logged.append((name, value)))
-    UniEmbedding().fit(view, features, tiny_cfg(epochs=8, batch_size=50), ctx)
+    method = UniEmbedding()
+    method.fit(view, features, tiny_cfg(epochs=8, batch_size=50), ctx)
     losses = [v for name, v in logged if name == "uniembedding_loss"]
     assert losses[-1] < losses[0]
+    t = method.stats["training"]  # fixed epochs, no validation; one batch of <= 50 sequences per epoch
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert (t["optimizer_steps"], t["epochs"], t["stop_reason"], t["curve"]) == (8, 8, "max_epochs", [])
+    assert t["examples_seen"] > 0 and t["examples_seen"] % 8 == 0  # the same anchors every epoch
 
 
 @pytest.mark.parametrize("cls,over", [

@@ -22,7 +22,7 @@ from benchmark.data.model import TrainView
 from benchmark.errors import ConfigError, MissingRequirementError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 from methods.uniembedding.adapter import MultiModalAdapter
 from methods.uniembedding.batching import (
     Batch,
@@ -147,11 +147,14 @@ def training_sequences(train: TrainView, cfg: dict[str, Any]) -> PaddedSequences
 
 
 def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext,
-                       device: torch.device | str = "cpu",
+                       device: torch.device | str = "cpu", budget: TrainingBudget | None = None,
                        ) -> tuple[UniEmbeddingNet, ItemInputs, PaddedSequences]:
     """Pretrain UniEmbedding; deterministic per ``ctx.seed`` (global seeds + a torch generator).
 
     The generator (batch order, positive sampling) stays on the CPU whatever ``device`` is.
+    ``budget`` (optional) records optimizer steps, epochs and, as examples, the anchors of Eqn 4
+    (each anchor is one term of the loss). There is no validation and no early stopping (the
+    paper trains a fixed number of epochs), so the stop reason stays ``max_epochs``.
     """
     device = torch.device(device)
     ctx.seed_everything()
@@ -167,6 +170,8 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
         ctx.logger.warning("uniembedding: fewer than two usable sequences; the adapter stays untrained")
         return net, inputs, padded
     optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    if budget is not None:
+        budget.watch(optimizer)
     epochs = int(cfg["epochs"])
     for epoch in ctx.progress(range(epochs), desc="uniembedding epochs", total=epochs):
         net.train()
@@ -183,6 +188,9 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
             optimizer.step()
             total += float(loss.detach())
             anchors += n
+        if budget is not None:
+            budget.saw(anchors)
+            budget.epoch_done(epoch)
         ctx.log_metric("uniembedding_loss", total / max(anchors, 1), epoch)
         ctx.log_metric("uniembedding_epoch_seconds", time.perf_counter() - started, epoch)
     return net, inputs, padded
@@ -287,7 +295,9 @@ class UniEmbedding(Method):
         if cfg.get("torch_threads"):
             torch.set_num_threads(int(cfg["torch_threads"]))
         try:
-            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device)
+            budget = TrainingBudget("pretrain", metric="none: fixed epochs, no validation")
+            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device, budget)
+            self.stats = {"unit": "anchors", "training": combine_budgets(budget)}
             if cfg["eval_embedding"] == "user_view":
                 self._emb = user_view_embeddings(net, inputs, padded, int(cfg["chunk_tokens"]))
             else:
