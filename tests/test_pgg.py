@@ -162,6 +162,18 @@ def test_item_embeddings_shape_and_cold_items(fitted):
     assert sim[:20, :20].mean() > sim[:20, 20:].mean() + 0.2
 
 
+def test_training_budget_has_the_confidence_and_graph_stages(fitted):
+    t = fitted[0].stats["training"]  # both stages run a fixed number of epochs, no validation
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    mf, graph = t["stages"]
+    n_pairs, n_interactions = fitted[0].stats["resampled_pairs"], 159 * 6 + 5
+    assert (mf["stage"], mf["epochs"], mf["examples_seen"], mf["optimizer_steps"]) == (
+        "confidence_mf", 20, 20 * n_interactions, 20 * -(-n_interactions // 256))
+    assert (graph["stage"], graph["epochs"], graph["examples_seen"], graph["optimizer_steps"]) == (
+        "graph", 10, 10 * n_pairs, 10 * -(-n_pairs // 512))
+    assert mf["stop_reason"] == graph["stop_reason"] == t["stop_reason"] == "max_epochs" and t["curve"] == []
+
+
 def test_deterministic_per_seed(fitted):
     _, a = _fit(seed=0)
     _, b = _fit(seed=1)

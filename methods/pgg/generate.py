@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from benchmark.plugin import RunContext
 from methods.shared.kernels import standard_cpu_kernels
 from methods.shared.mf import unigram_distribution
+from methods.shared.training import TrainingBudget
 
 
 def cooccurrence_graph(src: np.ndarray, dst: np.ndarray) -> nx.Graph:
@@ -75,6 +76,7 @@ def train_generative_graph(
     seed: int = 0,
     ctx: RunContext | None = None,
     device: torch.device | str = "cpu",
+    budget: TrainingBudget | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit h (node) and h' (context) embeddings to the ordered pairs (src -> dst) with SGNS.
 
@@ -84,6 +86,8 @@ def train_generative_graph(
     random out-neighbour of j in the pair list. Sparse embeddings + SparseAdam. Returns
     (h, h') float32 [n_items, dim]; rows of items never a source are left at their init.
     ``device``: where the tables train; initialisation and sampling stay on the CPU generator.
+    ``budget`` (optional) records optimizer steps, epochs and, as examples, the ordered pairs (the
+    2-hop term's extra pairs are not counted); fixed epochs, no validation: ``max_epochs``.
     """
     device = torch.device(device)
     dim, epochs, batch = int(cfg["dim"]), int(cfg["epochs"]), int(cfg["batch_size"])
@@ -98,6 +102,8 @@ def train_generative_graph(
         return node.weight.detach().numpy().copy(), context.weight.detach().numpy().copy()
     node, context = node.to(device), context.to(device)
     opt = torch.optim.SparseAdam(list(node.parameters()) + list(context.parameters()), lr=float(cfg["lr"]))
+    if budget is not None:
+        budget.watch(opt)
     q = torch.from_numpy(unigram_distribution(dst, n_items, 0.75)).float()
     src_t, dst_t = torch.from_numpy(src).to(device), torch.from_numpy(dst).to(device)
     if two_hop > 0:  # CSR of out-neighbours, to sample j -> k
@@ -136,6 +142,9 @@ def train_generative_graph(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
+            if budget is not None:
+                budget.saw(seen)
+                budget.epoch_done(epoch)
             if ctx is not None:
                 ctx.log_metric("pgg_loss", total / max(seen, 1), epoch)
     return node.weight.detach().cpu().numpy().copy(), context.weight.detach().cpu().numpy().copy()

@@ -25,7 +25,7 @@ from methods.pgg.generate import (
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import short_term_sets
 from methods.shared.mf import train_user_item_mf
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 
 
 class PGG(Method):
@@ -49,8 +49,12 @@ class PGG(Method):
                  len(sets), cfg["window"], cfg["stride"], len(seqs))
 
         t0 = time.perf_counter()
+        # Two trained stages, both a fixed number of epochs without validation (max_epochs): the
+        # confidence MF (examples: interactions) and the graph embedding (examples: ordered pairs).
+        mf_budget = TrainingBudget("confidence_mf", metric="none: fixed epochs, no validation")
+        graph_budget = TrainingBudget("graph", metric="none: fixed epochs, no validation")
         user_vec, item_vec = train_user_item_mf(seqs, train.n_items, cfg["confidence"], seed=ctx.seed,
-                                                ctx=ctx, prefix="pgg_confidence", device=device)
+                                                ctx=ctx, prefix="pgg_confidence", device=device, budget=mf_budget)
         seconds_confidence = time.perf_counter() - t0
         conf = set_confidence(set_scores(sets, owner, user_vec, item_vec))
         keep = purify(conf, float(cfg["purify_std"]))
@@ -82,12 +86,13 @@ class PGG(Method):
 
         t0 = time.perf_counter()
         node, _context = train_generative_graph(src, dst, train.n_items, cfg["graph"], seed=ctx.seed, ctx=ctx,
-                                               device=device)
+                                               device=device, budget=graph_budget)
         self.stats.update(seconds_confidence=seconds_confidence, seconds_train=time.perf_counter() - t0, unit="pairs")
         trained = np.bincount(src, minlength=train.n_items) > 0
         self._emb = item_embedding(node, trained)
         self.stats["examples_per_epoch"] = len(src)
         self.stats["epochs"] = int(cfg["graph"]["epochs"])
+        self.stats["training"] = combine_budgets(mf_budget, graph_budget)
         n_cold = int((train.item_train_count == 0).sum())
         log.info("pgg: %d of %d items have a vector; zero rows: %d never in training, %d in no purified pair",
                  int(trained.sum()), train.n_items, n_cold, int(train.n_items - trained.sum() - n_cold))

@@ -15,6 +15,7 @@ import torch
 from benchmark.data.model import Sequences
 from benchmark.plugin import RunContext
 from methods.shared.kernels import standard_cpu_kernels
+from methods.shared.training import TrainingBudget
 
 
 def interaction_pairs(sequences: Sequences) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +40,7 @@ def train_user_item_mf(
     ctx: RunContext | None = None,
     prefix: str = "mf",
     device: torch.device | str = "cpu",
+    budget: TrainingBudget | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matrix factorisation p_u . q_i with sampled softmax over items (logQ-corrected).
 
@@ -48,7 +50,9 @@ def train_user_item_mf(
     ("lazy Adam") so untouched rows do not drift. cfg keys: dim, epochs, lr, batch_size,
     negatives, l2. Returns (P float32 [n_sequences, dim], Q float32 [n_items, dim]).
     ``device``: where the tables train; initialisation and sampling stay on the CPU generator, so
-    the random streams do not depend on the device.
+    the random streams do not depend on the device. ``budget`` (optional) records optimizer steps,
+    epochs and, as examples, the (user, item) interactions; a fixed number of epochs, no validation,
+    so its stop reason stays ``max_epochs``.
     """
     device = torch.device(device)
     rows, items = interaction_pairs(sequences)
@@ -64,6 +68,8 @@ def train_user_item_mf(
         return user_emb.weight.detach().numpy().copy(), item_emb.weight.detach().numpy().copy()
     user_emb, item_emb = user_emb.to(device), item_emb.to(device)
     opt = torch.optim.SparseAdam(list(user_emb.parameters()) + list(item_emb.parameters()), lr=float(cfg["lr"]))
+    if budget is not None:
+        budget.watch(opt)
     q = torch.from_numpy(unigram_distribution(items, n_items, 0.75)).float()
     log_q = torch.log(q.clamp_min(1e-12)).to(device)
     rows_t, items_t = torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)
@@ -90,6 +96,9 @@ def train_user_item_mf(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 steps += len(idx)
+            if budget is not None:
+                budget.saw(steps)
+                budget.epoch_done(epoch)
             if ctx is not None:
                 ctx.log_metric(f"{prefix}_loss", total / max(steps, 1), epoch)
     return user_emb.weight.detach().cpu().numpy().copy(), item_emb.weight.detach().cpu().numpy().copy()
