@@ -97,6 +97,17 @@ def test_training_loss_decreases(fitted):
     assert len(losses) >= 2 and losses[-1] < losses[0]
 
 
+def test_training_budget_has_the_user_mf_and_tower_stages(fitted):
+    t = fitted.stats["training"]  # the toy's 5% carve-out is empty: nothing to stop on, the cap decides
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    mf, tower = t["stages"]
+    assert (mf["stage"], mf["epochs"], mf["stop_reason"], tower["stage"]) == ("user_mf", 15, "max_epochs", "content_tower")
+    n_fit = fitted.stats["examples_per_epoch"]
+    assert fitted.stats["validation_positives"] == 0 and tower["curve"] == [] and tower["epochs"] == 8
+    assert (tower["examples_seen"], tower["optimizer_steps"]) == (8 * n_fit, 8 * -(-n_fit // 128))
+    assert tower["stop_reason"] == t["stop_reason"] == "no_validation" and "lower is better" in t["metric"]
+
+
 def test_item_embeddings_cover_cold_items(fitted):
     emb = fitted.item_embeddings()
     assert emb.shape == (N_ITEMS, 32) and emb.dtype == np.float32 and np.isfinite(emb).all()

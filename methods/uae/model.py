@@ -22,7 +22,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.content import content_input
 from methods.shared.mf import train_user_item_mf
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 from methods.uae.negatives import build_examples, sample_negatives
 from methods.uae.towers import ContentTower, MeanPoolUserTower
 
@@ -86,11 +86,16 @@ class UAE(Method):
         held_out = np.isin(ex.position, carve.positions)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 53)
         self.user_tower, self.seconds_user_mf = None, 0.0
+        # Stages: the pretrained user MF (fixed epochs; examples: interactions), then the content
+        # tower (early stopping on the held-out loss; examples: positives).
+        stages = ([TrainingBudget("user_mf", metric="none: fixed epochs, no validation")]
+                  if cfg["user_tower"] == "pretrained_mf" else [])
+        budget = TrainingBudget("content_tower", metric="valid loss (lower is better)")
         if cfg["user_tower"] == "pretrained_mf":
             t0 = time.perf_counter()
             mf_cfg = {**cfg["user_mf"], "dim": int(cfg["dim"])}  # the user vector lives in the tower's space
             user_vec, _ = train_user_item_mf(carve.fit.sequences, n, mf_cfg, seed=ctx.seed, ctx=ctx,
-                                             prefix="uae_user_mf", device=device)
+                                             prefix="uae_user_mf", device=device, budget=stages[0])
             self.user_vectors = F.normalize(torch.from_numpy(user_vec), dim=1).to(device)
             self.seconds_user_mf = time.perf_counter() - t0
             keep = np.arange(len(ex.item))
@@ -108,9 +113,12 @@ class UAE(Method):
                                       "seconds_user_mf": self.seconds_user_mf, **carve.describe(),
                                       "validation_positives": len(valid)}
         t0 = time.perf_counter()
+        if len(valid) == 0:
+            budget.stop_reason = "no_validation"
         if len(fit_rows):
-            self._train(fit_rows, valid, cfg, ctx, n)
+            self._train(fit_rows, valid, cfg, ctx, n, budget)
         self.stats["seconds_train"] = time.perf_counter() - t0
+        self.stats["training"] = combine_budgets(*stages, budget)
         with torch.no_grad():
             self.tower.eval()
             self._emb = torch.cat([F.normalize(self.tower(self.inputs[s : s + 8192]), dim=1)
@@ -137,9 +145,10 @@ class UAE(Method):
         return contrastive_loss(self._users(rows), f_pos, f_neg, t(pos), t(neg),
                                 1.0 / float(cfg["tau"]), bool(cfg["in_batch_negatives"]))
 
-    def _train(self, fit_rows: np.ndarray, valid: np.ndarray, cfg: dict[str, Any], ctx: RunContext, n: int) -> None:
+    def _train(self, fit_rows: np.ndarray, valid: np.ndarray, cfg: dict[str, Any], ctx: RunContext, n: int,
+               budget: TrainingBudget) -> None:
         params = list(self.tower.parameters()) + (list(self.user_tower.parameters()) if self.user_tower else [])
-        opt = torch.optim.Adam(params, lr=float(cfg["lr"]))
+        opt = budget.watch(torch.optim.Adam(params, lr=float(cfg["lr"])))
         batch, epochs, patience, k = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["patience"]), int(cfg["negatives"])
         rng = ctx.rng(2)
         valid_rng = ctx.rng(3)  # negatives drawn once: the held-out loss is comparable across epochs
@@ -158,18 +167,21 @@ class UAE(Method):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                budget.saw(len(rows))
                 total += float(loss.detach()) * len(rows)
             epoch_loss = total / len(order)
             ctx.log_metric("uae_loss", epoch_loss, epoch)
             self.stats["losses"].append(epoch_loss)
             self.stats["epochs"] = epoch + 1
             self.stats["disliked_negative_share"] = hard / max(slots, 1)
+            budget.epoch_done(epoch)
             if not valid_batches:
                 continue
             with torch.no_grad():
                 self.tower.eval()
                 v = sum(float(self._loss(r, ng, cfg)) * len(r) for r, ng in valid_batches) / len(valid)
             ctx.log_metric("uae_valid_loss", v, epoch)
+            budget.validated(v, epoch, v < best - 1e-5)
             if v < best - 1e-5:
                 best, waited = v, 0
                 best_state = (copy.deepcopy(self.tower.state_dict()),
@@ -177,6 +189,7 @@ class UAE(Method):
             else:
                 waited += 1
                 if waited >= patience:
+                    budget.stop_reason = "converged"
                     ctx.logger.info("uae: early stop at epoch %d (best valid loss %.4f)", epoch + 1, best)
                     break
         if best_state is not None:
