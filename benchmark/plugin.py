@@ -106,6 +106,10 @@ class Method(abc.ABC):
     tags: ClassVar[dict[str, str]] = {}
     #: How the next-item protocol scores a user vector against candidates: "cosine" or "dot".
     next_item_scoring: ClassVar[str] = "cosine"
+    #: False for methods that learn nothing (raw content, popularity, random): their training budget
+    #: is "untrained", not "not recorded" (a trained method records ``stats["training"]``, see
+    #: methods/shared/training.py TrainingBudget).
+    trains: ClassVar[bool] = True
 
     @abc.abstractmethod
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:

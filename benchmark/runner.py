@@ -146,6 +146,20 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
         return record
 
 
+def training_record(method: Method, cls: type[Method], wall_s: float, cpu_s: float) -> dict[str, Any]:
+    """The run's training budget: the method's ``stats["training"]`` plus the fit's wall and CPU seconds.
+
+    A method that learns nothing is "untrained"; a trained one that recorded no budget is "not
+    recorded" (its claims are then inconclusive, never silently trusted).
+    """
+    recorded = (getattr(method, "stats", {}) or {}).get("training")
+    out = _plain(dict(recorded)) if isinstance(recorded, dict) else {}
+    if not out:
+        out = {"stop_reason": "not recorded" if cls.trains else "untrained"}
+    out.update({"fit_wall_s": round(wall_s, 3), "fit_cpu_s": round(cpu_s, 3)})
+    return out
+
+
 def fail_run(run: RunConfig, inputs: Inputs | None, key: str, results_dir: Path, exc: BaseException | None = None,
              *, reason: str | None = None, trace: str | None = None) -> RunRecord:
     """Record a failed run under ``results/<suite>/.failed/`` and return its in-memory record.
@@ -229,7 +243,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
             logger=logging.getLogger(f"benchmark.methods.{run.method}"), workers=workers,
         )
         ctx.seed_everything()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         fitted = True
         try:
             with ctx.threads():
@@ -242,6 +256,9 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
             tags["skipped"] = record.reason
         if fitted:
             t1 = time.perf_counter()
+            record.training = training_record(method, cls, t1 - t0, time.process_time() - cpu0)
+            curves += [(f"valid/{record.training.get('metric', 'score')}", float(v), int(s))
+                       for s, v in record.training.get("curve", [])]
             n_items = inputs.train.n_items
             emb = _check_embeddings(run.method, method.item_embeddings(), n_items)
             query_emb = method.query_embeddings()

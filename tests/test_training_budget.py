@@ -47,3 +47,24 @@ def test_stages_add_up_and_the_last_stage_decides():
     assert t["optimizer_steps"] == 4 + 3 and t["epochs"] == 2 + 3 and t["examples_seen"] == 16 + 12
     assert t["stop_reason"] == "converged" and t["best_epoch"] == 0
     assert [s["stage"] for s in t["stages"]] == ["pretrain", "finetune"] and t["stages"][0]["stop_reason"] == "max_epochs"
+
+
+def test_every_run_records_its_budget_and_the_report_shows_it(tiny_suite_run):
+    import csv
+    import json
+
+    from benchmark.reporting.matching import write_suite_reports
+
+    run, results, reports = tiny_suite_run
+    by = {r.method: r for r in run.records}
+    assert by["popularity"].training["stop_reason"] == "untrained"
+    i2v = by["item2vec"].training  # a fixed-epoch method: its cap decides, and the budget says so
+    assert i2v["stop_reason"] == "max_epochs" and i2v["epochs"] > 0 and i2v["examples_seen"] > 0
+    assert i2v["fit_wall_s"] > 0 and i2v["fit_cpu_s"] >= 0
+    stored = json.loads((results / "xmarket-matching" / by["item2vec"].run_key / "result.json").read_text())
+    assert stored["training"]["stop_reason"] == "max_epochs"
+    text = write_suite_reports("xmarket-matching", results, reports)
+    assert "### Training budget" in text and "| item2vec | 0 |" in text
+    folder = next((reports / "xmarket-matching").glob("*tiny*"))
+    rows = list(csv.DictReader((folder / "training_budget.csv").open()))
+    assert {r["method"]: r["stop_reason"] for r in rows}["popularity"] == "untrained"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 from benchmark.machine import versions_line
-from benchmark.reporting import coverage, figures, tables
+from benchmark.reporting import budget, coverage, figures, tables
 from benchmark.reporting.claims import check_claims, claim_table
 from benchmark.reporting.ranking import c9_from_results
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
@@ -74,6 +74,11 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     fig7 = figures.figure7_domains(results, {d: c / total for d, c in share.items()},
                                    f"Figure 7: per-domain gain of UniEmb, {label}{synthetic}", out / "figure7_domains")
     figure_paths += fig7 or []
+    rows = budget.budget_rows(records)
+    write_text(out / "training_budget.csv", tables.to_csv(budget.HEADER, rows))
+    parts += ["", *budget.budget_markdown(rows)]
+    figure_paths += budget.learning_curves(records, f"Learning curves (validation metric vs optimizer steps), "
+                                           f"{label}{synthetic}", out / "learning_curves") or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
     suite_methods = suite_method_list(suite)
     if suite_methods:

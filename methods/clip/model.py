@@ -48,6 +48,7 @@ class RawContent(Method):
     display_name = "CLIP"
     paper_column = "CLIP"
     requires = frozenset({"text"})
+    trains = False  # learns nothing: its training budget is "untrained"
     uses = frozenset({"image"})
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:

@@ -23,6 +23,7 @@ class Popularity(Method):
     display_name = "Popularity"
     paper_column = None
     requires = frozenset({"ids"})
+    trains = False  # learns nothing: its training budget is "untrained"
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         counts = np.asarray(train.item_train_count, dtype=np.float64)

@@ -18,6 +18,7 @@ class RandomVectors(Method):
     display_name = "Random"
     paper_column = None
     requires = frozenset({"ids"})
+    trains = False  # learns nothing: its training budget is "untrained"
 
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         self._emb = ctx.rng(0).standard_normal((train.n_items, int(cfg["dim"]))).astype(np.float32)
