@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,6 +83,57 @@ def test_contrastive_loss_masks_the_positive_among_negatives():
     loss = contrastive_loss(user, f_pos, f_neg, pos, neg, gamma=10.0, in_batch=False)
     expected = -torch.log_softmax(torch.tensor([10.0, 0.0]), 0)[0]  # only the orthogonal negative counts
     assert torch.isclose(loss, expected, atol=1e-5)
+
+
+# A batch of three positives on the unit circle; rows 0 and 2 share positive item 5.
+#   item 5 = (.6, .8), item 7 = (1, 0), item 8 = (-1, 0), item 9 = (0, 1)
+_ITEMS = {5: (0.6, 0.8), 7: (1.0, 0.0), 8: (-1.0, 0.0), 9: (0.0, 1.0)}
+_USERS = [(1.0, 0.0), (0.0, 1.0), (0.6, 0.8)]
+_POS = [5, 7, 5]
+_NEG = [[7, 9], [7, 9], [9, 8]]  # row 1's first negative is its own positive
+# Cosines the loss may see, worked out by hand: [positive, kept sampled negatives, kept in-batch positives].
+#   row 0: pos 5 -> .6; negs 7 -> 1, 9 -> 0; batch: row 1's item 7 -> 1 (row 0 is itself, row 2's 5 is its own)
+#   row 1: pos 7 -> 0; neg 7 masked, 9 -> 1; batch: rows 0 and 2's item 5 -> .8 each
+#   row 2: pos 5 -> 1; negs 9 -> .8, 8 -> -.6; batch: row 1's item 7 -> .6 (row 0's 5 is its own)
+_IN_BATCH_COSINES = [[0.6, 1.0, 0.0, 1.0], [0.0, 1.0, 0.8, 0.8], [1.0, 0.8, -0.6, 0.6]]
+
+
+def _hand_loss(cosines: list[list[float]], gamma: float) -> float:
+    """Mean over rows of -log softmax(gamma * cosines)[0], in plain floats."""
+    return sum(math.log(sum(math.exp(gamma * c) for c in row)) - gamma * row[0] for row in cosines) / len(cosines)
+
+
+def _batch() -> tuple[torch.Tensor, ...]:
+    user = torch.tensor(_USERS)
+    f_pos = torch.tensor([_ITEMS[i] for i in _POS])
+    f_neg = torch.tensor([[_ITEMS[i] for i in row] for row in _NEG])
+    return user, f_pos, f_neg, torch.tensor(_POS), torch.tensor(_NEG)
+
+
+def test_in_batch_loss_masks_the_anchor_own_positive_wherever_it_appears_in_the_batch():
+    for gamma in (2.0, 10.0):
+        loss = contrastive_loss(*_batch(), gamma=gamma, in_batch=True)
+        assert float(loss) == pytest.approx(_hand_loss(_IN_BATCH_COSINES, gamma), rel=1e-5)
+    # without in-batch negatives: only the positive and the kept sampled negatives
+    loss = contrastive_loss(*_batch(), gamma=2.0, in_batch=False)
+    assert float(loss) == pytest.approx(_hand_loss([row[:3] if i != 1 else row[:2] for i, row in
+                                                    enumerate(_IN_BATCH_COSINES)], 2.0), rel=1e-5)
+    # what an unmasked batch would give (row 0 also sees .6 twice, row 2 sees 1 twice) is far off
+    unmasked = [_IN_BATCH_COSINES[0] + [0.6, 0.6], _IN_BATCH_COSINES[1] + [0.0], _IN_BATCH_COSINES[2] + [1.0, 1.0]]
+    assert abs(_hand_loss(unmasked, 2.0) - _hand_loss(_IN_BATCH_COSINES, 2.0)) > 0.1
+
+
+def test_the_default_training_loss_is_the_in_batch_one_at_gamma_ten():
+    cfg_default = UAE.default_config()
+    assert cfg_default["in_batch_negatives"] is True and cfg_default["tau"] == 0.1
+    method = UAE()  # UAE._loss on the batch above: identity content tower, fixed user vectors
+    method.device = torch.device("cpu")
+    method.tower = torch.nn.Identity()
+    method.inputs = torch.tensor([_ITEMS.get(i, (0.0, 1.0)) for i in range(10)])
+    method.user_tower, method.user_vectors = None, torch.tensor(_USERS)
+    method.examples = SimpleNamespace(item=np.array(_POS), user=np.array([0, 1, 2]))
+    loss = method._loss(np.array([0, 1, 2]), np.array(_NEG), cfg_default)
+    assert float(loss) == pytest.approx(_hand_loss(_IN_BATCH_COSINES, 10.0), rel=1e-5)
 
 
 # -- the method --------------------------------------------------------------------------------
