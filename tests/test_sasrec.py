@@ -12,6 +12,7 @@ from benchmark.evaluation.next_item import next_item_ranks
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
 from methods.sasrec import SASRec
+from methods.shared.training import STOP_REASONS
 
 N = 40
 
@@ -48,6 +49,10 @@ def test_learns_planted_transitions_and_beats_popularity():
     hr10 = HR(10)(ranks).mean()
     assert hr10 > 0.9  # popularity is ~uniform here: HR@10 ~ 10/40
     assert model.item_embeddings().shape == (N, 32)
+    t = model.stats["training"]  # examples = positions, every window once an epoch
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] in STOP_REASONS and len(t["curve"]) == t["epochs"]
+    assert t["epochs"] == model.stats["epochs"] and t["examples_seen"] == model.stats["positions"] * t["epochs"]
 
 
 def test_deterministic_per_seed_and_cold_items_are_zero():

@@ -24,7 +24,13 @@ from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import bucketed_batches, padded_ids, prefix_examples
-from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
+from methods.shared.training import (
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+    validation_ndcg,
+)
 
 
 class _Items:
@@ -76,10 +82,12 @@ class RecBoleSequential(Method):
         self.net = self.build(cfg, train.n_items, device).to(device)
         self.device, self.max_len = device, int(cfg["max_len"])
         opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["lr"]))
+        budget = TrainingBudget("train")  # examples_seen counts prefix examples (one CE target each)
+        budget.watch(opt)
         rng = ctx.rng(0x6E7)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
         hist_len, buckets = examples.target - examples.start, bool(cfg.get("length_buckets", False))
-        stopper = EarlyStopping(patience, self.name, ctx.logger)
+        stopper = EarlyStopping(patience, self.name, ctx.logger, budget=budget)
         self.stats: dict[str, Any] = {"examples": len(examples), "epochs": 0, **carve.describe()}
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(int(cfg["epochs"])), desc=f"{self.name} epochs"):
@@ -94,9 +102,12 @@ class RecBoleSequential(Method):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
+                budget.saw(len(rows))
             ctx.log_metric(f"{self.name}_loss", total, epoch)
             self.stats["epochs"] = epoch + 1
+            budget.epoch_done(epoch)
             if len(carve) == 0:
+                budget.stop_reason = "no_validation"
                 continue
             score = validation_ndcg(self._users(carve.histories), self._items(),
                                     torch.from_numpy(carve.targets.astype(np.int64)).to(device))
@@ -104,6 +115,7 @@ class RecBoleSequential(Method):
                 break
         stopper.restore(self.net)
         self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": stopper.best})
+        self.stats["training"] = combine_budgets(budget)
         emb = self._items().cpu().numpy().astype(np.float32).copy()
         emb[carve.fit.item_train_count == 0] = 0.0
         self._emb = emb

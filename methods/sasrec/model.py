@@ -27,7 +27,13 @@ from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import SequenceEncoder, padded_ids, sequence_windows
-from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
+from methods.shared.training import (
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+    validation_ndcg,
+)
 
 
 class SASRecNet(nn.Module):
@@ -70,9 +76,11 @@ class SASRec(Method):
         torch.manual_seed(ctx.seed)
         self.net = SASRecNet(train.n_items, cfg).to(device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["lr"]))
+        budget = TrainingBudget("train")  # examples_seen counts positions (the CE loss's examples)
+        budget.watch(opt)
         batch, epochs, patience = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["patience"])
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 11)
-        stopper = EarlyStopping(patience, "sasrec", ctx.logger)
+        stopper = EarlyStopping(patience, "sasrec", ctx.logger, budget=budget)
         self.stats: dict[str, Any] = {"windows": len(inputs), "positions": int(lengths.sum()), "epochs": 0,
                                       **carve.describe()}
         t0 = time.perf_counter()
@@ -94,9 +102,12 @@ class SASRec(Method):
                 opt.step()
                 total += float(loss.detach()) * int(real.sum())
                 count += int(real.sum())
+                budget.saw(int(real.sum()))
             ctx.log_metric("sasrec_loss", total / max(count, 1), epoch)
             self.stats["epochs"] = epoch + 1
+            budget.epoch_done(epoch)
             if len(carve) == 0:
+                budget.stop_reason = "no_validation"
                 continue
             score = validation_ndcg(self._users(carve.histories, device), self.net.candidates().detach(),
                                     torch.from_numpy(carve.targets.astype(np.int64)).to(device))
@@ -105,6 +116,7 @@ class SASRec(Method):
                 break
         stopper.restore(self.net)
         self.stats.update({"seconds_train": time.perf_counter() - t0, "best_valid_ndcg10": stopper.best})
+        self.stats["training"] = combine_budgets(budget)
         self.device = device
         emb = self.net.candidates().detach().cpu().numpy().astype(np.float32).copy()
         emb[fit_view.item_train_count == 0] = 0.0
