@@ -12,6 +12,7 @@ from benchmark.data.model import Histories, Items, TrainView
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
+from methods.shared.training import STOP_REASONS
 from methods.transrec.encoders import TextTokenCache, TextTower, assign_modality, load_text_backbone
 from methods.transrec.model import TransRec, targets_and_negatives
 from methods.transrec.network import cpc_loss, sample_negatives, split_sequence, stage2_batch, uep_loss
@@ -164,6 +165,10 @@ def test_fit_is_deterministic_per_seed(end_to_end):
     np.testing.assert_array_equal(out[0][1], out[1][1])
     assert out[0][0].shape == (12, 16) and np.allclose(np.linalg.norm(out[0][0], axis=1), 1, atol=1e-5)
     assert TransRec.supports_next_item() and issubclass(TransRec, Method)
+    t = m.stats["training"]
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert [s["stage"] for s in t["stages"]] == ["stage1", "stage2"]
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] in STOP_REASONS
 
 
 def test_negative_setting_and_config_errors():

@@ -25,7 +25,13 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import padded_ids, sequence_windows
-from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
+from methods.shared.training import (
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+    validation_ndcg,
+)
 from methods.transrec.encoders import (
     SMALL_CNN,
     TextTokenCache,
@@ -138,6 +144,8 @@ class TransRec(Method):
 
         ``max_steps`` caps stage 2's steps per epoch (default ``max_steps_per_epoch``)."""
         cfg = self.cfg
+        if not self.stats["stages"]:  # budgets follow the stages list (the transfer grid resets it per condition)
+            self._budgets: list[TrainingBudget] = []
         pool = np.arange(view.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
         carve = carve_validation(view, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         torch.manual_seed(int(ctx.seed) * 1000 + sum(map(ord, tag)))  # dropout: independent of earlier phases
@@ -156,6 +164,9 @@ class TransRec(Method):
         pool_mask[torch.from_numpy(pool)] = True
         params = list(net.user.parameters()) + list(net.head.parameters())
         opt = torch.optim.Adam(params, lr=float(cfg["lr"]))
+        budget = TrainingBudget(f"stage1{tag}")  # examples_seen counts sequences (one window each; stage 2 alike)
+        budget.watch(opt)
+        self._budgets.append(budget)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 1)
         batch = int(cfg["batch_size"])
         net.user.causal = True
@@ -177,7 +188,9 @@ class TransRec(Method):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
+                budget.saw(len(idx))
             ctx.log_metric(f"transrec{tag}_stage1_loss", total / max(step + 1, 1), epoch)
+            budget.epoch_done(epoch)
         net.user.causal = False
         self.stats["stages"].append({"stage": 1, "tag": tag, "windows": len(inputs),
                                      "seconds": round(time.perf_counter() - t0, 2)})
@@ -190,10 +203,13 @@ class TransRec(Method):
         seqs = carve.fit.sequences
         rows = np.flatnonzero(seqs.lengths >= 2)
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+        budget = TrainingBudget(f"stage2{tag}")
+        budget.watch(opt)
+        self._budgets.append(budget)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 2)
         rng = ctx.rng(0x7C0 + sum(map(ord, tag)))  # same stream whatever ran before (resumable grids)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
-        stopper, done = EarlyStopping(patience, f"transrec{tag}", ctx.logger), 0
+        stopper, done = EarlyStopping(patience, f"transrec{tag}", ctx.logger, budget=budget), 0
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(epochs), desc=f"transrec{tag} stage 2", total=epochs):
             net.train()
@@ -209,9 +225,12 @@ class TransRec(Method):
                 loss.backward()
                 opt.step()
                 total, steps = total + float(loss.detach()), steps + 1
+                budget.saw(len(chunk))
             ctx.log_metric(f"transrec{tag}_stage2_loss", total / max(steps, 1), epoch)
             done = epoch + 1
+            budget.epoch_done(epoch)
             if len(carve) == 0:
+                budget.stop_reason = "no_validation"
                 continue
             score = self._validate(carve, pool)
             ctx.log_metric(f"transrec{tag}_valid_ndcg10", score, epoch)
@@ -254,6 +273,8 @@ class TransRec(Method):
     # -- outputs -------------------------------------------------------------------------------
     def finish(self) -> None:
         """Freeze the item table for evaluation (all items through the trained item tower)."""
+        if getattr(self, "_budgets", None):
+            self.stats["training"] = combine_budgets(*self._budgets)  # the stages of this run (condition)
         self._table = self.net.item_table(torch.arange(len(self.is_text), device=self.device))
 
     @torch.no_grad()
