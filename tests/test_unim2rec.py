@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 from benchmark.features.degrade import degrade_features
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
+from methods.shared.training import STOP_REASONS
 from methods.unim2rec import UniM2Rec, UniM2RecLinear, UniM2RecSingleDomain, UniM2RecText
 from methods.unim2rec.network import UniM2RecNet, ViewFusion
 from methods.unim2rec.training import batch_loss, item_drop
@@ -172,6 +173,10 @@ def test_fit_is_deterministic_per_seed_and_gives_unit_item_vectors() -> None:
     assert users.shape == (3, 8)
     np.testing.assert_array_equal(users, b.user_embeddings(hist))
     assert a.stats["views"] == ["text", "image", "cross"] and a.stats["cases"] > 0
+    t = a.stats["training"]
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert [s["stage"] for s in t["stages"]] == ["pretrain"]
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] in STOP_REASONS
 
 
 def test_without_images_it_runs_on_text_alone_and_says_so() -> None:
@@ -203,6 +208,8 @@ def test_fine_tune_adapts_to_a_target_view_with_a_new_domain() -> None:
                          text_encoder="minilm:x", image_encoder="offline-descriptor:y")
     stats = model.fine_tune(target, feats, small_cfg(finetune_epochs=2), RunContext(seed=0))
     assert stats["finetune_epochs"] >= 1
+    assert [s["stage"] for s in model.stats["training"]["stages"]] == ["pretrain", "finetune"]
+    assert model.stats["training"]["stages"][1]["epochs"] == stats["finetune_epochs"]
     assert model.domains[-1] == "Toys" and model.net.encoder.domain.num_embeddings == 4
     for k, v in model.net.encoder.layers.state_dict().items():  # the Transformer stays frozen
         torch.testing.assert_close(v, before[k])

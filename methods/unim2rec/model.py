@@ -25,7 +25,7 @@ from benchmark.data.validation import carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 from methods.unim2rec.network import FUSIONS, PROJECTORS, UniM2RecNet
 from methods.unim2rec.training import all_item_vectors, train_stage, user_vectors
 from methods.unim2rec.views import VIEWS, build_views
@@ -129,8 +129,10 @@ class UniM2Rec(Method):
                         sum(p.numel() for p in self.net.parameters()))
         self.stats: dict[str, Any] = {"views": list(items.names), "cross_view": items.cross, "note": items.note,
                                       **carve.describe()}
+        self._budgets = [TrainingBudget("pretrain")]
         self.stats.update(train_stage(self.net, items, flow, carve, cfg, ctx, self.net.parameters(), stage="pretrain",
-                                      epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), seq_seq=True))
+                                      epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), seq_seq=True,
+                                      budget=self._budgets[0]))
         self.items, self.cfg = items, cfg
         if int(cfg["finetune_epochs"]) > 0:
             # [proposal] inside the matching suite the three domains are source and target at once:
@@ -138,7 +140,7 @@ class UniM2Rec(Method):
             self.fine_tune(train, features, cfg, ctx)
         else:
             self._finish()
-        ctx.logger.info("unim2rec: %s", self.stats)
+        ctx.logger.info("unim2rec: %s", {k: v for k, v in self.stats.items() if k != "training"})
 
     # -- fine-tuning on a target domain --------------------------------------------------------
     def fine_tune(self, target: TrainView, features: ItemFeatures, cfg: dict[str, Any] | None = None,
@@ -170,10 +172,12 @@ class UniM2Rec(Method):
         for p in frozen:
             p.requires_grad_(False)
         trainable = [p for p in self.net.parameters() if p.requires_grad]
+        budget = TrainingBudget("finetune")
+        self._budgets = [*getattr(self, "_budgets", []), budget]
         try:
             stats = train_stage(self.net, items, flow, carve, cfg, ctx, trainable, stage="finetune",
                                 epochs=int(epochs if epochs is not None else cfg["finetune_epochs"]),
-                                lr=float(cfg["finetune_lr"]), seq_seq=False)
+                                lr=float(cfg["finetune_lr"]), seq_seq=False, budget=budget)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
@@ -196,6 +200,7 @@ class UniM2Rec(Method):
         self.domains = self.domains + tuple(new)
 
     def _finish(self) -> None:
+        self.stats["training"] = combine_budgets(*self._budgets)  # every stage run so far
         self._vectors = all_item_vectors(self.net, self.items)
         self._emb = F.normalize(self._vectors, dim=-1).cpu().numpy().astype(np.float32)
 

@@ -25,7 +25,7 @@ from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.sequence import padded_ids, sequence_windows
-from methods.shared.training import EarlyStopping, validation_ndcg
+from methods.shared.training import EarlyStopping, TrainingBudget, validation_ndcg
 from methods.unim2rec.network import UniM2RecNet
 from methods.unim2rec.views import ItemViews
 
@@ -129,14 +129,18 @@ def validation_score(net: UniM2RecNet, items: ItemViews, carve: ValidationCarve)
 
 def train_stage(net: UniM2RecNet, items: ItemViews, sequences: Sequences, carve: ValidationCarve,
                 cfg: dict[str, Any], ctx: RunContext, params: Iterable[torch.nn.Parameter], *, stage: str,
-                epochs: int, lr: float, seq_seq: bool) -> dict[str, Any]:
-    """Train ``params`` on every window of ``sequences``; keep the best epoch on the carve-out."""
+                epochs: int, lr: float, seq_seq: bool, budget: TrainingBudget | None = None) -> dict[str, Any]:
+    """Train ``params`` on every window of ``sequences``; keep the best epoch on the carve-out.
+
+    ``budget`` (one per stage) records the steps, windows seen, epochs, curve and stop reason."""
     inputs, targets, lengths = sequence_windows(sequences, int(cfg["max_len"]))
     optimizer = torch.optim.Adam(list(params), lr=lr, weight_decay=float(cfg["weight_decay"]))
+    budget = budget if budget is not None else TrainingBudget(stage)  # examples_seen counts windows
+    budget.watch(optimizer)
     generator = torch.Generator().manual_seed(int(ctx.seed) * 7919 + (17 if stage == "pretrain" else 29))
     batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
     dev = items.domain.device
-    stopper, done = EarlyStopping(patience, f"unim2rec {stage}", ctx.logger), 0
+    stopper, done = EarlyStopping(patience, f"unim2rec {stage}", ctx.logger, budget=budget), 0
     t0 = time.perf_counter()
     for epoch in ctx.progress(range(epochs), desc=f"unim2rec {stage}", total=epochs):
         net.train()
@@ -154,10 +158,13 @@ def train_stage(net: UniM2RecNet, items: ItemViews, sequences: Sequences, carve:
             totals["si"] += parts["si"]
             totals["ss"] += parts["ss"]
             steps += 1
+            budget.saw(len(idx))
         for key, value in totals.items():
             ctx.log_metric(f"unim2rec_{stage}_{key}", value / max(steps, 1), epoch)
         done = epoch + 1
+        budget.epoch_done(epoch)
         if len(carve) == 0:
+            budget.stop_reason = "no_validation"
             continue
         score = validation_score(net, items, carve)
         ctx.log_metric(f"unim2rec_{stage}_valid_ndcg10", score, epoch)
