@@ -16,6 +16,7 @@ from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.moe import MoEAdaptor, PWLayer
 from methods.shared.sequence import windows
+from methods.shared.training import STOP_REASONS
 from methods.unisrec import UniSRec, UniSRecTransductive
 from methods.unisrec.augment import item_drop, word_drop_mask
 from methods.unisrec.batching import aug_positions
@@ -197,6 +198,11 @@ def test_fit_is_deterministic_per_seed_and_gives_normalised_vectors(examples: st
     other.fit(view, features, small_cfg(examples=examples, pretrain_epochs=1, finetune_epochs=1), RunContext(seed=4))
     assert not np.array_equal(other.item_embeddings(), e1)
     assert m.stats["word_drop_view"] and m.stats["cases"] > 0
+    t = m.stats["training"]
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert [s["stage"] for s in t["stages"]] == ["pretrain", "finetune"]
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] in STOP_REASONS and t["epochs"] == 2
+    assert t["stages"][0]["examples_seen"] <= m.stats["pretrain_examples"]  # one epoch (lone batches skipped)
 
 
 def test_without_the_word_drop_view_the_seq_seq_task_uses_item_drop_only(caplog) -> None:

@@ -20,7 +20,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.contrastive import SAME_TARGET_RULES
 from methods.shared.sequence import prefix_examples, windows
-from methods.shared.training import resolve_device
+from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 from methods.unisrec.model import UniSRecNet
 from methods.unisrec.training import eval_item_vectors, finetune, pretrain, user_vectors
 
@@ -125,12 +125,14 @@ class UniSRec(Method):
                                       "finetune_sequences": cfg["finetune_sequences"],
                                       "examples": cfg["examples"], **dropped,
                                       "stage": "transductive_ft" if self.transductive else "inductive_ft"}
-        self.stats.update(pretrain(self.net, pre_ex, cfg, ctx))
+        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")
+        self.stats.update(pretrain(self.net, pre_ex, cfg, ctx, budgets[0]))
         if self.transductive:
             self.net.add_item_ids(float(cfg["init_std"]))
-        self.stats.update(finetune(self.net, ft_ex, carve, cfg, ctx))
+        self.stats.update(finetune(self.net, ft_ex, carve, cfg, ctx, budgets[1]))
         self.stats["seconds_fit"] = time.perf_counter() - t0
-        ctx.logger.info("unisrec: %s", {k: v for k, v in self.stats.items() if k != "pretrain_last"})
+        self.stats["training"] = combine_budgets(*budgets)
+        ctx.logger.info("unisrec: %s", {k: v for k, v in self.stats.items() if k not in ("pretrain_last", "training")})
         self.net.requires_grad_(False)
         self._emb = eval_item_vectors(self.net).cpu().numpy().astype(np.float32)
 

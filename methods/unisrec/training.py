@@ -22,7 +22,7 @@ from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.sequence import PrefixExamples, Windows, padded_ids
-from methods.shared.training import EarlyStopping, validation_ndcg
+from methods.shared.training import EarlyStopping, TrainingBudget, validation_ndcg
 from methods.unisrec.augment import item_drop, word_drop_mask
 from methods.unisrec.batching import aug_positions
 from methods.unisrec.model import UniSRecNet
@@ -112,10 +112,15 @@ def n_examples(data: PrefixExamples | Windows) -> int:
     return data.n_examples if isinstance(data, Windows) else len(data)
 
 
-def pretrain(net: UniSRecNet, examples: PrefixExamples | Windows, cfg: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Contrastive pretraining for ``pretrain_epochs`` epochs (no early stopping, as the code)."""
+def pretrain(net: UniSRecNet, examples: PrefixExamples | Windows, cfg: dict[str, Any], ctx: RunContext,
+             budget: TrainingBudget | None = None) -> dict[str, Any]:
+    """Contrastive pretraining for ``pretrain_epochs`` epochs (no early stopping, as the code).
+
+    ``budget`` records the stage's steps, examples (prefixes: a window counts its positions) and epochs."""
     epochs, batch = int(cfg["pretrain_epochs"]), int(cfg["pretrain_batch_size"])
     opt = torch.optim.Adam(net.parameters(), lr=float(cfg["pretrain_lr"]), weight_decay=float(cfg["weight_decay"]))
+    budget = budget if budget is not None else TrainingBudget("pretrain")
+    budget.watch(opt)
     order_rng, aug_rng = ctx.rng(101), ctx.rng(102)
     t0, seen, last = time.perf_counter(), 0, {}
     for epoch in ctx.progress(range(epochs), desc="unisrec pretrain", total=epochs):
@@ -134,6 +139,8 @@ def pretrain(net: UniSRecNet, examples: PrefixExamples | Windows, cfg: dict[str,
                 sums[k] += v
             steps += 1
             seen += count
+            budget.saw(count)
+        budget.epoch_done(epoch)
         last = {k: v / max(steps, 1) for k, v in sums.items()}
         for k, v in last.items():
             ctx.log_metric(f"unisrec_pretrain_{k}", v, epoch)
@@ -184,17 +191,21 @@ def validation_score(net: UniSRecNet, carve: ValidationCarve) -> float:
 
 
 def finetune(net: UniSRecNet, examples: PrefixExamples | Windows, carve: ValidationCarve, cfg: dict[str, Any],
-             ctx: RunContext) -> dict[str, Any]:
-    """CE over all items of n(s).n(v)/tau; early stopping on validation NDCG@10, best epoch restored."""
+             ctx: RunContext, budget: TrainingBudget | None = None) -> dict[str, Any]:
+    """CE over all items of n(s).n(v)/tau; early stopping on validation NDCG@10, best epoch restored.
+
+    ``budget`` records the stage's steps, examples (as in :func:`pretrain`), epochs, curve and stop reason."""
     epochs, batch, patience = int(cfg["finetune_epochs"]), int(cfg["finetune_batch_size"]), int(cfg["patience"])
     params = trainable_for_finetune(net, bool(cfg["fix_enc"]))
     opt = torch.optim.Adam(params, lr=float(cfg["finetune_lr"]), weight_decay=float(cfg["weight_decay"]))
+    budget = budget if budget is not None else TrainingBudget("finetune")
+    budget.watch(opt)
     order_rng = ctx.rng(201)
     device, tau = net.text.device, float(cfg["tau"])
     all_items = torch.arange(net.n_items, device=device)
     # Recorded, not a candidate: the code selects among fine-tuning epochs only.
     stats: dict[str, Any] = {"valid_ndcg10_pretrained": validation_score(net, carve), "finetune_epochs_run": 0}
-    stopper, seen = EarlyStopping(patience, "unisrec fine-tune", ctx.logger), 0
+    stopper, seen = EarlyStopping(patience, "unisrec fine-tune", ctx.logger, budget=budget), 0
     t0 = time.perf_counter()
     for epoch in ctx.progress(range(epochs), desc="unisrec fine-tune", total=epochs):
         net.train()
@@ -215,9 +226,12 @@ def finetune(net: UniSRecNet, examples: PrefixExamples | Windows, carve: Validat
             total += float(loss.detach())
             steps += 1
             seen += count
+            budget.saw(count)
         ctx.log_metric("unisrec_finetune_loss", total / max(steps, 1), epoch)
         stats["finetune_epochs_run"] = epoch + 1
+        budget.epoch_done(epoch)
         if len(carve) == 0:  # no validation: the last state is the model
+            budget.stop_reason = "no_validation"
             continue
         score = validation_score(net, carve)
         ctx.log_metric("unisrec_valid_ndcg10", score, epoch)
