@@ -18,6 +18,7 @@ from methods.missrec.augment import augment, item_drop
 from methods.missrec.interest import discover_interests, interest_sets, n_interests
 from methods.missrec.method import pretrain_losses
 from methods.missrec.model import MISSRecNet, diversity_regulariser, fuse_scores
+from methods.shared.training import STOP_REASONS
 
 N_ITEMS, D_TEXT, D_IMAGE = 12, 8, 6
 
@@ -250,6 +251,11 @@ def test_fit_is_deterministic_per_seed_and_shapes_follow_the_contract():
     np.testing.assert_array_equal(ua, ub)
     assert a.item_embeddings().shape == (N_ITEMS, 16) and a.next_item_embeddings().shape == (N_ITEMS, 8)
     assert ua.shape == (3, 8) and a.stats["finetune_epochs"] >= 1 and a.stats["k"] >= 1
+    t = a.stats["training"]
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert [s["stage"] for s in t["stages"]] == ["pretrain", "finetune"]
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] in STOP_REASONS
+    assert t["stages"][1]["epochs"] == a.stats["finetune_epochs"]
     c = fit(seed=1)
     assert not np.array_equal(a.item_embeddings(), c.item_embeddings())
 

@@ -32,7 +32,7 @@ from methods.missrec.augment import ALIGNMENTS, augment
 from methods.missrec.interest import discover_interests
 from methods.missrec.model import MISSRecNet, zero_cold_ids
 from methods.shared.sequence import bucketed_batches, padded_ids, prefix_examples
-from methods.shared.training import EarlyStopping, resolve_device
+from methods.shared.training import EarlyStopping, TrainingBudget, combine_budgets, resolve_device
 
 FUSIONS = ("dynamic", "static")
 
@@ -120,8 +120,10 @@ class MISSRec(Method):
                                       "word_drop_view": word_drop is not None, "kmeans_s": 0.0, "kmeans_cpu_s": 0.0,
                                       "aug_image_alignment": cfg["aug_image_alignment"], **carve.describe()}
         t0, c0 = time.perf_counter(), time.process_time()
-        self._pretrain(examples, cfg, ctx)
-        self._finetune(examples, carve, cfg, ctx)
+        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")  # examples_seen counts prefix examples
+        self._pretrain(examples, cfg, ctx, budgets[0])
+        self._finetune(examples, carve, cfg, ctx, budgets[1])
+        self.stats["training"] = combine_budgets(*budgets)
         zero_cold_ids(net, fit_view.item_train_count)
         fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
         self.stats.update({"seconds_fit": fit_s, "cpu_seconds_fit": fit_cpu,
@@ -155,12 +157,12 @@ class MISSRec(Method):
         return bucketed_batches(lengths, batch, self._rng, bool(self.cfg["length_buckets"]),
                              int(budget) if budget else None)
 
-    def _pretrain(self, examples, cfg: dict[str, Any], ctx: RunContext) -> None:
+    def _pretrain(self, examples, cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
         epochs, batch = int(cfg["pretrain_epochs"]), int(cfg["pretrain_batch_size"])
         if epochs == 0 or len(examples) == 0:
             return
         net, device = self.net, self.device
-        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["pretrain_lr"]))
+        opt = budget.watch(torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["pretrain_lr"])))
         for epoch in ctx.progress(range(epochs), desc="missrec pretrain", total=epochs):
             self._discover(float(cfg["pretrain_interest_ratio"]), ctx, epoch, "pretrain")
             net.train()
@@ -175,11 +177,13 @@ class MISSRec(Method):
                 opt.step()
                 sums += [float(p.detach()) for p in parts]
                 steps += 1
+                budget.saw(len(idx))
+            budget.epoch_done(epoch)
             for name, value in zip(("seq_item", "seq_seq", "reg", "reg_aug"), sums / max(steps, 1), strict=True):
                 ctx.log_metric(f"missrec_pretrain_{name}", float(value), epoch)
         self.stats["pretrain_epochs"] = epochs
 
-    def _finetune(self, examples, carve, cfg: dict[str, Any], ctx: RunContext) -> None:
+    def _finetune(self, examples, carve, cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
         net, device = self.net, self.device
         epochs, batch, patience = int(cfg["finetune_epochs"]), int(cfg["finetune_batch_size"]), int(cfg["patience"])
         self.stats["finetune_epochs"] = 0
@@ -191,10 +195,10 @@ class MISSRec(Method):
             for module in (net.encoder, net.decoder, net.position):
                 for p in module.parameters():
                     p.requires_grad_(False)
-        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"]))
+        opt = budget.watch(torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"])))
         tau, gamma = float(cfg["tau"]), float(cfg["gamma"])
         targets_v = torch.from_numpy(carve.targets.astype(np.int64)).to(device)
-        stopper = EarlyStopping(patience, "missrec", ctx.logger)
+        stopper = EarlyStopping(patience, "missrec", ctx.logger, budget=budget)
         for epoch in ctx.progress(range(epochs), desc="missrec fine-tune", total=epochs):
             self._discover(float(cfg["finetune_interest_ratio"]), ctx, epoch, "finetune")
             net.train()
@@ -209,11 +213,14 @@ class MISSRec(Method):
                 opt.step()
                 total += float(loss.detach())
                 steps += 1
+                budget.saw(len(idx))
             ctx.log_metric("missrec_finetune_loss", total / max(steps, 1), epoch)
             if net.has_image:
                 ctx.log_metric("missrec_beta", float(net.beta.detach()), epoch)
             self.stats["finetune_epochs"] = epoch + 1
+            budget.epoch_done(epoch)
             if len(carve) == 0:
+                budget.stop_reason = "no_validation"
                 continue
             score = self._valid_ndcg(carve.histories, targets_v)
             ctx.log_metric("missrec_valid_ndcg10", score, epoch)
