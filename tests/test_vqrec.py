@@ -10,6 +10,7 @@ from benchmark.data.model import TrainView
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
+from methods.shared.training import STOP_REASONS
 from methods.vqrec import VQRec
 from methods.vqrec.codes import build_codes, decode
 from methods.vqrec.model import VQRecNet, fake_codes, gumbel_sinkhorn, pretrain_loss, round_permutation
@@ -170,6 +171,11 @@ def test_fit_is_deterministic_per_seed_and_gives_unit_vectors_for_every_item() -
     np.testing.assert_array_equal(emb, b.item_embeddings())
     assert a.stats["baked"] and a.stats["baked_bijective"]
     assert "reused for fine-tuning" in a.stats["index"]
+    t = a.stats["training"]  # valid_fraction 0: both stages run to their caps
+    assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
+    assert [s["stage"] for s in t["stages"]] == ["pretrain", "finetune"]
+    assert t["optimizer_steps"] > 0 and t["stop_reason"] == "no_validation" and t["epochs"] == 2 + 3
+    assert t["stages"][0]["stop_reason"] in STOP_REASONS
     from benchmark.data.model import Histories
     hist = Histories(offsets=np.array([0, 3, 4]), items=np.array([0, 6, 12, 1], dtype=np.int32))
     users = a.user_embeddings(hist)
@@ -211,6 +217,7 @@ def test_windows_fit_is_deterministic_and_says_so() -> None:
         runs.append(m)
     np.testing.assert_array_equal(runs[0].item_embeddings(), runs[1].item_embeddings())
     assert runs[0].stats["pretrain_example_form"] == "windows" and runs[0].stats["pretrain_epochs"] == 2
+    assert runs[0].stats["training"]["stages"][0]["examples_seen"] == 2 * runs[0].stats["pretrain_examples"]
     with pytest.raises(ConfigError, match="pretrain_examples"):
         VQRec().fit(view, features, config(pretrain_examples="rows"), RunContext(seed=0, workers=1))
 

@@ -37,7 +37,13 @@ from methods.shared.sequence import (
     sequence_windows,
     windows,
 )
-from methods.shared.training import EarlyStopping, resolve_device, validation_ndcg
+from methods.shared.training import (
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+    validation_ndcg,
+)
 from methods.vqrec.codes import build_codes, check_width, factory_string
 from methods.vqrec.faiss_log import quiet_faiss
 from methods.vqrec.model import ROUNDINGS, VQRecNet, fake_codes, pretrain_loss
@@ -105,13 +111,15 @@ class VQRec(Method):
         self.net = VQRecNet(pq.codes, pq.n_sub, pq.ksub, cfg).to(device)
         self.device = device
         self._gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 17)
-        self._pretrain(carve.fit, cfg, ctx)
-        self._finetune(carve, cfg, ctx)
+        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")  # examples_seen counts prefixes (positions)
+        self._pretrain(carve.fit, cfg, ctx, budgets[0])
+        self._finetune(carve, cfg, ctx, budgets[1])
         self.stats["seconds_train"] = time.perf_counter() - t0
+        self.stats["training"] = combine_budgets(*budgets)
         with torch.no_grad():
             self._emb = F.normalize(self.net.all_items(), dim=-1).cpu().numpy().astype(np.float32)
 
-    def _pretrain(self, view: TrainView, cfg: dict[str, Any], ctx: RunContext) -> None:
+    def _pretrain(self, view: TrainView, cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
         """Seq-item InfoNCE + semi-synthetic hard negative over every prefix (in-batch negatives).
 
         ``pretrain_examples: prefixes`` feeds each prefix as its own row (the code's data);
@@ -128,7 +136,7 @@ class VQRec(Method):
             return
         net, batch, tau = self.net, int(cfg["pretrain_batch_size"]), float(cfg["temperature"])
         params = [p for n, p in net.named_parameters() if n != "trans_matrix"]
-        opt = torch.optim.Adam(params, lr=float(cfg["pretrain_lr"]))
+        opt = budget.watch(torch.optim.Adam(params, lr=float(cfg["pretrain_lr"])))
         rng = ctx.rng(0x5EC)
         t0 = time.perf_counter()
         for epoch in ctx.progress(range(epochs), desc="vqrec pretrain", total=epochs):
@@ -143,8 +151,10 @@ class VQRec(Method):
                 opt.step()
                 total += float(loss.detach()) * len(target)
                 count += len(target)
+                budget.saw(len(target))
             ctx.log_metric("vqrec_pretrain_loss", total / max(count, 1), epoch)
             self.stats["pretrain_epochs"] = epoch + 1
+            budget.epoch_done(epoch)
         self.stats["seconds_pretrain"] = time.perf_counter() - t0
 
     def _anchors(self, ex: PrefixExamples | Windows, batch: int, rng: np.random.Generator,
@@ -164,7 +174,7 @@ class VQRec(Method):
             ids, lengths, target = ex.batch(order[s : s + batch])
             yield net.users(ids.to(dev), lengths.to(dev)), target.to(dev)
 
-    def _finetune(self, carve: Any, cfg: dict[str, Any], ctx: RunContext) -> None:
+    def _finetune(self, carve: Any, cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
         """Inductive fine-tuning: code re-assignment epochs, then the baked table with CE / tau."""
         net, tau = self.net, float(cfg["temperature"])
         inputs, targets, lengths = sequence_windows(carve.fit.sequences, int(cfg["max_len"]))
@@ -175,7 +185,7 @@ class VQRec(Method):
         vt = torch.from_numpy(carve.targets.astype(np.int64)).to(self.device)
         self.stats.update({"finetune_windows": len(inputs), "finetune_epochs": 0, "reassign_steps": steps,
                            "reassign_rounding": sink["rounding"], "baked": False})
-        stopper = EarlyStopping(patience, "vqrec", ctx.logger)
+        stopper = EarlyStopping(patience, "vqrec", ctx.logger, budget=budget)
         opt = None
         order_gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 23)
         buckets, win_len, bucket_rng = bool(cfg["length_buckets"]), lengths.numpy(), ctx.rng(0xF17E)
@@ -185,10 +195,11 @@ class VQRec(Method):
                 for p in net.parameters():
                     p.requires_grad_(False)
                 net.trans_matrix.requires_grad_(True)
-                opt = torch.optim.Adam([net.trans_matrix], lr=float(cfg["finetune_lr"]))
+                opt = budget.watch(torch.optim.Adam([net.trans_matrix], lr=float(cfg["finetune_lr"])))
             elif not reassigning and not self.stats["baked"]:
                 self._bake(sink)
-                opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(cfg["finetune_lr"]))
+                opt = budget.watch(torch.optim.Adam([p for p in net.parameters() if p.requires_grad],
+                                                    lr=float(cfg["finetune_lr"])))
             net.train()
             if buckets:  # the same windows, batched by similar length [proposal, speed]
                 parts = [torch.from_numpy(p) for p in bucketed_batches(win_len, batch, bucket_rng, True)]
@@ -211,9 +222,12 @@ class VQRec(Method):
                 opt.step()
                 total += float(loss.detach()) * int(real.sum())
                 count += int(real.sum())
+                budget.saw(int(real.sum()))
             ctx.log_metric("vqrec_finetune_loss", total / max(count, 1), epoch)
             self.stats["finetune_epochs"] = epoch + 1
+            budget.epoch_done(epoch)
             if len(carve) == 0:
+                budget.stop_reason = "no_validation"
                 continue
             with torch.no_grad():
                 score = validation_ndcg(F.normalize(self._users(carve.histories), dim=-1),
