@@ -8,6 +8,9 @@ from benchmark.records import RunRecord
 from benchmark.reporting.claims import C12_ABLATIONS, check_claims, claim_table
 from benchmark.reporting.results import METRICS, MethodResult
 
+#: Fixtures' runs converged (early stopping on validation) unless a test says otherwise.
+CONVERGED = {"stop_reason": "converged"}
+
 
 def result(method: str, column: str | None, level: float, tail_factor: float = 0.5) -> MethodResult:
     metrics = {}
@@ -18,7 +21,7 @@ def result(method: str, column: str | None, level: float, tail_factor: float = 0
     for d, share in (("Books", 1.0), ("Electronics", 1.0)):
         metrics[f"domain={d}"] = {"HR@50": level * share}
     record = RunRecord(run_key=method, suite="s", method=method, display=column or method, paper_column=column,
-                       seed=0, scale="tiny", status="done", metrics=metrics,
+                       seed=0, scale="tiny", status="done", metrics=metrics, training=CONVERGED,
                        dataset={"domain_interactions": {"Books": 10, "Electronics": 5}})
     return MethodResult(method, column or method, column, "done", "", [record])
 
@@ -83,7 +86,8 @@ def c12_result(method: str, next_level: float, i2i_level: float) -> MethodResult
     metrics = {"all": {m: i2i_level for m in ("HR@10", "HR@50", "NDCG@10", "NDCG@50")}}
     nxt = {"all": {m: next_level for m in ("HR@10", "HR@20", "NDCG@10", "NDCG@20")}}
     record = RunRecord(run_key=method, suite="unim2rec-c12", method=method, display=method, paper_column=None,
-                       seed=0, scale="tiny", status="done", metrics=metrics, next_item_metrics=nxt)
+                       seed=0, scale="tiny", status="done", metrics=metrics, next_item_metrics=nxt,
+                       training=CONVERGED)
     return MethodResult(method, method, None, "done", "", [record])
 
 
@@ -118,7 +122,7 @@ def res(column: str, level: float = 1.0, cells: dict | None = None, head_tail: t
     for d, v in (domains or dict.fromkeys(SHARE, level)).items():
         metrics[f"domain={d}"] = {"HR@50": v}
     record = RunRecord(run_key=column, suite="s", method=column.lower(), display=column, paper_column=column,
-                       seed=0, scale="tiny", status=run_status, metrics=metrics,
+                       seed=0, scale="tiny", status=run_status, metrics=metrics, training=CONVERGED,
                        dataset={"domain_interactions": SHARE})
     return MethodResult(column.lower(), column, column, run_status, "", [record])
 
@@ -273,3 +277,24 @@ def test_claim_table_marks_verdicts_informational_off_xmarket(datasets, informat
         assert marked == informational and f"**{claim.status}" in row
     assert lines[0].startswith("Informational:") == informational
     assert any("**fails" in r for r in rows) and any("**holds" in r for r in rows)
+
+
+# --- Verdicts respect the training budget ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["max_epochs", "time_limit", "not recorded"])
+def test_a_verdict_resting_on_a_run_that_did_not_converge_is_inconclusive(reason: str) -> None:
+    runs = matching()
+    uni = next(m for m in runs if m.paper_column == "UniEmb")
+    uni.records[0].training = {"stop_reason": reason} if reason != "not recorded" else {}
+    claims = {c.cid: c.status for c in check_claims(runs, None)}
+    expected = f"inconclusive (not converged: {uni.method} (seed 0): {reason})"
+    assert claims["C1"] == claims["C2"] == expected  # UniEmb decides both
+    assert claims["C3"] == "holds"  # UniEmb_Text vs the baselines: UniEmb does not decide it
+
+
+def test_untrained_methods_do_not_make_a_verdict_inconclusive() -> None:
+    runs = matching()
+    clip = next(m for m in runs if m.paper_column == "CLIP")
+    clip.records[0].training = {"stop_reason": "untrained"}
+    assert {c.cid: c.status for c in check_claims(runs, None)}["C4"] == "holds"

@@ -38,7 +38,8 @@ def ranking(tmp: Path, aucs: dict[str, dict[str, float]]) -> list[RankingRecord]
             records.append(RankingRecord(
                 run_key=key, suite="rk", model=model, embedding=emb, embedding_display=PAPER_ROW[emb],
                 paper_row=PAPER_ROW[emb], seed=0, embedding_seed=0, scale="tiny", dataset={}, manifest_hash="m",
-                ctr={}, embedding_source={}, metrics={"auc": auc, "logloss": 0.5}, info={}, config={}))
+                ctr={}, embedding_source={}, metrics={"auc": auc, "logloss": 0.5}, config={},
+                info={"training": {"stop_reason": "converged"}}))
     return records
 
 
@@ -111,7 +112,7 @@ def transfer(tmp: Path, seeds: int = 2, cases: int = 20, ranks: dict | None = No
                 records.append({"condition": {"method": method, "seed": seed, "end_to_end": e2e, "target_fraction": tf,
                                               "source_fraction": 1.0 if method == "transrec" else None},
                                 "transfer": CFG, "next_item": {"all": {"NDCG@10": nd}}, "folder": str(folder),
-                                "key": folder.name})
+                                "key": folder.name, "stats": {"training": {"stop_reason": "converged"}}})
     return records
 
 
@@ -181,3 +182,19 @@ def test_check_claims_reports_c9_c10_c11_as_the_suites_gave_them(status) -> None
     out = {c.cid: c for c in check_claims([], None, transfer=given[1:], c9=given[0])}
     assert [out[c].status for c in ("C9", "C10", "C11")] == [status] * 3
     assert out["C10"].evidence == "C10 evidence"
+
+
+def test_c9_is_inconclusive_when_a_cell_did_not_converge(tmp_path: Path) -> None:
+    records = ranking(tmp_path, changed())
+    records[1].info = {"training": {"stop_reason": "max_epochs"}}
+    claim = check_c9(records, tmp_path)
+    assert claim.status.startswith("inconclusive (not converged: ") and "max_epochs" in claim.status
+
+
+def test_c10_c11_are_inconclusive_when_a_transrec_condition_did_not_converge(tmp_path: Path) -> None:
+    records = transfer(tmp_path)
+    assert transfer_verdicts(records)["C10"] == "holds"
+    next(r for r in records if r["condition"]["method"] == "transrec")["stats"] = {}  # no budget recorded
+    verdicts = transfer_verdicts(records)
+    assert verdicts["C10"].startswith("inconclusive (not converged: transrec") and "not recorded" in verdicts["C10"]
+    assert verdicts["C11"].startswith("inconclusive")

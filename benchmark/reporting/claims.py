@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.results import METRICS, MethodResult
 
 USERS = ("overlapped", "unseen")
@@ -19,8 +20,41 @@ SEQ_ITEM = ("UniSRec", "MISSRec", "VQRec")
 class Claim:
     cid: str
     text: str
-    status: str  # "holds" | "fails" | "not run"
+    status: str  # "holds" | "fails" | "not run" | "inconclusive (not converged: ...)"
     evidence: str
+
+
+def unsettled(records: list) -> list[str]:
+    """``method (seed s): reason`` for finished runs whose training neither converged nor was needed."""
+    out = []
+    for r in records:
+        if getattr(r, "status", "done") != "done":
+            continue
+        reason = budget_reason(getattr(r, "training", None))
+        if reason not in SETTLED:
+            out.append(f"{r.method} (seed {r.seed}): {reason}")
+    return out
+
+
+def budget_reason(training: dict | None) -> str:
+    """A run's stop reason from its training budget ("not recorded" when it has none)."""
+    return str((training or {}).get("stop_reason") or "not recorded")
+
+
+def respect_budget(claim: Claim, not_converged: list[str]) -> Claim:
+    """The claim, its holds/fails made inconclusive when a deciding run did not converge."""
+    ok = {"holds": True, "fails": False}.get(claim.status)
+    return claim if ok is None else Claim(claim.cid, claim.text, verdict(ok, not_converged), claim.evidence)
+
+
+def verdict(ok: bool | None, not_converged: list[str]) -> str:
+    """holds / fails / not run; a verdict resting on a run that did not converge is inconclusive."""
+    if ok is None:
+        return "not run"
+    if not_converged:
+        shown = ", ".join(not_converged[:4]) + (f" (+{len(not_converged) - 4} more)" if len(not_converged) > 4 else "")
+        return f"inconclusive (not converged: {shown})"
+    return "holds" if ok else "fails"
 
 
 def _by_column(results: list[MethodResult]) -> dict[str, MethodResult]:
@@ -84,26 +118,28 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
 
-    def add(cid: str, text: str, ok: bool | None, evidence: str) -> None:
-        status = "not run" if ok is None else ("holds" if ok else "fails")
-        out.append(Claim(cid, text, status, evidence))
+    def add(cid: str, text: str, ok: bool | None, evidence: str,
+            deciding: list[MethodResult | None] | tuple = ()) -> None:
+        records = [r for m in deciding if m is not None for r in m.records]
+        out.append(Claim(cid, text, verdict(ok, unsettled(records)), evidence))
 
     uni, uni_text = cols.get("UniEmb"), cols.get("UniEmb_Text")
     names = ", ".join(m.display for m in baselines) or "none"
     if uni and baselines:
         ok, why = _beats_all(uni, baselines)
         add("C1", "UniEmb beats every baseline on every Table 1 metric (overlapped and unseen)", ok,
-            f"baselines run: {names}" + (f"; losses: {why}" if why else ""))
+            f"baselines run: {names}" + (f"; losses: {why}" if why else ""), [uni, *baselines])
     else:
         add("C1", "UniEmb beats every baseline on every Table 1 metric", None, "UniEmb or baselines not run")
     if uni and uni_text:
         ok, why = _beats_all(uni, [uni_text], strict=False)
-        add("C2", "UniEmb (text + image) >= UniEmb_Text", ok, why or "all 12 cells")
+        add("C2", "UniEmb (text + image) >= UniEmb_Text", ok, why or "all 12 cells", [uni, uni_text])
     else:
         add("C2", "UniEmb (text + image) >= UniEmb_Text", None, "UniEmb or UniEmb_Text not run")
     if uni_text and baselines:
         ok, why = _beats_all(uni_text, baselines)
-        add("C3", "UniEmb_Text alone beats every baseline", ok, f"baselines run: {names}" + (f"; losses: {why}" if why else ""))
+        add("C3", "UniEmb_Text alone beats every baseline", ok, f"baselines run: {names}" + (f"; losses: {why}" if why else ""),
+            [uni_text, *baselines])
     else:
         add("C3", "UniEmb_Text alone beats every baseline", None, "UniEmb_Text or baselines not run")
     clip = cols.get("CLIP")
@@ -112,7 +148,8 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
         ok = all(clip.value(u, k) < m.value(u, k) for m in others for u in USERS for k in METRICS)
         worse = sorted({m.display for m in others for u in USERS for k in METRICS if clip.value(u, k) >= m.value(u, k)})
         add("C4", "raw content (CLIP) embeddings are the weakest in item-to-item matching", ok,
-            "weaker than CLIP somewhere: " + ", ".join(worse) if worse else f"below all of: {', '.join(m.display for m in others)}")
+            "weaker than CLIP somewhere: " + ", ".join(worse) if worse else f"below all of: {', '.join(m.display for m in others)}",
+            [clip, *others])
     else:
         add("C4", "raw content (CLIP) embeddings are the weakest", None, "CLIP or other paper methods not run")
     id_methods = [cols[c] for c in ID_ONLY if c in cols]
@@ -120,7 +157,7 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
     if id_methods and seq_methods:
         ok = all(a.value(u, k) > b.value(u, k) for a in id_methods for b in seq_methods for u in USERS for k in METRICS)
         add("C5", "ID co-occurrence methods beat sequence-item pretraining methods", ok,
-            f"{[m.display for m in id_methods]} vs {[m.display for m in seq_methods]}")
+            f"{[m.display for m in id_methods]} vs {[m.display for m in seq_methods]}", [*id_methods, *seq_methods])
     else:
         missing = [side for side, ran in (("Item2Vec/PGG", id_methods), ("UniSRec/MISSRec/VQRec", seq_methods))
                    if not ran]
@@ -155,11 +192,11 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
         add("C7", "every method drops on tail items; ID-only methods drop most; UniEmb best on head and tail", ok,
             "relative head->tail HR@50 drop: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in drops.items())
             + f"; every method drops: {every_drops}; ID-only drop most: {id_most if ids else 'not run (Item2Vec/PGG)'}"
-            + f"; UniEmb best on both: {best_both}")
+            + f"; UniEmb best on both: {best_both}", done)
     else:
         add("C7", "every method drops on tail items; ID-only drop most; UniEmb best on both", None, "UniEmb not run")
     add("C8", "per-domain: ID-only methods strong in the largest domain, weak in small ones; UniEmb wins nearly everywhere",
-        *_c8(uni, baselines, id_methods))
+        *_c8(uni, baselines, id_methods), deciding=[uni, *baselines])
     if c9 is not None:
         out.append(c9)
     else:
@@ -168,10 +205,11 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
     for cid, text in (("C10", "TransRec beats training from scratch on target domains"),
                       ("C11", "TransRec end-to-end beats frozen features")):
         out.append(checked.get(cid) or Claim(cid, text, "not run", "run the xmarket-transfer suite"))
+    c12_runs = [m for m in (c12 or []) if m.method == C12_FULL or m.method in C12_ABLATIONS]
     add("C12", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain (next-item, the paper's protocol)",
-        *check_c12(c12, "next-item"))
+        *check_c12(c12, "next-item"), deciding=c12_runs)
     add("C12-i2i", "UniM2Rec: multi-modal > text-only; MoE > linear; mixed flow > single-domain (item-to-item)",
-        *check_c12(c12, "item-to-item"))
+        *check_c12(c12, "item-to-item"), deciding=c12_runs)
     return out
 
 

@@ -20,7 +20,8 @@ from benchmark.ranking.cells import RankingRecord
 from benchmark.ranking.metrics import delong_test
 from benchmark.ranking.models import DISPLAY, MODELS
 from benchmark.ranking.suite import NONE
-from benchmark.reporting.claims import Claim, claim_table
+from benchmark.reporting.budget import SETTLED
+from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
@@ -187,7 +188,9 @@ def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
     status = "holds" if raises and best else "fails"
     if (missing or unknown) and status == "holds":
         status = "not run"
-    return Claim("C9", text, status, evidence)
+    unsettled = [f"{r.model}+{r.embedding} (seed {r.seed}): {budget_reason(r.info.get('training'))}" for r in records
+                 if budget_reason(r.info.get("training")) not in SETTLED]
+    return respect_budget(Claim("C9", text, status, evidence), unsettled)
 
 
 def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | None:

@@ -19,7 +19,8 @@ from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.failures import read_failures
 from benchmark.machine import versions_line
-from benchmark.reporting.claims import Claim, claim_table
+from benchmark.reporting.budget import SETTLED
+from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.writers import keyed_dir, write_text
 from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
@@ -237,7 +238,10 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
     # one method failing refutes the claim; otherwise a method without a verdict leaves it undetermined
     status = "fails" if False in verdicts else ("not run" if None in verdicts else "holds")
     claims.append(Claim("C11", c11, status, "; ".join(parts)))
-    return claims
+    deciding = [r for r in records if r["condition"]["method"] in ("transrec", "tfs")]
+    unsettled = [f"{_label(r)}: {budget_reason((r.get('stats') or {}).get('training'))}"
+                 for r in deciding if budget_reason((r.get("stats") or {}).get("training")) not in SETTLED]
+    return [respect_budget(c, unsettled) for c in claims]
 
 
 def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset: str | None = None,
@@ -301,6 +305,12 @@ def _absent_reasons(methods: list[str]) -> str:
         out.append(f"{m} (not run: {NO_TRANSFER_RECIPE})" if not cls.supports_transfer()
                    else f"{m} (not run in this grid: not in --methods, or skipped for missing inputs)")
     return "; ".join(out)
+
+
+def _label(r: dict) -> str:
+    c = r["condition"]
+    return (f"{c['method']} tgt {c['target_fraction']:g}{'' if c.get('end_to_end', True) else ' frozen'} "
+            f"(seed {c['seed']})")
 
 
 def _budget(r: dict) -> list[str]:
