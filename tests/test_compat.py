@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,12 +15,23 @@ def test_torchvision_and_open_clip_import_after_apply() -> None:
     assert "Resize" in out.stdout
 
 
-def test_apply_is_idempotent() -> None:
+def test_apply_is_idempotent(monkeypatch) -> None:
+    """Applying twice, even past the once-only guard, leaves the same state as applying once."""
     from benchmark import compat
 
+    monkeypatch.setattr(compat, "_applied", False)
+    monkeypatch.setenv("PYTHONWARNINGS", "default")
     compat.apply()
+    after_one = os.environ["PYTHONWARNINGS"]
     compat.apply()
-    import torchvision  # noqa: F401
+    monkeypatch.setattr(compat, "_applied", False)
+    compat.apply()
+    assert compat._applied
+    assert os.environ["PYTHONWARNINGS"] == after_one == f"default,{compat.RAY_PKG_RESOURCES}"
+    assert compat.define_torchvision_schemas() is False  # schemas in place: not defined a second time
+    from torchvision import transforms
+
+    assert transforms.Resize(8).size == 8
 
 
 def test_recbole_imports_and_reloads_its_own_checkpoint(tmp_path) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from benchmark.records import RunRecord
 from benchmark.runner import execute_run, plan
-from benchmark.tracking import Tracker
+from benchmark.tracking import ATTEMPTS, Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "xmarket-matching"
@@ -65,29 +65,63 @@ def _assert_kept_not_logged(record: RunRecord, results: Path) -> None:
 # -- 1. results first, tracking second ------------------------------------------------------------
 
 
-def test_refused_tracking_server_keeps_results_and_the_grid_goes_on(tiny_inputs, tmp_path, quick_http) -> None:
+def _count_log_run(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Calls of tracker.log_run (each is one attempt to reach the store), recorded in a list."""
+    calls: list[int] = []
+    real = tracker.log_run
+
+    def counted(**kwargs):
+        calls.append(1)
+        return real(**kwargs)
+
+    monkeypatch.setattr(tracker, "log_run", counted)
+    return calls
+
+
+def test_refused_tracking_server_keeps_results_and_the_grid_goes_on(tiny_inputs, tmp_path, quick_http,
+                                                                    monkeypatch) -> None:
     tracker = Tracker(f"http://127.0.0.1:{_free_port()}", tmp_path)
-    t0 = time.perf_counter()
+    tries = _count_log_run(tracker, monkeypatch)
     first = _run("popularity", tiny_inputs, tmp_path, tracker)
+    assert tracker.down and 1 <= len(tries) <= ATTEMPTS  # brief: our two attempts, then down
+    tried_first = len(tries)
     second = _run("random", tiny_inputs, tmp_path, tracker)
-    assert time.perf_counter() - t0 < 30
     for record in (first, second):
         _assert_kept_not_logged(record, tmp_path)
-    assert tracker.down  # the second run did not wait for the dead server again
+    assert len(tries) == tried_first  # the second run did not try the dead server again
+    assert second.tracking["reason"].startswith("tracking unavailable earlier in this process")
     healed = _run("popularity", tiny_inputs, tmp_path, Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path))
     assert healed.timings["cached"] and healed.tracking["status"] == "logged"  # a rerun logs what was missed
 
 
-def test_hanging_tracking_server_times_out_in_seconds(tiny_inputs, tmp_path, quick_http) -> None:
+def test_hanging_tracking_server_times_out_in_seconds(tiny_inputs, tmp_path, quick_http, monkeypatch) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)  # accepts connections (kernel backlog), never answers
     try:
+        import requests
+
+        requests_seen: list[tuple[object, str]] = []  # (timeout passed, how the request ended)
+        real_request = requests.Session.request
+
+        def spied(self, *args, **kwargs):
+            try:
+                return real_request(self, *args, **kwargs)
+            except Exception as exc:
+                requests_seen.append((kwargs.get("timeout"), str(exc)))
+                raise
+
+        monkeypatch.setattr(requests.Session, "request", spied)
         tracker = Tracker(f"http://127.0.0.1:{server.getsockname()[1]}", tmp_path)
-        t0 = time.perf_counter()
+        tries = _count_log_run(tracker, monkeypatch)
         record = _run("popularity", tiny_inputs, tmp_path, tracker)
-        assert time.perf_counter() - t0 < 30
         _assert_kept_not_logged(record, tmp_path)
+        # every request carried the short timeout (quick_http: 1 s, no retry) and was ended by it, and
+        # the store was tried at most ATTEMPTS times; the seconds a hanging server costs are measured
+        # by scripts/bench_tracking_outage.py
+        assert requests_seen and all(timeout == 1 for timeout, _ in requests_seen)
+        assert all("timed out" in ended.lower() for _, ended in requests_seen)
+        assert tracker.down and 1 <= len(tries) <= ATTEMPTS
     finally:
         server.close()
 
@@ -360,11 +394,10 @@ def test_fetch_refuses_unverified_files_and_foreign_redirects(tmp_path, capsys) 
     ("split.test_user_frac=1.5", "out of range"),
 ])
 def test_out_of_range_settings_fail_before_any_data(tmp_path, capsys, setting, message) -> None:
-    t0 = time.perf_counter()
     code, err = _main(capsys, "run", "--suite", SUITE, "--methods", "item2vec", "--set", setting,
                       "--data-dir", str(tmp_path / "none"), "--results-dir", str(tmp_path / "r"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "none").exists() and time.perf_counter() - t0 < 60
+    assert not (tmp_path / "none").exists()  # no data generated or loaded
 
 
 def test_hostile_metadata_lines_are_one_line_errors_with_their_line(tmp_path) -> None:
