@@ -112,3 +112,31 @@ def pytest_approx(x):
     import pytest
 
     return pytest.approx(x, rel=1e-5, abs=1e-6)
+
+
+def test_same_window_entries_are_removed_from_each_others_negatives() -> None:
+    """``groups``: anchors of one window (one user) are not negatives of each other; the positive stays."""
+    import math
+
+    import torch
+
+    torch.manual_seed(0)
+    s, v = torch.randn(4, 3), torch.randn(4, 3)
+    groups = torch.tensor([0, 0, 1, 1])
+    tau = 0.5
+    sn, vn = torch.nn.functional.normalize(s, dim=-1), torch.nn.functional.normalize(v, dim=-1)
+    logits = (sn @ vn.T / tau).tolist()
+    expected = 0.0
+    for i in range(4):
+        row = [logits[i][j] for j in range(4) if j == i or groups[j] != groups[i]]
+        pos = logits[i][i]
+        expected += -pos + math.log(sum(math.exp(x) for x in row))
+    got = seq_item_infonce(s, v, tau, same_target="none", groups=groups).item()
+    assert got == pytest_approx(expected / 4)
+    assert seq_item_infonce(s, v, tau, same_target="none").item() != pytest_approx(expected / 4)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    an, bn = torch.nn.functional.normalize(a, dim=-1), torch.nn.functional.normalize(b, dim=-1)
+    ll = (an @ bn.T / tau).tolist()
+    exp_ss = sum(-ll[i][i] + math.log(sum(math.exp(ll[i][j]) for j in range(4) if j == i or groups[j] != groups[i]))
+                 for i in range(4)) / 4
+    assert seq_seq_infonce(a, b, tau, groups=groups).item() == pytest_approx(exp_ss)

@@ -108,11 +108,13 @@ def test_fusion_weights_mean_and_attention_respect_the_mask() -> None:
     assert w[1].abs().sum() == 0  # an item with no view gets no weight (and a zero vector)
 
 
-def test_seq_item_loss_matches_a_hand_computation() -> None:
+@pytest.mark.parametrize("same_user", ["remove", "keep"])
+def test_seq_item_loss_matches_a_hand_computation(same_user: str) -> None:
+    """A windows batch: every position is an anchor; its own window's other targets are not its negatives."""
     train, feats = toy()
     views = build_views(feats, train.item_domain, ["text", "image", "cross"])
     torch.manual_seed(0)
-    cfg = small_cfg(seq_seq_weight=0.0)
+    cfg = small_cfg(seq_seq_weight=0.0, same_user_negatives=same_user)
     net = UniM2RecNet(views.dims(), 3, cfg).eval()
     x = torch.tensor([[0, 1, 2], [3, 4, -1]])
     y = torch.tensor([[1, 2, 3], [4, 1, -1]])
@@ -124,10 +126,14 @@ def test_seq_item_loss_matches_a_hand_computation() -> None:
         h = net.hidden(xv, n, views.domain[x.clamp_min(0)])
     anchors = [h[0, 0], h[0, 1], h[0, 2], h[1, 0], h[1, 1]]
     targets = [1, 2, 3, 4, 1]
+    window = [0, 0, 0, 1, 1]  # anchors 0-2 are one user's, 3-4 another's
     total = 0.0
     for own, (a, t) in enumerate(zip(anchors, targets, strict=True)):
         logits = [float(F.normalize(a, dim=0) @ F.normalize(vec[u], dim=0)) / 0.07 for u in targets]
         row = [0.0 if (targets[j] == t and j != own) else logits[j] for j in range(len(targets))]  # same target -> 0
+        if same_user == "remove":  # the anchor's own earlier and later items are no negatives
+            row = [v for j, v in enumerate(row) if j == own or window[j] != window[own]]
+            own = sum(1 for j in range(own) if window[j] != window[own])
         total += -row[own] + math.log(sum(math.exp(v) for v in row))
     assert float(loss.detach()) == pytest.approx(total / len(anchors), rel=1e-4)
 

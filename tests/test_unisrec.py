@@ -246,3 +246,31 @@ def test_bad_config_and_missing_text() -> None:
     assert "text" in UniSRec.requires and "text" not in ItemFeatures(items=view.items).modalities
     assert UniSRec().display(features) == "UniSRec[minilm]" and UniSRec.paper_column == "UniSRec"
     assert short_encoder("hf:bert-base-uncased@abc") == "bert-base-uncased"
+
+
+@pytest.mark.parametrize("same_user", ["remove", "keep"])
+def test_windows_pretraining_masks_the_anchors_own_items_out_of_its_negatives(same_user: str, monkeypatch) -> None:
+    """Windows batching: every real position is an anchor, grouped by its window (one user's sequence)."""
+    import methods.unisrec.training as training
+
+    view, features = toy()
+    torch.manual_seed(0)
+    cfg = small_cfg(same_user_negatives=same_user)
+    net = UniSRecNet(torch.tensor(features.text), cfg)
+    w = windows(view.sequences, 8)
+    seen = {}
+    real_si = training.seq_item_infonce
+
+    def spy(seq, items, tau, targets=None, same_target="zero", extra_logits=None, groups=None):
+        seen["groups"] = groups
+        return real_si(seq, items, tau, targets, same_target=same_target, extra_logits=extra_logits, groups=groups)
+
+    monkeypatch.setattr(training, "seq_item_infonce", spy)
+    rows = torch.arange(4)
+    inputs, targets, lengths = w.inputs[rows], w.targets[rows], w.lengths[rows]
+    training.pretrain_step_windows(net, inputs, targets, lengths, cfg, np.random.default_rng(0))
+    if same_user == "keep":
+        assert seen["groups"] is None
+        return
+    expected = torch.cat([torch.full((int(n),), r) for r, n in enumerate(lengths)])  # window of each anchor
+    assert torch.equal(seen["groups"].cpu(), expected)

@@ -183,6 +183,21 @@ def test_fit_is_deterministic_per_seed_and_gives_unit_vectors_for_every_item() -
     np.testing.assert_array_equal(users, b.user_embeddings(hist))
 
 
+def test_window_anchors_carry_their_window_so_own_items_are_not_negatives() -> None:
+    from methods.shared.sequence import windows
+
+    view, features = toy_view()
+    m = VQRec()
+    m.fit(view, features, config(pretrain_epochs=0, finetune_epochs=0), RunContext(seed=0, workers=1))
+    win = windows(view.sequences, 10)
+    for seq, target, groups in m._anchors(win, 16, np.random.default_rng(0)):
+        assert len(groups) == len(target) == len(seq)
+        assert (torch.diff(groups) >= 0).all()  # anchors of one window are consecutive, one group each
+        counts = torch.bincount(groups)
+        assert counts.sum() == len(target) and (counts >= 1).all()
+        break
+
+
 def test_window_anchors_are_the_prefix_anchors() -> None:
     """``pretrain_examples: windows`` computes exactly the every-prefix examples, in fewer forwards."""
     from methods.shared.sequence import prefix_examples, windows
@@ -199,7 +214,7 @@ def test_window_anchors_are_the_prefix_anchors() -> None:
 
     def anchors(ex, batch, buckets):  # (every anchor as (target, rounded vector), how many)
         with torch.no_grad():
-            out = [(s, t) for s, t in m._anchors(ex, batch, np.random.default_rng(0), buckets)]
+            out = [(s, t) for s, t, _ in m._anchors(ex, batch, np.random.default_rng(0), buckets)]
         seq, tgt = torch.cat([s for s, _ in out]), torch.cat([t for _, t in out])
         return {(int(t), tuple(np.round(v.numpy(), 4))) for v, t in zip(seq, tgt, strict=True)}, len(tgt)
 

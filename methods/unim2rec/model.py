@@ -32,7 +32,7 @@ from methods.unim2rec.views import VIEWS, build_views
 
 FLOWS = ("mixed", "single-domain")
 NEEDED = ("views", "projector", "fusion", "flow", "domain_embeddings", "dim", "n_experts", "adaptor_dropout",
-          "n_layers", "n_heads", "inner", "dropout", "layer_norm_eps", "init_std", "max_len", "tau", "same_target",
+          "n_layers", "n_heads", "inner", "dropout", "layer_norm_eps", "init_std", "max_len", "tau", "same_target", "same_user_negatives",
           "seq_seq_weight", "item_drop_prob", "item_drop_ratio", "word_drop_mix", "lr", "weight_decay",
           "batch_size", "epochs", "patience", "finetune_epochs", "finetune_lr", "valid_fraction",
           "valid_max_cases")
@@ -75,6 +75,7 @@ class UniM2Rec(Method):
             "fusion": cfg["fusion"] in FUSIONS,
             "flow": cfg["flow"] in FLOWS,
             "same_target": cfg["same_target"] in ("zero", "remove", "none"),
+            "same_user_negatives": cfg["same_user_negatives"] in ("remove", "keep"),
             "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
             "tau": float(cfg["tau"]) > 0,
             "seq_seq_weight": float(cfg["seq_seq_weight"]) >= 0,

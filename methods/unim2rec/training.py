@@ -72,8 +72,11 @@ def batch_loss(net: UniM2RecNet, items: ItemViews, x: torch.Tensor, y: torch.Ten
     h = net.hidden(_lookup(uniq, vec, x), n, items.domain[x.clamp_min(0)])
     real = y >= 0
     targets = y[real]
+    # each anchor's window: its own earlier/later items are not negatives (SAME_USER_RULES)
+    groups = torch.arange(len(n), device=y.device).unsqueeze(1).expand_as(real)[real] \
+        if str(cfg["same_user_negatives"]) == "remove" else None
     loss_si = seq_item_infonce(h[real], _lookup(uniq, vec, targets), float(cfg["tau"]), targets=targets,
-                               same_target=str(cfg["same_target"]))
+                               same_target=str(cfg["same_target"]), groups=groups)
     parts = {"si": float(loss_si.detach()), "ss": 0.0}
     lam = float(cfg["seq_seq_weight"])
     if not seq_seq or lam <= 0:

@@ -18,14 +18,15 @@ from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.contrastive import SAME_TARGET_RULES
+from methods.shared.contrastive import SAME_TARGET_RULES, SAME_USER_RULES
 from methods.shared.sequence import prefix_examples, windows
 from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 from methods.unisrec.model import UniSRecNet
 from methods.unisrec.training import eval_item_vectors, finetune, pretrain, user_vectors
 
 NEEDED = ("dim", "n_layers", "n_heads", "inner", "dropout", "layer_norm_eps", "init_std", "max_len", "n_experts",
-          "adaptor_dropout", "gate_noise", "tau", "lambda", "same_target", "item_drop_coefficient", "item_drop_ratio",
+          "adaptor_dropout", "gate_noise", "tau", "lambda", "same_target", "same_user_negatives",
+          "item_drop_coefficient", "item_drop_ratio",
           "word_drop_mix", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "finetune_epochs",
           "finetune_batch_size", "finetune_lr", "patience", "fix_enc", "finetune_sequences", "weight_decay",
           "encode_chunk", "examples", "valid_fraction", "valid_max_cases")
@@ -61,6 +62,7 @@ class UniSRec(Method):
             "n_heads": int(cfg["dim"]) % int(cfg["n_heads"]) == 0,
             "tau": float(cfg["tau"]) > 0,
             "same_target": cfg["same_target"] in SAME_TARGET_RULES,
+            "same_user_negatives": cfg["same_user_negatives"] in SAME_USER_RULES,
             "finetune_sequences": cfg["finetune_sequences"] in ("mixed", "single_domain"),
             "item_drop_coefficient": 0.0 <= float(cfg["item_drop_coefficient"]) <= 1.0,
             "item_drop_ratio": 0.0 <= float(cfg["item_drop_ratio"]) < 1.0,

@@ -82,9 +82,12 @@ def pretrain_step_windows(net: UniSRecNet, inputs: torch.Tensor, targets: torch.
         mix = torch.from_numpy(word_drop_mask(in_np, len_np, float(cfg["word_drop_mix"]), rng)).to(device)
         aug = net.hidden(table, pos, lengths_d, alt=net.item_vectors(uniq.to(device), aug=True), mix=mix)[real_d]
     t_d = t.to(device)
+    # each anchor's window: its own earlier/later items are not negatives (SAME_USER_RULES)
+    groups = torch.arange(len(in_np)).unsqueeze(1).expand_as(real)[real].to(device) \
+        if str(cfg["same_user_negatives"]) == "remove" else None
     si = seq_item_infonce(seq, table[torch.searchsorted(uniq, t).to(device)], float(cfg["tau"]), t_d,
-                          same_target=str(cfg["same_target"]))
-    ss = seq_seq_infonce(seq, aug, float(cfg["tau"]), t_d, same_target=str(cfg["same_target"]))
+                          same_target=str(cfg["same_target"]), groups=groups)
+    ss = seq_seq_infonce(seq, aug, float(cfg["tau"]), t_d, same_target=str(cfg["same_target"]), groups=groups)
     loss = si + float(cfg["lambda"]) * ss
     return loss, {"si": float(si.detach()), "ss": float(ss.detach()), "item_drop": float(use_item_drop)}
 

@@ -28,6 +28,7 @@ from benchmark.data.validation import carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
+from methods.shared.contrastive import SAME_USER_RULES
 from methods.shared.sequence import (
     PrefixExamples,
     Windows,
@@ -76,6 +77,9 @@ class VQRec(Method):
             raise ConfigError(f"vqrec.fake_idx_ratio must be in [0, 1], got {cfg['fake_idx_ratio']!r}")
         if float(cfg["temperature"]) <= 0:
             raise ConfigError("vqrec.temperature must be > 0")
+        if cfg.get("same_user_negatives") not in SAME_USER_RULES:
+            raise ConfigError(f"vqrec.same_user_negatives must be one of {SAME_USER_RULES}, "
+                              f"got {cfg.get('same_user_negatives')!r}")
 
     def display(self, features: ItemFeatures | None = None) -> str:
         enc = features.text_encoder if features is not None and features.text_encoder else None
@@ -142,10 +146,12 @@ class VQRec(Method):
         for epoch in ctx.progress(range(epochs), desc="vqrec pretrain", total=epochs):
             net.train()
             total, count = 0.0, 0
-            for seq, target in self._anchors(ex, batch, rng, bool(cfg["length_buckets"])):
+            remove_same_user = str(cfg["same_user_negatives"]) == "remove"
+            for seq, target, groups in self._anchors(ex, batch, rng, bool(cfg["length_buckets"])):
                 pos_codes = net.codes[target + 1]
                 fake = net.mean_codes(fake_codes(pos_codes, float(cfg["fake_idx_ratio"]), net.ksub, self._gen))
-                loss = pretrain_loss(seq, net.mean_codes(pos_codes), fake, target, tau)
+                loss = pretrain_loss(seq, net.mean_codes(pos_codes), fake, target, tau,
+                                     groups if remove_same_user else None)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -158,8 +164,9 @@ class VQRec(Method):
         self.stats["seconds_pretrain"] = time.perf_counter() - t0
 
     def _anchors(self, ex: PrefixExamples | Windows, batch: int, rng: np.random.Generator,
-                 buckets: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(sequence vectors [B, d], target items [B]) of one shuffled epoch, about ``batch`` prefixes a step."""
+                 buckets: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """(sequence vectors [B, d], target items [B], window of each anchor [B] or None) of one shuffled
+        epoch, about ``batch`` prefixes a step (random prefixes: one per window, so no groups)."""
         net, dev = self.net, self.device
         if isinstance(ex, Windows):
             for part in ex.batches(batch, rng, buckets):
@@ -167,12 +174,13 @@ class VQRec(Method):
                 width = int(n.max())
                 x, y = ex.inputs[part, :width].to(dev), ex.targets[part, :width].to(dev)
                 real = y >= 0
-                yield net.encoder.hidden(net.item_vectors(x), n.to(dev))[real], y[real]
+                window = torch.arange(len(part), device=dev).unsqueeze(1).expand_as(real)
+                yield net.encoder.hidden(net.item_vectors(x), n.to(dev))[real], y[real], window[real]
             return
         order = rng.permutation(len(ex))
         for s in range(0, len(order), batch):
             ids, lengths, target = ex.batch(order[s : s + batch])
-            yield net.users(ids.to(dev), lengths.to(dev)), target.to(dev)
+            yield net.users(ids.to(dev), lengths.to(dev)), target.to(dev), None
 
     def _finetune(self, carve: Any, cfg: dict[str, Any], ctx: RunContext, budget: TrainingBudget) -> None:
         """Inductive fine-tuning: code re-assignment epochs, then the baked table with CE / tau."""

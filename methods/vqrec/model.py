@@ -76,14 +76,16 @@ def fake_codes(codes: torch.Tensor, ratio: float, ksub: int, generator: torch.Ge
 
 
 def pretrain_loss(seq: torch.Tensor, pos: torch.Tensor, fake: torch.Tensor, targets: torch.Tensor,
-                  tau: float) -> torch.Tensor:
+                  tau: float, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Seq-item InfoNCE with in-batch negatives (same-target logits -> 0) plus one hard negative each.
 
     ``-log exp(s.e+/tau) / (sum_b exp(s.e_b/tau) [same target: e^0] + exp(s.e~/tau))``, all normalised.
+    ``groups``: each anchor's window (windows batching): the anchor's own items are not negatives.
     """
     s = F.normalize(seq, dim=-1)
     fake_logits = (s * F.normalize(fake, dim=-1)).sum(-1, keepdim=True) / tau
-    return seq_item_infonce(seq, pos, tau, targets=targets, same_target="zero", extra_logits=fake_logits)
+    return seq_item_infonce(seq, pos, tau, targets=targets, same_target="zero", extra_logits=fake_logits,
+                            groups=groups)
 
 
 class VQRecNet(nn.Module):
