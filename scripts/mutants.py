@@ -49,7 +49,7 @@ EXACT_TESTS = ("tests/test_exact_ranks.py", "tests/test_exact_ranks_capped.py")
 SPLIT_TESTS = ("tests/test_split.py",)
 CLAIM_TESTS = ("tests/test_claims.py", "tests/test_claims_downstream.py")
 TRAINING_TESTS = ("tests/test_early_stopping.py", "tests/test_training_budget.py")
-RUNNER_TESTS = ("tests/test_runner.py",)
+RUNNER_TESTS = ("tests/test_runner.py", "tests/test_oracle.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- evaluation/exact.py: the target's rank ------------------------------------------------------
