@@ -19,10 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.model import TrainView
+from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError, MissingRequirementError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
-from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import (
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+    validation_ndcg,
+)
 from methods.uniembedding.adapter import MultiModalAdapter
 from methods.uniembedding.batching import (
     Batch,
@@ -146,26 +153,62 @@ def training_sequences(train: TrainView, cfg: dict[str, Any]) -> PaddedSequences
     return pad_sequences(seqs, train.item_domain, int(cfg["max_len"]))
 
 
+def validation_cases(carve: ValidationCarve) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item-to-item validation cases of the carve-out [proposal]: query = the user's training item
+    just before the held-out one, target = the held-out item (the matching protocol's kind of case)."""
+    queries = carve.histories.items[carve.histories.offsets[1:] - 1]
+    return (torch.from_numpy(queries.astype(np.int64)), torch.from_numpy(carve.targets.astype(np.int64)))
+
+
+def evaluation_embeddings(net: UniEmbeddingNet, inputs: ItemInputs, padded: PaddedSequences,
+                          cfg: dict[str, Any]) -> np.ndarray:
+    """The item embeddings ``item_embeddings()`` returns (``eval_embedding``), L2-normalised rows."""
+    if cfg["eval_embedding"] == "user_view":
+        return user_view_embeddings(net, inputs, padded, int(cfg["chunk_tokens"]))
+    return adapted_embeddings(net, inputs)
+
+
+def validation_score(net: UniEmbeddingNet, inputs: ItemInputs, padded: PaddedSequences, cfg: dict[str, Any],
+                     queries: torch.Tensor, targets: torch.Tensor) -> float:
+    """Item-to-item NDCG@10 of the carve-out on the evaluation embeddings (model selection only).
+
+    Scores are cosines (the rows are unit length, as the evaluator scores them); unlike the
+    evaluator, the query item itself stays a candidate (``validation_ndcg`` has one pool for all
+    cases), so a case's rank is one worse than the evaluator's whenever query != target, in
+    every epoch alike.
+    """
+    emb = torch.from_numpy(evaluation_embeddings(net, inputs, padded, cfg))
+    return validation_ndcg(emb[queries], emb, targets)
+
+
 def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext,
                        device: torch.device | str = "cpu", budget: TrainingBudget | None = None,
+                       carve: ValidationCarve | None = None,
                        ) -> tuple[UniEmbeddingNet, ItemInputs, PaddedSequences]:
     """Pretrain UniEmbedding; deterministic per ``ctx.seed`` (global seeds + a torch generator).
 
     The generator (batch order, positive sampling) stays on the CPU whatever ``device`` is.
     ``budget`` (optional) records optimizer steps, epochs and, as examples, the anchors of Eqn 4
-    (each anchor is one term of the loss). There is no validation and no early stopping (the
-    paper trains a fixed number of epochs), so the stop reason stays ``max_epochs``.
+    (each anchor is one term of the loss), with the validation curve and the stop reason.
+
+    Early stopping [proposal; the paper trains a fixed 300 epochs]: with a ``carve``, training
+    runs on ``carve.fit`` (``train`` minus the held-out last items), every ``valid_every`` epochs
+    (and after the last one) the item-to-item NDCG@10 of the carve-out is taken on the evaluation
+    embeddings, training stops after ``patience`` validations without gain and the best state is
+    restored; ``epochs`` is only the safety cap. Without a carve (or with an empty one) it trains
+    the ``epochs`` on ``train`` (stop reason ``max_epochs`` / ``no_validation``).
     """
     device = torch.device(device)
     ctx.seed_everything()
     generator = torch.Generator().manual_seed(int(ctx.seed))
-    inputs = item_inputs(features, train.item_domain, list(cfg["modalities"]), str(cfg["input_norm"])).to(device)
-    padded = training_sequences(train, cfg)
-    net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, train.n_items,
-                          len(train.domains), cfg).to(device)
+    view = carve.fit if carve is not None else train
+    inputs = item_inputs(features, view.item_domain, list(cfg["modalities"]), str(cfg["input_norm"])).to(device)
+    padded = training_sequences(view, cfg)
+    net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, view.n_items,
+                          len(view.domains), cfg).to(device)
     ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch; "
-                    "%d parameters", sorted(inputs.vectors), inputs.rule, len(padded), padded.n_tokens,
-                    sum(p.numel() for p in net.parameters()))
+                    "%d parameters; %d validation cases", sorted(inputs.vectors), inputs.rule, len(padded),
+                    padded.n_tokens, sum(p.numel() for p in net.parameters()), 0 if carve is None else len(carve))
     if len(padded) < 2:
         ctx.logger.warning("uniembedding: fewer than two usable sequences; the adapter stays untrained")
         return net, inputs, padded
@@ -173,6 +216,13 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     if budget is not None:
         budget.watch(optimizer)
     epochs = int(cfg["epochs"])
+    validate = carve is not None and len(carve) > 0
+    if carve is not None and not validate and budget is not None:
+        budget.stop_reason = "no_validation"
+    stopper = EarlyStopping(int(cfg.get("patience") or 1), "uniembedding", ctx.logger, budget=budget)
+    if validate:
+        queries, targets = validation_cases(carve)
+    every = int(cfg.get("valid_every") or 1)
     for epoch in ctx.progress(range(epochs), desc="uniembedding epochs", total=epochs):
         net.train()
         started, total, anchors = time.perf_counter(), 0.0, 0
@@ -193,6 +243,13 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
             budget.epoch_done(epoch)
         ctx.log_metric("uniembedding_loss", total / max(anchors, 1), epoch)
         ctx.log_metric("uniembedding_epoch_seconds", time.perf_counter() - started, epoch)
+        if validate and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+            score = validation_score(net, inputs, padded, cfg, queries, targets)
+            ctx.log_metric("uniembedding_valid_ndcg10", score, epoch)
+            if stopper.update(score, net, epoch):
+                break
+    stopper.restore(net)
+    net.eval()
     return net, inputs, padded
 
 
@@ -254,7 +311,8 @@ class UniEmbedding(Method):
         need = ("dim", "tau", "batch_size", "epochs", "lr", "weight_decay", "modalities", "input_norm", "expert",
                 "n_domain_experts", "n_shared_experts", "expert_hidden", "adapter_dropout", "max_len",
                 "encoder_layers", "encoder_heads", "encoder_ffn", "encoder_dropout", "pooling", "projection_heads",
-                "projection_input", "user_view", "user_view_norm", "cross_domain", "loss_form", "eval_embedding", "chunk_tokens")
+                "projection_input", "user_view", "user_view_norm", "cross_domain", "loss_form", "eval_embedding", "chunk_tokens",
+                "patience", "valid_fraction", "valid_max_cases", "valid_every")
         missing = [k for k in need if k not in cfg]
         if missing:
             raise ConfigError(f"uniembedding: config misses {missing}")
@@ -271,6 +329,11 @@ class UniEmbedding(Method):
             "tau": float(cfg["tau"]) > 0,
             "batch_size": int(cfg["batch_size"]) >= 2,
             "max_len": int(cfg["max_len"]) >= 2,
+            "epochs": int(cfg["epochs"]) >= 1,
+            "patience": int(cfg["patience"]) >= 1,
+            "valid_fraction": 0.0 <= float(cfg["valid_fraction"]) < 1.0,
+            "valid_max_cases": int(cfg["valid_max_cases"]) >= 1,
+            "valid_every": int(cfg["valid_every"]) >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -295,13 +358,11 @@ class UniEmbedding(Method):
         if cfg.get("torch_threads"):
             torch.set_num_threads(int(cfg["torch_threads"]))
         try:
-            budget = TrainingBudget("pretrain", metric="none: fixed epochs, no validation")
-            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device, budget)
-            self.stats = {"unit": "anchors", "training": combine_budgets(budget)}
-            if cfg["eval_embedding"] == "user_view":
-                self._emb = user_view_embeddings(net, inputs, padded, int(cfg["chunk_tokens"]))
-            else:
-                self._emb = adapted_embeddings(net, inputs)
+            carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+            budget = TrainingBudget("pretrain", metric="valid NDCG@10 item-to-item (previous item -> held-out item)")
+            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device, budget, carve)
+            self.stats = {"unit": "anchors", **carve.describe(), "training": combine_budgets(budget)}
+            self._emb = evaluation_embeddings(net, inputs, padded, cfg)
         finally:
             torch.set_num_threads(threads_before)
         self.net, self.inputs = net, inputs
