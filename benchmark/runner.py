@@ -33,7 +33,7 @@ from benchmark.plugin import Method, RunContext
 from benchmark.progress import configure_logging, progress_factory
 from benchmark.ray_executor import ray_map, remote_reason
 from benchmark.records import RunRecord
-from benchmark.sync import TRACKING_FILE, log_result, run_lock_path
+from benchmark.sync import TRACKING_FILE, log_result, run_lock_path, write_curves
 from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -295,8 +295,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
             tags["embeddings.sha256"] = record.embeddings["sha256"]
             tags["embeddings.shape"] = "x".join(str(x) for x in record.embeddings["shape"])
         if curves:
-            lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in curves]
-            (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
+            write_curves(tmp / "curves.csv", curves)
         metrics = {**record.metrics, **{f"next_item/{g}": v for g, v in record.next_item_metrics.items()}}
         (tmp / TRACKING_FILE).write_text(json.dumps({
             "experiment": run.suite, "run_name": tags["mlflow.runName"],

@@ -31,6 +31,14 @@ def run_lock_path(results_dir: Path, suite: str, key: str) -> Path:
     return Path(results_dir) / ".locks" / f"{suite}-{key}.lock"
 
 
+def write_curves(path: Path, curves: list[tuple[str, float, int]]) -> None:
+    """``curves.csv`` (name, step, value), CSV-quoted: a metric name may hold a comma."""
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["name", "step", "value"])
+        out.writerows([n, s, repr(float(v))] for n, v, s in curves)
+
+
 def _curves(folder: Path) -> list[tuple[str, float, int]]:
     path = folder / "curves.csv"
     if not path.is_file():

@@ -68,3 +68,12 @@ def test_every_run_records_its_budget_and_the_report_shows_it(tiny_suite_run):
     folder = next((reports / "xmarket-matching").glob("*tiny*"))
     rows = list(csv.DictReader((folder / "training_budget.csv").open()))
     assert {r["method"]: r["stop_reason"] for r in rows}["popularity"] == "untrained"
+
+
+def test_curve_names_with_commas_survive_the_curves_file(tmp_path):
+    """A budget's metric text becomes a curve name: curves.csv is CSV-quoted, so a comma cannot break logging."""
+    from benchmark.sync import _curves, write_curves
+
+    curves = [("valid/NDCG@10 (item-to-item, query excluded)", 0.25, 3), ("loss", 1.5, 0)]
+    write_curves(tmp_path / "curves.csv", curves)
+    assert _curves(tmp_path) == curves

@@ -30,7 +30,7 @@ from benchmark.progress import configure_logging, progress_factory
 from benchmark.ranking.data import cached_ctr
 from benchmark.ranking.models import DISPLAY
 from benchmark.ranking.train import train_cell
-from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path
+from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path, write_curves
 from benchmark.tracking import Tracker, code_version
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,7 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
         (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))
         np.save(tmp / "test_scores.npy", result.test_scores.astype(np.float32))
         np.save(tmp / "test_labels.npy", ctr.test.label.astype(np.int8))
-        lines = ["name,step,value"] + [f"{n},{s},{v!r}" for n, v, s in result.curves]
-        (tmp / "curves.csv").write_text("\n".join(lines) + "\n")
+        write_curves(tmp / "curves.csv", result.curves)
         (tmp / TRACKING_FILE).write_text(json.dumps({
             "experiment": suite, "run_name": tags["mlflow.runName"], "tags": tags, "metrics": metrics,
             "params": {**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}}, indent=1, default=str))
