@@ -75,7 +75,7 @@ def test_item2vec_puts_co_occurring_items_together_and_cold_items_at_zero() -> N
     seqs = [list(rng.choice(10, 4, replace=False) + (10 if k % 2 else 0)) for k in range(600)]
     view = TrainView.from_sequences(seqs, [0] * 22)
     m = Item2Vec()
-    cfg = {**Item2Vec.default_config(), "epochs": 10, "sample": 0.0, "vector_size": 16}
+    cfg = {**Item2Vec.default_config(), "epochs": 10, "sample": 0.0, "vector_size": 16, "valid_fraction": 0.0}
     m.fit(view, None, cfg, RunContext(seed=3))
     e = m.item_embeddings()
     assert not e[20:].any()  # never seen -> zero rows
@@ -87,6 +87,65 @@ def test_item2vec_puts_co_occurring_items_together_and_cold_items_at_zero() -> N
     m2 = Item2Vec()
     m2.fit(view, None, cfg, RunContext(seed=3))
     assert np.array_equal(e, m2.item_embeddings())  # deterministic per seed (workers: 1)
-    t = m.stats["training"]  # fixed epochs, no optimizer: examples = item tokens (no sub-sampling here)
+    t = m.stats["training"]  # no carve-out: the cap, no optimizer: examples = item tokens (no sub-sampling here)
     assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
-    assert (t["optimizer_steps"], t["examples_seen"], t["epochs"], t["stop_reason"]) == (0, 600 * 4 * 10, 10, "max_epochs")
+    assert (t["optimizer_steps"], t["examples_seen"], t["epochs"], t["stop_reason"]) == (
+        0, 600 * 4 * 10, 10, "no_validation")
+
+
+def test_item2vec_epoch_by_epoch_training_is_one_gensim_call() -> None:
+    """One train() call per epoch with that epoch's slice of the alpha schedule = one call of all epochs."""
+    from gensim.models import Word2Vec
+
+    from methods.item2vec.model import item_sets, train_item2vec
+
+    rng = np.random.default_rng(1)
+    view = TrainView.from_sequences([list(rng.choice(30, 5, replace=False)) for _ in range(300)], [0] * 30)
+    cfg = {**Item2Vec.default_config(), "epochs": 4, "vector_size": 8}
+    ours = train_item2vec(view.sequences, 30, cfg, seed=5)
+    sentences = item_sets(view.sequences, int(cfg["max_set_len"]))
+    ref = Word2Vec(vector_size=8, sg=1, hs=0, negative=cfg["negative"], ns_exponent=cfg["ns_exponent"],
+                   window=cfg["max_set_len"], shrink_windows=False, sample=cfg["sample"], min_count=1,
+                   alpha=cfg["alpha"], min_alpha=cfg["min_alpha"], workers=1, seed=5)
+    ref.build_vocab(sentences)
+    ref.train(sentences, total_examples=len(sentences), epochs=4, compute_loss=True)
+    keys = np.array([int(k) for k in ref.wv.index_to_key])
+    assert np.array_equal(ours[keys], ref.wv.vectors)
+
+
+def test_item2vec_stops_by_patience_and_returns_the_best_epoch(monkeypatch) -> None:
+    import methods.item2vec.model as i2v
+
+    script = iter([0.2, 0.5, 0.4, 0.45, 0.9, 0.95])  # best at epoch 1, then 2 epochs without a gain
+    seen: list[np.ndarray] = []
+
+    def scripted(vectors, queries, targets):
+        seen.append(vectors.copy())
+        return next(script)
+
+    monkeypatch.setattr(i2v, "item_to_item_ndcg", scripted)
+    rng = np.random.default_rng(0)
+    view = TrainView.from_sequences([list(rng.choice(20, 4, replace=False)) for _ in range(200)], [0] * 20)
+    m = Item2Vec()
+    cfg = {**Item2Vec.default_config(), "epochs": 20, "patience": 2, "vector_size": 8}
+    m.fit(view, None, cfg, RunContext(seed=0))
+    t = m.stats["training"]
+    assert len(seen) == 4  # stopped after epoch 3 of the cap of 20
+    assert (t["stop_reason"], t["best_epoch"], t["epochs"], m.stats["cases"]) == ("converged", 1, 4, 20)
+    assert [v for _, v in t["curve"]] == [0.2, 0.5, 0.4, 0.45]
+    assert np.array_equal(m.item_embeddings(), seen[1]) and not np.array_equal(seen[1], seen[3])
+
+
+def test_item2vec_validation_is_item_to_item_on_the_carve_out() -> None:
+    from benchmark.data.validation import carve_validation
+    from methods.shared.i2i_validation import carve_queries, item_to_item_ndcg
+
+    view = TrainView.from_sequences([[0, 1, 2], [3, 4], [5, 6, 7, 8]], [0] * 9)
+    carve = carve_validation(view, 0.99, seed=0)
+    assert carve_queries(carve).tolist() == [1, 3, 7] and carve.targets.tolist() == [2, 4, 8]
+    assert carve.fit.sequences.items.tolist() == [0, 1, 3, 5, 6, 7]  # trained on without the targets
+    vectors = np.zeros((9, 2), np.float32)
+    vectors[[1, 2]] = [[1, 0], [2, 0]]  # same direction as its query: ties, the smaller index (the query) first
+    # case 0: query 1 (rank 1), target 2 (rank 2); cases 1, 2: zero query vector -> index rule, ranks 5 and 9
+    assert np.isclose(item_to_item_ndcg(vectors, carve_queries(carve), carve.targets),
+                      (1 / np.log2(3) + 1 / np.log2(6) + 1 / np.log2(10)) / 3)

@@ -163,15 +163,50 @@ def test_item_embeddings_shape_and_cold_items(fitted):
 
 
 def test_training_budget_has_the_confidence_and_graph_stages(fitted):
-    t = fitted[0].stats["training"]  # both stages run a fixed number of epochs, no validation
+    t = fitted[0].stats["training"]  # the MF runs fixed epochs; the graph stage validates every epoch
     assert set(t) >= {"optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason", "curve", "stages"}
     mf, graph = t["stages"]
-    n_pairs, n_interactions = fitted[0].stats["resampled_pairs"], 159 * 6 + 5
+    cases = fitted[0].stats["cases"]  # held-out validation items: not trained on
+    n_pairs, n_interactions = fitted[0].stats["resampled_pairs"], 159 * 6 + 5 - cases
+    assert cases == 16  # 10% of the 160 training users
     assert (mf["stage"], mf["epochs"], mf["examples_seen"], mf["optimizer_steps"]) == (
         "confidence_mf", 20, 20 * n_interactions, 20 * -(-n_interactions // 256))
-    assert (graph["stage"], graph["epochs"], graph["examples_seen"], graph["optimizer_steps"]) == (
-        "graph", 10, 10 * n_pairs, 10 * -(-n_pairs // 512))
-    assert mf["stop_reason"] == graph["stop_reason"] == t["stop_reason"] == "max_epochs" and t["curve"] == []
+    epochs = graph["epochs"]
+    assert 1 <= epochs <= 10 and len(graph["curve"]) == epochs
+    assert (graph["stage"], graph["examples_seen"], graph["optimizer_steps"]) == (
+        "graph", epochs * n_pairs, epochs * -(-n_pairs // 512))
+    assert mf["stop_reason"] == "max_epochs" and mf["curve"] == []
+    assert graph["stop_reason"] == t["stop_reason"] and t["stop_reason"] in ("converged", "max_epochs")
+    assert t["curve"] == graph["curve"] and t["best_epoch"] == graph["best_epoch"] is not None
+
+
+def test_graph_stage_stops_by_patience_and_keeps_the_best_epoch(monkeypatch):
+    import methods.pgg.model as pgg_model
+
+    script = iter([0.10, 0.30, 0.20, 0.25, 0.90, 0.95])  # best at epoch 1, then 2 epochs without a gain
+    seen: list[np.ndarray] = []
+
+    def scripted(vectors, queries, targets):
+        seen.append(vectors.copy())
+        return next(script)
+
+    monkeypatch.setattr(pgg_model, "item_to_item_ndcg", scripted)
+    cfg = small_cfg()
+    cfg["graph"].update(patience=2)
+    method, emb = _fit(**{"graph": cfg["graph"]})
+    t = method.stats["training"]
+    assert len(seen) == 4  # stopped after epoch 3: epochs 4-10 never ran
+    assert (t["stop_reason"], t["best_epoch"], t["stages"][1]["epochs"]) == ("converged", 1, 4)
+    assert [v for _, v in t["curve"]] == [0.10, 0.30, 0.20, 0.25]
+    assert np.array_equal(emb, seen[1])  # the best epoch's n(h_i), not the last one
+    assert not np.array_equal(emb, seen[3])
+
+
+def test_empty_carve_out_trains_to_the_cap_without_validation():
+    method, _ = _fit(valid_fraction=0.0)
+    t = method.stats["training"]
+    assert (t["stop_reason"], t["stages"][1]["epochs"], t["curve"], method.stats["cases"]) == (
+        "no_validation", 10, [], 0)
 
 
 def test_deterministic_per_seed(fitted):

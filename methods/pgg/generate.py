@@ -11,6 +11,7 @@ neighbours are argmax_j h_i . h'_j.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from benchmark.plugin import RunContext
 from methods.shared.kernels import standard_cpu_kernels
 from methods.shared.mf import unigram_distribution
-from methods.shared.training import TrainingBudget
+from methods.shared.training import EarlyStopping, TrainingBudget
 
 
 def cooccurrence_graph(src: np.ndarray, dst: np.ndarray) -> nx.Graph:
@@ -77,6 +78,7 @@ def train_generative_graph(
     ctx: RunContext | None = None,
     device: torch.device | str = "cpu",
     budget: TrainingBudget | None = None,
+    validate: Callable[[np.ndarray], float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit h (node) and h' (context) embeddings to the ordered pairs (src -> dst) with SGNS.
 
@@ -87,7 +89,10 @@ def train_generative_graph(
     (h, h') float32 [n_items, dim]; rows of items never a source are left at their init.
     ``device``: where the tables train; initialisation and sampling stay on the CPU generator.
     ``budget`` (optional) records optimizer steps, epochs and, as examples, the ordered pairs (the
-    2-hop term's extra pairs are not counted); fixed epochs, no validation: ``max_epochs``.
+    2-hop term's extra pairs are not counted). Without ``validate``: ``cfg['epochs']`` epochs
+    (``max_epochs``). With it [proposal]: after each epoch ``validate(h)`` (h as numpy) scores the
+    epoch, :class:`EarlyStopping` with ``cfg['patience']`` stops training (``converged``) and the
+    best epoch's h, h' are returned; ``cfg['epochs']`` is then the safety cap.
     """
     device = torch.device(device)
     dim, epochs, batch = int(cfg["dim"]), int(cfg["epochs"]), int(cfg["batch_size"])
@@ -117,6 +122,11 @@ def train_generative_graph(
             return torch.multinomial(q, pool, replacement=True, generator=gen).to(device)
         return torch.multinomial(q, rows * n_neg, replacement=True, generator=gen).view(rows, n_neg).to(device)
 
+    stopper = None
+    if validate is not None:
+        stopper = EarlyStopping(int(cfg["patience"]), "pgg graph", ctx.logger if ctx is not None else None,
+                                budget=budget)
+    tables = torch.nn.ModuleDict({"node": node, "context": context})
     n = len(src)
     bar = ctx.progress(range(epochs), desc="pgg graph epochs", total=epochs) if ctx else range(epochs)
     with standard_cpu_kernels(device):
@@ -147,6 +157,15 @@ def train_generative_graph(
                 budget.epoch_done(epoch)
             if ctx is not None:
                 ctx.log_metric("pgg_loss", total / max(seen, 1), epoch)
+            if stopper is None:
+                continue
+            score = float(validate(node.weight.detach().cpu().numpy()))
+            if ctx is not None:
+                ctx.log_metric("pgg_valid_ndcg10", score, epoch)
+            if stopper.update(score, tables, epoch):
+                break
+    if stopper is not None:
+        stopper.restore(tables)
     return node.weight.detach().cpu().numpy().copy(), context.weight.detach().cpu().numpy().copy()
 
 

@@ -8,11 +8,14 @@ Pipeline, one module per step: short-term sets (``sets``) -> user-item confidenc
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from benchmark.data.model import TrainView
+from benchmark.data.validation import carve_validation
+from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.pgg.confidence import set_confidence, set_scores
@@ -24,6 +27,7 @@ from methods.pgg.generate import (
 )
 from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample_sets
 from methods.pgg.sets import short_term_sets
+from methods.shared.i2i_validation import carve_queries, item_to_item_ndcg
 from methods.shared.mf import train_user_item_mf
 from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
 
@@ -41,18 +45,24 @@ class PGG(Method):
     def fit(self, train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext) -> None:
         ctx.seed_everything()
         log = ctx.logger
-        seqs = train.sequences
+        self.check_config(cfg)
         device = resolve_device(cfg.get("device"))
+        # [proposal] early stopping of the graph stage (no PGG code exists; the rest of the pipeline
+        # trains fixed epochs): every stage trains on the carve-out's fit view only, the graph stage
+        # validates each epoch on item-to-item NDCG@10 of n(h_i) (query = the item before the held-out one).
+        carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        seqs = carve.fit.sequences
 
         sets, owner = short_term_sets(seqs, int(cfg["window"]), int(cfg["stride"]))
         log.info("pgg: %d short-term sets (window %d, stride %d) from %d sequences",
                  len(sets), cfg["window"], cfg["stride"], len(seqs))
 
         t0 = time.perf_counter()
-        # Two trained stages, both a fixed number of epochs without validation (max_epochs): the
-        # confidence MF (examples: interactions) and the graph embedding (examples: ordered pairs).
+        # Two trained stages: the confidence MF, a fixed number of epochs without validation
+        # (max_epochs; examples: interactions), and the graph embedding, early-stopped on the
+        # carve-out (examples: ordered pairs).
         mf_budget = TrainingBudget("confidence_mf", metric="none: fixed epochs, no validation")
-        graph_budget = TrainingBudget("graph", metric="none: fixed epochs, no validation")
+        graph_budget = TrainingBudget("graph", metric="valid item-to-item NDCG@10 (cosine of n(h_i))")
         user_vec, item_vec = train_user_item_mf(seqs, train.n_items, cfg["confidence"], seed=ctx.seed,
                                                 ctx=ctx, prefix="pgg_confidence", device=device, budget=mf_budget)
         seconds_confidence = time.perf_counter() - t0
@@ -85,17 +95,40 @@ class PGG(Method):
                 ctx.log_metric(f"pgg_graph_{key}", float(value), None)
 
         t0 = time.perf_counter()
-        node, _context = train_generative_graph(src, dst, train.n_items, cfg["graph"], seed=ctx.seed, ctx=ctx,
-                                               device=device, budget=graph_budget)
-        self.stats.update(seconds_confidence=seconds_confidence, seconds_train=time.perf_counter() - t0, unit="pairs")
         trained = np.bincount(src, minlength=train.n_items) > 0
+        queries, targets = carve_queries(carve), carve.targets.astype(np.int64)
+        validate = partial(_validation_score, trained=trained, queries=queries, targets=targets) if len(carve) else None
+        node, _context = train_generative_graph(src, dst, train.n_items, cfg["graph"], seed=ctx.seed, ctx=ctx,
+                                               device=device, budget=graph_budget, validate=validate)
+        if validate is None:
+            graph_budget.metric, graph_budget.stop_reason = "none: empty validation carve-out", "no_validation"
+        self.stats.update(seconds_confidence=seconds_confidence, seconds_train=time.perf_counter() - t0, unit="pairs")
         self._emb = item_embedding(node, trained)
         self.stats["examples_per_epoch"] = len(src)
-        self.stats["epochs"] = int(cfg["graph"]["epochs"])
+        self.stats["epochs"] = graph_budget.epochs
+        self.stats.update(carve.describe())
         self.stats["training"] = combine_budgets(mf_budget, graph_budget)
         n_cold = int((train.item_train_count == 0).sum())
         log.info("pgg: %d of %d items have a vector; zero rows: %d never in training, %d in no purified pair",
                  int(trained.sum()), train.n_items, n_cold, int(train.n_items - trained.sum() - n_cold))
 
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        graph = cfg["graph"]
+        checks = {
+            "graph.epochs": int(graph["epochs"]) >= 1,
+            "graph.patience": int(graph["patience"]) >= 1,
+            "valid_fraction": 0.0 <= float(cfg["valid_fraction"]) < 1.0,
+            "valid_max_cases": int(cfg["valid_max_cases"]) >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"pgg: invalid value for {bad}")
+
     def item_embeddings(self) -> np.ndarray:
         return self._emb
+
+
+def _validation_score(node: np.ndarray, trained: np.ndarray, queries: np.ndarray, targets: np.ndarray) -> float:
+    """The graph stage's validation: item-to-item NDCG@10 of the item embedding n(h_i) PGG returns."""
+    return item_to_item_ndcg(item_embedding(node, trained), queries, targets)
