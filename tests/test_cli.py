@@ -80,8 +80,8 @@ def test_methods_outside_the_suite_need_a_flag(capsys, caplog):
     with caplog.at_level("WARNING"):
         (run,) = plan("xmarket-matching", scale="tiny", methods=["uniembedding-wo-user-view"], allow_extra_methods=True)
     # it runs with its own defaults and its own tiny preset (methods/uniembedding/config.yaml), logged
-    assert "not a method of suite" in caplog.text and "epochs=5" in caplog.text
-    assert run.scaled_by_preset == {"epochs": 5, "batch_size": 256}
+    assert "not a method of suite" in caplog.text and "epochs=60" in caplog.text
+    assert run.scaled_by_preset == {"epochs": 60, "batch_size": 256}
 
 
 def test_a_file_as_data_dir_is_one_line_and_exit_2(capsys, tmp_path):

@@ -80,6 +80,8 @@ def _comparable(folder: Path) -> dict:
     for volatile in ("mlflow_run_id", "timings", "tracking"):
         record.pop(volatile)
     record["info"].pop("fit_s")
+    for volatile in ("fit_wall_s", "fit_cpu_s"):  # the budget's times; its steps, epochs and curve must match
+        record["info"]["training"].pop(volatile)
     record["embedding_source"].pop("folder", None)  # each results dir has its own copy of the matching run
     return record
 

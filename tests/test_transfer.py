@@ -93,7 +93,8 @@ def _record(tmp: Path, method: str, seed: int, sf, tf, e2e: bool, ranks: np.ndar
     metrics = {"all": {"HR@5": hr, "NDCG@5": nd, "HR@10": hr, "NDCG@10": nd, "n": len(ranks)}}
     return {"condition": {"method": method, "seed": seed, "source_fraction": sf, "target_fraction": tf,
                           "end_to_end": e2e}, "display": method, "transfer": cfg, "target_train_sequences": 10,
-            "next_item": metrics, "item_to_item": metrics, "folder": str(folder), "key": folder.name}
+            "next_item": metrics, "item_to_item": metrics, "folder": str(folder), "key": folder.name,
+            "stats": {"training": {"stop_reason": "converged"}}}  # else the verdicts are "inconclusive"
 
 
 def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
@@ -134,7 +135,7 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
     assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
     for r in full:  # stage 2 trains on the sequences with >= 2 items: the cap is read against those
         r["method_config"] = {"max_steps_per_epoch": 2, "batch_size": 4}
-        r["stats"] = {"stages": [{"stage": 2, "tag": "-target", "sequences": 8}]}
+        r["stats"] = {"stages": [{"stage": 2, "tag": "-target", "sequences": 8}], "training": {"stop_reason": "converged"}}
     assert {c.cid: c for c in transfer_claims(full)}["C10"].status == "holds"
     for r in full:  # a cap on source pretraining only (target_max_steps_per_epoch lifts it on the target)
         r["method_config"] = {"max_steps_per_epoch": 1, "target_max_steps_per_epoch": 2, "batch_size": 4}
