@@ -19,7 +19,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +160,55 @@ def remove_stale_tmp(final: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
+#: A result folder's checksums of its result files (``<sha256>  <name>`` per line).
+CHECKSUMS_FILE = "SHA256SUMS"
+#: Records rewritten after the folder is in place (their tracking outcome): not checksummed.
+UNSUMMED = ("result.json", "record.json")
+
+
+def write_checksums(folder: Path) -> None:
+    """``SHA256SUMS`` of every file in ``folder`` except the records (rewritten by tracking)."""
+    names = sorted(p.name for p in Path(folder).iterdir()
+                   if p.is_file() and p.name not in (*UNSUMMED, CHECKSUMS_FILE) and not p.name.startswith("."))
+    Path(folder, CHECKSUMS_FILE).write_text("".join(f"{sha256_file(Path(folder) / n)}  {n}\n" for n in names))
+
+
+def verify_result_file(path: Path) -> None:
+    """Raise a one-line BenchmarkError when ``path`` does not match its folder's ``SHA256SUMS``.
+
+    Folders written before checksums were kept have none: they read as before.
+    """
+    path = Path(path)
+    sums = path.parent / CHECKSUMS_FILE
+    if not sums.is_file():
+        return
+    want = {name: digest for digest, _, name in (line.partition("  ") for line in sums.read_text().splitlines())}
+    if path.name in want and (not path.is_file() or sha256_file(path) != want[path.name]):
+        raise BenchmarkError(f"{path}: does not match its checksum in {sums} (corrupt or edited); "
+                             "delete the folder and rerun to recompute it")
+
+
+def load_result_array(path: Path) -> Any:
+    """``np.load`` of a result file after :func:`verify_result_file` (no pickles)."""
+    import numpy as np  # fsutil stays importable without numpy for the CLI's light commands
+
+    verify_result_file(path)
+    return np.load(path, allow_pickle=False)
+
+
+def atomic_write_dir(final: Path, write: Callable[[Path], None], checksums: bool = False) -> None:
     """Write into a temporary sibling, then rename onto ``final`` (never a partial folder).
 
     The temporary name carries the writer's pid (``.tmp-<key>-p<pid>-*``) so folders of dead
-    processes can be told apart and removed; readers skip every dot-folder.
+    processes can be told apart and removed; readers skip every dot-folder. ``checksums``: write
+    ``SHA256SUMS`` of the result files before the rename (readers verify with :func:`verify_result_file`).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-p{os.getpid()}-", dir=final.parent))
     try:
         write(tmp)
+        if checksums:
+            write_checksums(tmp)
         for path in tmp.iterdir():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -302,7 +302,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
             "params": {**run.as_dict(), "run_key": key}, "tags": tags, "metrics": metrics}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
-    atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write, checksums=True)
     return record
 
 

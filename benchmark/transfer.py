@@ -241,7 +241,7 @@ def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray, trackin
         (tmp / "tracking.json").write_text(json.dumps(tracking, indent=1, default=str))
         (tmp / "record.json").write_text(json.dumps(record, indent=1, default=str))
 
-    atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write, checksums=True)
 
 
 class _TransRecFamily:

@@ -117,7 +117,7 @@ def test_sync_logs_ranking_cells_and_transfer_conditions_mlflow_lacks(tiny_suite
     assert len(cells) == 2 and len(conditions) == 1
     for path in cells + conditions:  # kept, not logged, and say so
         assert json.loads(path.read_text())["tracking"]["status"] == "not logged"
-        assert (path.parent / "tracking.json").is_file()
+        assert (path.parent / "tracking.json").is_file() and (path.parent / "SHA256SUMS").is_file()
     capsys.readouterr()
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for suite in ("xmarket-ranking", "xmarket-transfer"):

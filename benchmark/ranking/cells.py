@@ -216,7 +216,7 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
             "params": {**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}}, indent=1, default=str))
         (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
 
-    atomic_write_dir(folder, write)
+    atomic_write_dir(folder, write, checksums=True)
 
 
 def _remote_cell(job: dict[str, Any], cell: dict[str, Any], emb_folder: str | None, emb_sha: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.failures import read_failures
+from benchmark.fsutil import load_result_array
 from benchmark.machine import versions_line
 from benchmark.ranking.cells import RankingRecord
 from benchmark.ranking.metrics import delong_test
@@ -98,10 +99,11 @@ def delong_tests(records: list[RankingRecord], results_dir: Path) -> dict[tuple[
             base = by[(model, NONE, r.seed)]
             folder_a = Path(results_dir) / r.suite / r.run_key
             folder_b = Path(results_dir) / base.suite / base.run_key
-            labels = np.load(folder_a / "test_labels.npy")
-            if not np.array_equal(labels, np.load(folder_b / "test_labels.npy")):
+            labels = load_result_array(folder_a / "test_labels.npy")
+            if not np.array_equal(labels, load_result_array(folder_b / "test_labels.npy")):
                 raise BenchmarkError(f"{folder_a}: test rows differ from {folder_b} (another CTR dataset)")
-            res = delong_test(labels, np.load(folder_a / "test_scores.npy"), np.load(folder_b / "test_scores.npy"))
+            res = delong_test(labels, load_result_array(folder_a / "test_scores.npy"),
+                              load_result_array(folder_b / "test_scores.npy"))
             entry = out.setdefault((model, r.embedding), {"z": {}, "p": {}})
             entry["z"][r.seed], entry["p"][r.seed] = res.z, res.p_value
         for (m, emb), entry in out.items():

@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.evaluation.metrics import HR, NDCG, RankMetric
 from benchmark.evaluation.significance import holm, paired_test
+from benchmark.fsutil import load_result_array
 from benchmark.reporting.results import MethodResult
 
 METRIC = NDCG(10)
@@ -28,7 +29,7 @@ def per_case(result: MethodResult, results_dir: Path, protocol: str = "item-to-i
     for record in result.records:
         path = results_dir / record.suite / record.run_key / RANK_FILES[protocol]
         if record.status == "done" and path.exists():
-            values.append(metric(np.load(path)))
+            values.append(metric(load_result_array(path)))
     return np.mean(values, axis=0) if values else None
 
 

@@ -18,6 +18,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
 from benchmark.failures import read_failures
+from benchmark.fsutil import load_result_array
 from benchmark.machine import versions_line
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
@@ -89,7 +90,7 @@ def _gain(a: float, b: float) -> float:
 
 
 def _per_case(recs: list[dict]) -> np.ndarray | None:
-    vals = [NDCG(10)(np.load(Path(r["folder"]) / "next_item_ranks.npy")) for r in recs]
+    vals = [NDCG(10)(load_result_array(Path(r["folder"]) / "next_item_ranks.npy")) for r in recs]
     return np.mean(vals, axis=0) if vals else None
 
 
