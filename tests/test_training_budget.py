@@ -58,11 +58,12 @@ def test_every_run_records_its_budget_and_the_report_shows_it(tiny_suite_run):
     run, results, reports = tiny_suite_run
     by = {r.method: r for r in run.records}
     assert by["popularity"].training["stop_reason"] == "untrained"
-    i2v = by["item2vec"].training  # a fixed-epoch method: its cap decides, and the budget says so
-    assert i2v["stop_reason"] == "max_epochs" and i2v["epochs"] > 0 and i2v["examples_seen"] > 0
+    i2v = by["item2vec"].training  # early stopping on the validation carve-out ([proposal]) before the cap
+    assert i2v["stop_reason"] == "converged" and 0 < i2v["epochs"] < 20 and i2v["examples_seen"] > 0
+    assert i2v["best_epoch"] is not None and len(i2v["curve"]) == i2v["epochs"]
     assert i2v["fit_wall_s"] > 0 and i2v["fit_cpu_s"] >= 0
     stored = json.loads((results / "xmarket-matching" / by["item2vec"].run_key / "result.json").read_text())
-    assert stored["training"]["stop_reason"] == "max_epochs"
+    assert stored["training"]["stop_reason"] == "converged"
     text = write_suite_reports("xmarket-matching", results, reports)
     assert "### Training budget" in text and "| item2vec | 0 |" in text
     folder = next((reports / "xmarket-matching").glob("*tiny*"))
