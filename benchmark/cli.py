@@ -70,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a suite (resumable: finished runs are skipped)",
-                         description="Run every method x seed of a suite, store each result under "
-                         "results/<suite>/<run-key>/, log it to MLflow, and write the suite's tables.")
+                         description="Run every method x seed of a suite (matching, ranking or transfer: the "
+                         "suite's task: key), store each result under results/<suite>/<run-key>/, log it to "
+                         "MLflow, and write the suite's tables. Exit 0: every run finished or was skipped with "
+                         "its reason; 1: some runs failed (the others are stored, the report marks the failed "
+                         "ones, their tracebacks are under results/<suite>/.failed/, and rerunning retries only "
+                         "them); 2: bad input or config, before any run.")
     run.add_argument("--suite", required=True, help="suite name (see `list suites`) or a suite YAML file")
     run.add_argument("--scale", choices=("tiny", "small", "paper"), help="size preset (default: the suite's)")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
