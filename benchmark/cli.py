@@ -13,8 +13,8 @@ from pathlib import Path
 
 from benchmark.data.cards import dataset_overrides, find_card
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.failures import Failure, summary
 from benchmark.fsutil import safe_name
+from benchmark.grid.failures import Failure, summary
 from benchmark.options import RunOptions
 from benchmark.progress import configure_logging
 
@@ -178,7 +178,7 @@ def _options(args: argparse.Namespace, **extra: object) -> RunOptions:
 def cmd_run(args: argparse.Namespace) -> int:
     # the task layers (torch, RecBole, Ray) load only for the commands that need them: `--help` stays fast
     from benchmark import dispatch
-    from benchmark.runner import check_jobs
+    from benchmark.grid.jobs import check_jobs
 
     jobs = check_jobs(args.jobs)  # before any work, for every kind of suite
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
@@ -216,8 +216,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    from benchmark.sync import sync_results
-    from benchmark.tracking import Tracker, resolve_tracking_uri
+    from benchmark.store.sync import sync_results
+    from benchmark.store.tracking import Tracker, resolve_tracking_uri
 
     if not args.results_dir.is_dir():
         raise BenchmarkError(f"{args.results_dir}: no results directory")
@@ -227,13 +227,14 @@ def cmd_sync(args: argparse.Namespace) -> None:
     counts = sync_results(args.results_dir, tracker, args.suite, args.log_embeddings)
     print(f"sync to {tracker.uri}: {counts['logged']} logged, {counts['already']} already logged, "
           f"{counts['busy']} busy (being computed), {counts['no_tracking_info']} without tracking info "
-          f"(made by an older version), {counts['failed']} failed")
+          f"(made by an older version), {counts['unreadable']} unreadable (recomputed by `run`), "
+          f"{counts['failed']} failed")
     if tracker.down:
         raise BenchmarkError(f"MLflow tracking unavailable ({tracker.down}); results are unchanged, run sync again later")
 
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
-    from benchmark.embeddings import export_embeddings, load_embeddings
+    from benchmark.store.embeddings import export_embeddings, load_embeddings
 
     safe_name(args.suite, "suite name")
     stored = load_embeddings(args.results_dir, args.suite, args.method, args.seed)

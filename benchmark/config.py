@@ -48,7 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
                    "exclude_history": (bool,), "rank_cap": (int, type(None))},
     "methods_config": (dict,),
     "scales": (dict,),
-    "transfer": (dict,),  # source -> target experiment (benchmark/transfer.py validates its keys)
+    "transfer": (dict,),  # source -> target experiment (benchmark/tasks/transfer/stages.py validates its keys)
 }
 REQUIRED = ("name", "methods", "dataset")
 OPTIONAL_DATASET_KEYS = ("dataset.domain_field", "dataset.time_field")

@@ -18,16 +18,17 @@ from pathlib import Path
 from benchmark import registry
 from benchmark.config import load_suite_file
 from benchmark.errors import ConfigError
-from benchmark.failures import Failure, read_failures
+from benchmark.grid.failures import Failure, read_failures
 from benchmark.options import RunOptions
-from benchmark.ranking.suite import run_ranking_suite
 from benchmark.reporting.matching import write_suite_reports
 from benchmark.reporting.ranking import write_ranking_reports
 from benchmark.reporting.results import load_records
 from benchmark.reporting.transfer import load_transfer, write_transfer_reports
 from benchmark.reporting.writers import keyed_dir, report_dir
-from benchmark.runner import run_suite
-from benchmark.transfer_grid import run_transfer
+from benchmark.store.records import has_record
+from benchmark.tasks.matching.runner import run_suite
+from benchmark.tasks.ranking.suite import run_ranking_suite
+from benchmark.tasks.transfer.grid import run_transfer
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -121,8 +122,8 @@ def _run_transfer(opts: RunOptions, echo: Echo) -> Outcome:
                           tracking_uri=opts.tracking_uri, jobs=opts.jobs, executor=opts.executor,
                           progress=opts.progress, echo=echo, twin_fallback=opts.twin_fallback,
                           allow_extra_methods=opts.allow_extra_methods)
-    failures = [f for f in read_failures(folder) if f.when >= started and not (folder / f.key / "record.json").exists()]
-    if not any(p.is_file() for p in folder.glob("*/record.json")):
+    failures = [f for f in read_failures(folder) if f.when >= started and not has_record(folder / f.key)]
+    if not any(has_record(p) for p in folder.iterdir() if p.is_dir()):
         return Outcome(None, "no condition finished; no report written", failures)
     name = suite_name(opts.suite)
     write_transfer_reports(name, folder, opts.reports_dir)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["configure_logging", "progress_factory"]
 
-log = logging.getLogger("benchmark.runner")
+log = logging.getLogger("benchmark.tasks.matching.runner")
 _NOISY = ("mlflow", "alembic", "gensim", "urllib3", "sentence_transformers", "httpx", "PIL", "faiss")
 
 

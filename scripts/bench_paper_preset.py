@@ -55,7 +55,7 @@ _MARK = "@@stage "
 
 def _plan(scale: str, methods: list[str], seed: int, overrides: tuple[str, ...]):
     from benchmark.data.cards import dataset_overrides
-    from benchmark.runner import plan
+    from benchmark.grid.plan import plan
 
     return plan(SUITE, scale=scale, methods=methods, seeds=[seed],
                 overrides=(*dataset_overrides("xmarket-sim", None), *overrides))
@@ -76,8 +76,10 @@ def measure(args: argparse.Namespace) -> int:
     from benchmark.reporting.matching import write_suite_reports
     from benchmark.reporting.results import load_records
     from benchmark.reporting.writers import report_dir
-    from benchmark.runner import RUN_THREADS, execute_run, run_key
-    from benchmark.tracking import Tracker, resolve_tracking_uri
+    from benchmark.store.tracking import Tracker, resolve_tracking_uri
+    from benchmark.grid.jobs import RUN_THREADS
+    from benchmark.tasks.matching.runner import execute_run
+    from benchmark.grid.plan import run_key
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still removes its scratch cache
     progress = not args.no_progress

@@ -46,8 +46,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmark.inputs import prepare_inputs
-    from benchmark.runner import execute_run, plan
-    from benchmark.tracking import ATTEMPTS, QUICK_HTTP, Tracker
+    from benchmark.store.tracking import ATTEMPTS, QUICK_HTTP, Tracker
+    from benchmark.tasks.matching.runner import execute_run
+    from benchmark.grid.plan import plan
 
     for key, value in QUICK_HTTP.items():
         os.environ.setdefault(key, value)

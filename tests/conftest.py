@@ -25,7 +25,7 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_suite_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The xmarket-matching suite on the tiny preset, run once: (SuiteRun, results_dir, reports_dir)."""
-    from benchmark.runner import run_suite
+    from benchmark.tasks.matching.runner import run_suite
 
     out = tmp_path_factory.mktemp("out")
     results, reports = out / "results", out / "reports"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.records import RunRecord
 from benchmark.reporting.claims import C12_ABLATIONS, check_claims, claim_table
 from benchmark.reporting.results import METRICS, MethodResult
+from benchmark.store.records import RunRecord
 
 #: Fixtures' runs converged (early stopping on validation) unless a test says otherwise.
 CONVERGED = {"stop_reason": "converged"}

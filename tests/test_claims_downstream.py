@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.ranking.cells import RankingRecord
 from benchmark.reporting.claims import Claim, check_claims
 from benchmark.reporting.ranking import check_c9
 from benchmark.reporting.transfer import transfer_claims
+from benchmark.store.records import RankingRecord
 
 # --- C9 ---------------------------------------------------------------------------------------------------
 

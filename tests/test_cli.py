@@ -72,7 +72,7 @@ def test_set_errors_name_the_full_key_and_suggest(capsys):
 
 def test_methods_outside_the_suite_need_a_flag(capsys, caplog):
     from benchmark.cli import main
-    from benchmark.runner import plan
+    from benchmark.grid.plan import plan
 
     assert main(["run", "--suite", "xmarket-matching", "--scale", "tiny",
                  "--methods", "uniembedding-wo-user-view"]) == 2

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.ranking.metrics import auc, delong_test, logloss
-from benchmark.ranking.models import (
+from benchmark.tasks.ranking.metrics import auc, delong_test, logloss
+from benchmark.tasks.ranking.models import (
     DIN,
     CrossNetV2,
     DCNv2,

@@ -11,13 +11,13 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError, DataError
-from benchmark.ranking.data import build_ctr, cached_ctr, sample_negatives
+from benchmark.tasks.ranking.data import build_ctr, cached_ctr, sample_negatives
 
 
 @pytest.fixture(scope="module")
 def tiny_inputs(tiny_data_dir: Path):
+    from benchmark.grid.plan import plan
     from benchmark.inputs import prepare_inputs
-    from benchmark.runner import plan
 
     first = plan("xmarket-matching", scale="tiny")[0]
     none = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}
@@ -65,7 +65,7 @@ def test_a_domain_too_small_for_the_negatives_is_named() -> None:
 
 @pytest.fixture(scope="module")
 def ranking_run(tiny_suite_run, tiny_data_dir: Path):
-    from benchmark.ranking.suite import run_ranking_suite
+    from benchmark.tasks.ranking.suite import run_ranking_suite
 
     _, results, reports = tiny_suite_run
     run = run_ranking_suite("xmarket-ranking", scale="tiny", methods=["item2vec"], data_dir=tiny_data_dir,
@@ -115,7 +115,7 @@ def _item2vec_folder(results: Path) -> Path:
 @pytest.mark.parametrize("tamper", ["manifest", "rows"])
 def test_embeddings_of_another_split_or_size_exit_2_naming_the_folder(ranking_run, tiny_data_dir: Path,
                                                                       tmp_path: Path, capsys, tamper: str) -> None:
-    from benchmark.embeddings import sha256_file
+    from benchmark.store.embeddings import sha256_file
 
     _, results, _ = ranking_run
     bad = tmp_path / "results"
@@ -139,7 +139,7 @@ def test_embeddings_of_another_split_or_size_exit_2_naming_the_folder(ranking_ru
 def test_ranking_only_flags_are_refused_for_matching_suites(capsys) -> None:
     assert main(["run", "--suite", "xmarket-matching", "--models", "din"]) == 2
     with pytest.raises(BenchmarkError):
-        from benchmark.ranking.suite import load_ranking_suite, resolve_cells
+        from benchmark.tasks.ranking.suite import load_ranking_suite, resolve_cells
 
         resolve_cells(load_ranking_suite("xmarket-ranking"), "tiny", models=["deepfm"])
 
@@ -147,7 +147,7 @@ def test_ranking_only_flags_are_refused_for_matching_suites(capsys) -> None:
 def test_a_tracking_store_that_fails_costs_the_mlflow_run_not_the_cell(ranking_run, tiny_data_dir: Path,
                                                                         tmp_path: Path, monkeypatch) -> None:
     """Results first, tracking second: the cell is written (and reported) with MLflow unusable."""
-    from benchmark.ranking.suite import run_ranking_suite
+    from benchmark.tasks.ranking.suite import run_ranking_suite
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     _, results, _ = ranking_run

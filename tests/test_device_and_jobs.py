@@ -12,7 +12,9 @@ import torch
 from benchmark import registry
 from benchmark.devices import check_device, check_devices
 from benchmark.errors import ConfigError
-from benchmark.runner import check_jobs, effective_jobs, plan, run_suite
+from benchmark.grid.jobs import check_jobs, effective_jobs
+from benchmark.grid.plan import plan
+from benchmark.tasks.matching.runner import run_suite
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 
@@ -108,9 +110,9 @@ def test_bad_jobs_are_one_config_error(bad) -> None:
 
 
 def test_jobs_auto_and_the_clamp(monkeypatch, caplog) -> None:
-    import benchmark.runner as runner
+    import benchmark.grid.jobs as jobs
 
-    monkeypatch.setattr(runner, "machine_cores", lambda: 4)
+    monkeypatch.setattr(jobs, "machine_cores", lambda: 4)
     assert check_jobs("auto") == "auto" and check_jobs("3") == 3
     with caplog.at_level(logging.WARNING):
         assert check_jobs(9) == 4
@@ -122,7 +124,7 @@ def test_jobs_auto_and_the_clamp(monkeypatch, caplog) -> None:
 
 
 def test_auto_with_one_run_to_do_runs_here_without_ray(tiny_data_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    import benchmark.runner as runner
+    import benchmark.tasks.matching.runner as runner
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for a single run")

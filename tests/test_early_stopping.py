@@ -1,6 +1,6 @@
 """Model selection on scripted validation metrics: the validation NDCG's tie rule, EarlyStopping
 (methods/shared/training.py) and the ranking trainer's patience and best-state restore
-(benchmark/ranking/train.py::train_cell). Each test would fail if the worst epoch were kept,
+(benchmark/tasks/ranking/train.py::train_cell). Each test would fail if the worst epoch were kept,
 training never stopped, the best state were never put back, or a constant scorer scored 1.0."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-import benchmark.ranking.train as ranking_train
+import benchmark.tasks.ranking.train as ranking_train
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.next_item import next_item_ranks
-from benchmark.ranking.data import CTRData, CTRPart
+from benchmark.tasks.ranking.data import CTRData, CTRPart
 from methods.shared.training import EarlyStopping, validation_ndcg
 
 # -- validation_ndcg: the evaluator's exact-rank tie rule ---------------------------------------

@@ -10,15 +10,16 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.embeddings import (
+from benchmark.errors import BenchmarkError
+from benchmark.grid.plan import plan
+from benchmark.plugin import Method
+from benchmark.store.embeddings import (
     EMBEDDINGS_FILE,
     ITEM_IDS_FILE,
     load_embeddings,
     sha256_file,
 )
-from benchmark.errors import BenchmarkError
-from benchmark.plugin import Method
-from benchmark.runner import execute_run, plan
+from benchmark.tasks.matching.runner import execute_run
 
 SUITE = "xmarket-matching"
 

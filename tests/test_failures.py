@@ -16,8 +16,8 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.failures import read_failures
-from benchmark.runner import run_suite
+from benchmark.grid.failures import read_failures
+from benchmark.tasks.matching.runner import run_suite
 
 PLUGIN = '''
 from __future__ import annotations
@@ -138,7 +138,7 @@ PLANT = '''
 import os
 
 if os.environ.get("UIE_PLANT") == "1":
-    import benchmark.ranking.cells as _suite
+    import benchmark.tasks.ranking.cells as _suite
     import methods.sasrec as _sasrec
 
     _real = _suite.train_cell
@@ -171,7 +171,7 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(autouse=True)
 def _undo_plant():  # autouse: set up before ``planted``, so it saves the real functions
-    import benchmark.ranking.cells as suite
+    import benchmark.tasks.ranking.cells as suite
     import methods.sasrec as sasrec
 
     real = suite.train_cell, sasrec.SASRec.fit
@@ -219,7 +219,7 @@ def test_a_failing_transfer_condition_is_recorded_and_the_others_run(planted, ti
     (failure,) = read_failures(out)
     assert failure.reason == "RuntimeError: planted failure in SASRec"
     assert not (out / failure.key).exists()
-    done = [json.loads(p.read_text())["condition"]["method"] for p in out.glob("*/record.json")]
+    done = [json.loads(p.read_text())["condition"]["method"] for p in out.glob("*/result.json")]
     assert done == ["gru4rec"]
     report = next((tmp_path / "reports").glob("xmarket-transfer/*/report.md")).read_text()
     assert "Failed conditions" in report and failure.line() in report

@@ -9,7 +9,7 @@ import pytest
 from benchmark import registry
 from benchmark.config import SCALES, resolve, validate_suite
 from benchmark.errors import ConfigError
-from benchmark.runner import plan
+from benchmark.grid.plan import plan
 
 
 def _no_data(*args, **kwargs):
@@ -28,8 +28,8 @@ def test_a_bad_method_value_fails_in_plan_before_any_data(monkeypatch, capsys, t
                                                           override, message) -> None:
     from benchmark.cli import main
 
-    monkeypatch.setattr("benchmark.runner.prepare_inputs", _no_data)
-    monkeypatch.setattr("benchmark.transfer_grid.prepare_inputs", _no_data)
+    monkeypatch.setattr("benchmark.tasks.matching.runner.prepare_inputs", _no_data)
+    monkeypatch.setattr("benchmark.tasks.transfer.grid.prepare_inputs", _no_data)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         plan(suite, scale="tiny", methods=[method], overrides=(override,))
     code = main(["run", "--suite", suite, "--scale", "tiny", "--methods", method, "--seeds", "0", "--set", override,

@@ -26,9 +26,10 @@ import pytest
 
 from benchmark import registry
 from benchmark.data.split import load_split
+from benchmark.grid.plan import plan
 from benchmark.inputs import features_needed, prepare_inputs
 from benchmark.plugin import Method
-from benchmark.runner import execute_run, plan
+from benchmark.tasks.matching.runner import execute_run
 
 if TYPE_CHECKING:
     from benchmark.data.model import TestCases

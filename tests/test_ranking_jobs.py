@@ -12,14 +12,14 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import ConfigError
-from benchmark.ranking.parallel import heavy_first
-from benchmark.ranking.suite import (
+from benchmark.registry import suite_path
+from benchmark.tasks.ranking.parallel import heavy_first
+from benchmark.tasks.ranking.suite import (
     grid_every_other,
     load_ranking_suite,
     resolve_cells,
     run_ranking_suite,
 )
-from benchmark.registry import suite_path
 
 
 def _suite_file(tmp_path: Path, old: str, new: str) -> Path:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.ranking.metrics import delong_test
+from benchmark.tasks.ranking.metrics import delong_test
 
 
 def _psi(x: float, y: float) -> float:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmark.runner import run_suite
+from benchmark.tasks.matching.runner import run_suite
 
 
 @pytest.mark.slow
@@ -50,7 +50,7 @@ def test_jobs_runs_in_parallel_with_the_same_keys_and_metrics(tiny_suite_run, ti
 @pytest.mark.parametrize("jobs", [0, -2])
 def test_bad_jobs_values_are_refused(jobs) -> None:
     from benchmark.errors import BenchmarkError
-    from benchmark.runner import check_jobs
+    from benchmark.grid.jobs import check_jobs
 
     with pytest.raises(BenchmarkError, match="--jobs"):
         check_jobs(jobs)
@@ -64,7 +64,7 @@ def test_local_jobs_workers_run_at_the_drivers_priority(tmp_path) -> None:
 
     import ray  # installed with the extras (tox: all); a broken ray install must fail, not skip
 
-    from benchmark.ray_executor import ray_map, start_ray
+    from benchmark.grid.ray_executor import ray_map, start_ray
 
     try:
         assert ray_map(os.nice, []) == []  # nothing to do: no Ray started

@@ -6,10 +6,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmark.records import RunRecord
 from benchmark.reporting.coverage import device_methods, not_run_lines
 from benchmark.reporting.matching import write_suite_reports
 from benchmark.reporting.results import METRICS
+from benchmark.store.records import RunRecord
 
 PRESET = ["clip", "item2vec", "pgg", "popularity", "random"]
 

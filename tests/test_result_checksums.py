@@ -7,7 +7,8 @@ import pytest
 
 from benchmark.errors import BenchmarkError
 from benchmark.fsutil import CHECKSUMS_FILE, atomic_write_dir, load_result_array, verify_result_file
-from benchmark.runner import execute_run, plan
+from benchmark.grid.plan import plan
+from benchmark.tasks.matching.runner import execute_run
 
 
 def _write(folder):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from benchmark import registry
+from benchmark.grid.plan import plan
 from benchmark.plugin import Method
-from benchmark.runner import execute_run, plan, run_suite
+from benchmark.tasks.matching.runner import execute_run, run_suite
 
 
 def test_every_run_leaves_a_complete_result_folder(tiny_suite_run) -> None:

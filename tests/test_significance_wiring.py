@@ -16,8 +16,8 @@ import pytest
 from scipy import stats
 
 import benchmark.reporting.significance as sig
-from benchmark.records import RunRecord
 from benchmark.reporting.results import aggregate, load_records
+from benchmark.store.records import RunRecord
 
 SUITE = "wiring-suite"
 

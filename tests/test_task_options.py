@@ -14,9 +14,9 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.options import RunOptions
-from benchmark.ranking.suite import load_ranking_suite, matching_suite_path
 from benchmark.registry import suite_path, suite_task
 from benchmark.reporting.claims import Claim, claim_table
+from benchmark.tasks.ranking.suite import load_ranking_suite, matching_suite_path
 
 
 def test_every_shipped_suite_declares_its_task():
@@ -87,7 +87,7 @@ def test_transfer_runs_on_the_dataset_the_user_names(tiny_data_dir: Path, tmp_pa
                  "sasrec", "--seeds", "0", "--jobs", "1", "--data-dir", str(tiny_data_dir), "--results-dir",
                  str(tmp_path / "r"), "--reports-dir", str(tmp_path / "p"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "r" / "xmarket-transfer" / "transfer").glob("*/record.json")]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "r" / "xmarket-transfer" / "transfer").glob("*/result.json")]
     assert record["dataset"]["name"] == "xmarket-sim" and record["condition"]["method"] == "sasrec"
 
 
@@ -113,7 +113,7 @@ def test_sync_logs_ranking_cells_and_transfer_conditions_mlflow_lacks(tiny_suite
     assert main(["run", "--suite", "xmarket-ranking", "--models", "din", "--methods", "item2vec", *common]) == 0
     assert main(["run", "--suite", "xmarket-transfer", "--methods", "sasrec", *common]) == 0
     cells = list((r / "xmarket-ranking").glob("*/result.json"))
-    conditions = list((r / "xmarket-transfer" / "transfer").glob("*/record.json"))
+    conditions = list((r / "xmarket-transfer" / "transfer").glob("*/result.json"))
     assert len(cells) == 2 and len(conditions) == 1
     for path in cells + conditions:  # kept, not logged, and say so
         assert json.loads(path.read_text())["tracking"]["status"] == "not logged"

@@ -73,7 +73,7 @@ def test_every_run_records_its_budget_and_the_report_shows_it(tiny_suite_run):
 
 def test_curve_names_with_commas_survive_the_curves_file(tmp_path):
     """A budget's metric text becomes a curve name: curves.csv is CSV-quoted, so a comma cannot break logging."""
-    from benchmark.sync import _curves, write_curves
+    from benchmark.store.sync import _curves, write_curves
 
     curves = [("valid/NDCG@10 (item-to-item, query excluded)", 0.25, 3), ("loss", 1.5, 0)]
     write_curves(tmp_path / "curves.csv", curves)

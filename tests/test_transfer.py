@@ -14,7 +14,7 @@ from benchmark.data.model import Histories, Items, TrainView
 from benchmark.errors import ConfigError
 from benchmark.registry import suite_path
 from benchmark.reporting.transfer import tables, transfer_claims
-from benchmark.transfer import conditions, domain_view, target_cases, validate_transfer
+from benchmark.tasks.transfer.stages import conditions, domain_view, target_cases, validate_transfer
 
 DOMAINS = ["us/Books", "us/Electronics", "us/Cell_Phones_and_Accessories"]
 GOOD = {"source_domains": ["Books", "Electronics"], "target_domain": "Cell_Phones_and_Accessories",
@@ -146,7 +146,7 @@ def test_claims_need_enough_cases_and_seeds_then_give_a_verdict(tmp_path: Path):
 
 
 def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
-    from benchmark.transfer_grid import run_transfer
+    from benchmark.tasks.transfer.grid import run_transfer
 
     text = suite_path("xmarket-transfer").read_text().replace(
         "target_domain: Cell_Phones_and_Accessories", "target_domain: Books")
@@ -161,13 +161,13 @@ def test_bad_transfer_suite_fails_before_any_work(tmp_path: Path):
 @pytest.mark.slow
 def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_path: Path):
     from benchmark.reporting.transfer import write_transfer_reports
-    from benchmark.transfer_grid import run_transfer
+    from benchmark.tasks.transfer.grid import run_transfer
 
     kw = {"scale": "tiny", "methods": ["transrec", "sasrec"], "seeds": [0], "data_dir": tiny_data_dir,
           "results_dir": tmp_path / "r", "progress": False}
     lines: list[str] = []
     out = run_transfer("xmarket-transfer", echo=lines.append, **kw)
-    records = sorted(out.glob("*/record.json"))
+    records = sorted(out.glob("*/result.json"))
     assert len(records) == 3 + 3 + 2 + 2 + 1  # TransRec/TFS x 3 target shares, 2 source shares, frozen x 2, SASRec
     rec = json.loads(records[0].read_text())
     assert rec["dataset"]["synthetic"] and rec["target_cases"] == len(np.load(records[0].parent / "next_item_ranks.npy"))
@@ -185,12 +185,12 @@ def test_finetune_methods_pretrain_on_the_source_and_the_others_are_skipped_with
     """UniSRec joins the grid through fit_transfer (source pretraining, target fine-tuning); VQ-Rec,
     which has no such recipe yet, is skipped with the reason, in the run's lines and in the report."""
     from benchmark.reporting.transfer import write_transfer_reports
-    from benchmark.transfer_grid import run_transfer
+    from benchmark.tasks.transfer.grid import run_transfer
 
     lines: list[str] = []
     out = run_transfer("xmarket-transfer", scale="tiny", methods=["unisrec", "vqrec"], seeds=[0],
                        data_dir=tiny_data_dir, results_dir=tmp_path / "r", progress=False, echo=lines.append)
-    (rec_path,) = out.glob("*/record.json")
+    (rec_path,) = out.glob("*/result.json")
     rec = json.loads(rec_path.read_text())
     assert rec["condition"]["method"] == "unisrec" and rec["condition"]["source_fraction"] == 1.0
     st = rec["stats"]
@@ -206,7 +206,7 @@ def test_finetune_methods_pretrain_on_the_source_and_the_others_are_skipped_with
 def test_a_conditions_result_does_not_depend_on_what_ran_before():
     from benchmark.features.model import ItemFeatures
     from benchmark.plugin import RunContext
-    from benchmark.transfer import Condition, _TransRecFamily
+    from benchmark.tasks.transfer.stages import Condition, _TransRecFamily
     from methods.transrec.model import TransRec
 
     view = _view()
@@ -234,7 +234,9 @@ def test_a_conditions_result_does_not_depend_on_what_ran_before():
 
 
 def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
-    """Two records of one condition (a config change gave a new key): the tables and claims see the newest."""
+    """Two records of one condition (a config change gave a new key): the tables and claims see the newest.
+
+    The records are in the pre-schema-3 layout (``record.json`` with ``key``): older folders stay readable."""
     import os
 
     from benchmark.reporting.transfer import load_transfer
@@ -246,14 +248,14 @@ def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
                                                    "target_fraction": 1.0, "end_to_end": True}}
         (tmp_path / key / "record.json").write_text(json.dumps(rec))
         os.utime(tmp_path / key / "record.json", (1000 + i, 1000 + i))
-    assert [r["key"] for r in load_transfer(tmp_path)] == ["new", "other"]
+    assert [r["run_key"] for r in load_transfer(tmp_path)] == ["new", "other"]
 
 
 def test_listing_finetune_methods_keeps_every_condition_key():
     """finetune_methods only chooses which conditions exist: finished conditions keep their keys."""
     from types import SimpleNamespace
 
-    from benchmark.transfer import Condition, _key
+    from benchmark.tasks.transfer.stages import Condition, _key
 
     run = SimpleNamespace(as_dict=lambda: {"method": "transrec"})
     inputs = SimpleNamespace(split=SimpleNamespace(manifest_hash="m"), dataset=SimpleNamespace(fingerprint="f"))

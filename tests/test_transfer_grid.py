@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from benchmark.registry import suite_path
-from benchmark.transfer import Condition
-from benchmark.transfer_grid import run_transfer, split_tasks
+from benchmark.tasks.transfer.grid import run_transfer, split_tasks
+from benchmark.tasks.transfer.stages import Condition
 
 
 def _small_suite(tmp_path: Path) -> Path:
@@ -56,7 +56,7 @@ def test_jobs_1_and_2_give_the_same_keys_and_byte_identical_ranks(tiny_data_dir:
     for out in (seq, par):  # every condition is logged, results first
         store = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(out.parent.parent / 'mlflow.db').resolve()}")
         for key in keys:
-            record = json.loads((out / key / "record.json").read_text())
+            record = json.loads((out / key / "result.json").read_text())
             assert record["tracking"]["status"] == "logged" and record["mlflow_run_id"]
             run = store.get_run(record["mlflow_run_id"])
             assert run.data.tags["run_key"] == key and run.data.tags["synthetic"] == "true"
@@ -80,7 +80,7 @@ def test_a_condition_survives_an_unreachable_tracking_server(tiny_data_dir: Path
                        data_dir=tiny_data_dir, results_dir=tmp_path / "r", progress=False, echo=lambda s: None,
                        tracking_uri=f"http://127.0.0.1:{port}")
     (folder,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    record = json.loads((folder / "record.json").read_text())
+    record = json.loads((folder / "result.json").read_text())
     assert record["mlflow_run_id"] is None
     assert record["tracking"]["status"] == "not logged" and record["tracking"]["reason"]
     ranks = np.load(folder / "next_item_ranks.npy")

@@ -240,7 +240,8 @@ def test_windows_fit_is_deterministic_and_says_so() -> None:
 def test_dataset_without_text_is_skipped(tiny_suite_run, tmp_path) -> None:
     import dataclasses
 
-    from benchmark.runner import execute_run, plan
+    from benchmark.grid.plan import plan
+    from benchmark.tasks.matching.runner import execute_run
 
     run, _, _ = tiny_suite_run
     no_text = dataclasses.replace(run.inputs, features=ItemFeatures(items=run.inputs.dataset.items))

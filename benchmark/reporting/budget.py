@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.records import RunRecord
 from benchmark.reporting.figures import pyplot, save_figure
+from benchmark.store.records import RunRecord
 
 HEADER = ["method", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
           "fit_wall_s", "fit_cpu_s"]

@@ -15,7 +15,7 @@ from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, 
 from benchmark.reporting.significance import competence_lines, significance_lines
 from benchmark.reporting.transfer import load_transfer, transfer_claims
 from benchmark.reporting.writers import report_dir, suite_method_list, write_text
-from benchmark.tracking import code_version
+from benchmark.store.tracking import code_version
 
 ABLATION_SUITE = "xmarket-ablation"
 TRANSFER_SUITE = "xmarket-transfer"

@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError
-from benchmark.failures import read_failures
 from benchmark.fsutil import load_result_array
+from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
-from benchmark.ranking.cells import RankingRecord
-from benchmark.ranking.metrics import delong_test
-from benchmark.ranking.models import DISPLAY, MODELS
-from benchmark.ranking.suite import NONE
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
 from benchmark.reporting.writers import keyed_dir, write_text
-from benchmark.tracking import code_version
+from benchmark.store.records import RankingRecord, finished_records
+from benchmark.store.tracking import code_version
+from benchmark.tasks.ranking.metrics import delong_test
+from benchmark.tasks.ranking.models import DISPLAY, MODELS
+from benchmark.tasks.ranking.suite import NONE
 
 PAPER_ROWS = ("none", "VQRec", "UAE", "PGG", "UniEmb")
 PAPER_LABEL = {"none": "w/o Emb.", "VQRec": "VQ-Rec", "UAE": "UAE", "PGG": "PGG", "UniEmb": "UniEmb"}
@@ -41,8 +41,7 @@ def load_ranking_records(results_dir: Path, suite: str, keys: set[str] | None = 
     ``dataset`` / ``scale`` restrict the choice to cells on that dataset and size preset.
     """
     folder = Path(results_dir) / suite
-    paths = sorted(folder.glob("*/result.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
-    records = [RankingRecord.read(p.parent) for p in paths if not p.parent.name.startswith(".")]
+    records = finished_records(folder, RankingRecord)  # unreadable ones named in a warning and left out
     records = [r for r in records if (dataset is None or r.dataset.get("name") == dataset)
                and (scale is None or r.scale == scale)]
     if keys is not None:

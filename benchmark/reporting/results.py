@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError
-from benchmark.failures import read_failures
-from benchmark.records import RunRecord
-from benchmark.runner import failed_records
+from benchmark.grid.failures import read_failures
+from benchmark.store.records import RunRecord, finished_records
+from benchmark.tasks.matching.runner import failed_records
 
 METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
 #: The next-item table (the sequence methods' own protocol): cut-offs 10, 20, 50.
@@ -84,10 +84,7 @@ def load_records(results_dir: Path, suite: str, keys: set[str] | None = None, da
     folder = results_dir / suite
     if not folder.is_dir():
         raise BenchmarkError(f"no results for suite {suite!r} under {results_dir} (run it first)")
-    # dot-folders are unfinished temporary writes (.tmp-*), never results
-    paths = sorted((p for p in folder.glob("*/result.json") if not p.parent.name.startswith(".")),
-                   key=lambda p: p.stat().st_mtime)
-    records = [RunRecord.read(p.parent) for p in paths]
+    records = finished_records(folder, RunRecord)  # unreadable ones named in a warning and left out
     if dataset is not None:
         records = [r for r in records if r.dataset.get("name") == dataset]
     if scale is not None:

@@ -8,6 +8,7 @@ cases; with fewer seeds or cases than the suite asks for, the claim says so inst
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,17 @@ import numpy as np
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
-from benchmark.failures import read_failures
 from benchmark.fsutil import load_result_array
+from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.writers import keyed_dir, write_text
-from benchmark.transfer import NO_TRANSFER_RECIPE, condition_cfg
+from benchmark.store.records import has_record, read_record_dict, record_path
+from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg
+
+log = logging.getLogger(__name__)
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
@@ -43,11 +47,16 @@ def load_transfer(folder: Path, dataset: str | None = None, scale: str | None = 
     ``scale`` when given), so a tiny run and a small run in one results folder never mix in a
     table; of several records of one condition (a rerun after a config change), the newest.
     """
-    paths = sorted(folder.glob("*/record.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    folders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and has_record(p)] \
+        if folder.is_dir() else []
     out = []
-    for path in paths:
-        rec = json.loads(path.read_text())
-        rec["folder"] = str(path.parent)
+    for sub in sorted(folders, key=lambda p: record_path(p).stat().st_mtime):
+        try:
+            rec = read_record_dict(sub)  # older record.json folders read upgraded
+        except BenchmarkError as exc:  # truncated or corrupt: named, left out, recomputed by `run`
+            log.warning("%s; left out of the report (rerun `run` to recompute it)", exc)
+            continue
+        rec["folder"] = str(sub)
         if (dataset is None or rec["dataset"].get("name") == dataset) and (scale is None or rec.get("scale") == scale):
             out.append(rec)
     if not out:
@@ -62,7 +71,7 @@ def load_transfer(folder: Path, dataset: str | None = None, scale: str | None = 
     newest = same(out[-1])
     # one record per condition: a condition rerun under another config (new key) replaces the older record
     latest = {json.dumps(r["condition"], sort_keys=True): r for r in out if same(r) == newest}
-    return sorted(latest.values(), key=lambda r: r["key"])
+    return sorted(latest.values(), key=lambda r: r["run_key"])
 
 
 def finetune_methods(records: list[dict]) -> list[str]:
@@ -281,10 +290,10 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
               versions_line([r.get("machine", {}) for r in records]), "",
               *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
-                   [[_cond(r), str(r["condition"]["seed"]), r["key"], *_budget(r), str(r["seconds"])] for r in records]),
+                   [[_cond(r), str(r["condition"]["seed"]), r["run_key"], *_budget(r), str(r["seconds"])] for r in records]),
               "", "steps / epochs / stop: the condition's training budget (for a staged recipe, all stages; stop = "
               "why the last stage ended: converged = early stopping on validation, max_epochs = the cap)."]
-    failed = [f for f in read_failures(folder) if not (folder / f.key / "record.json").exists()]
+    failed = [f for f in read_failures(folder) if not has_record(folder / f.key)]
     if failed:
         parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
     text = "\n".join(parts) + "\n"

@@ -1,7 +1,7 @@
 """TransRec (Wang et al., arXiv 2206.06190): end-to-end item towers + Transformer user tower.
 
 ``fit`` trains on the run's training view (stage 1 then stage 2) for Table 1 and the next-item
-protocol. The transfer suite (benchmark/transfer.py) uses the same object in steps:
+protocol. The transfer suite (benchmark/tasks/transfer/stages.py) uses the same object in steps:
 ``prepare`` (build towers), ``train_on(source, stage1=True)`` (pretraining), then
 ``train_on(target, stage1=False)`` (fine-tuning, the same stage-2 procedure [seed 3.4]) and
 ``finish``; TFS is ``prepare`` + ``train_on(target, stage1=False)`` (item encoders still

@@ -14,16 +14,16 @@ import logging
 import os
 from pathlib import Path
 
-from benchmark.embeddings import EMBEDDINGS_FILE
 from benchmark.errors import BenchmarkError
 from benchmark.fsutil import atomic_write_text, file_lock
-from benchmark.records import RunRecord
-from benchmark.tracking import Tracker
+from benchmark.store.embeddings import EMBEDDINGS_FILE
+from benchmark.store.records import LEGACY_RECORD_FILE, RESULT_FILE, read_record_dict, record_path
+from benchmark.store.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 TRACKING_FILE = "tracking.json"
-_NOT_LOGGED = ("result.json", "record.json", TRACKING_FILE)
+_NOT_LOGGED = (RESULT_FILE, LEGACY_RECORD_FILE, TRACKING_FILE)
 
 
 def run_lock_path(results_dir: Path, suite: str, key: str) -> Path:
@@ -47,11 +47,6 @@ def _curves(folder: Path) -> list[tuple[str, float, int]]:
         return [(row["name"], float(row["value"]), int(row["step"])) for row in csv.DictReader(fh)]
 
 
-def record_path(folder: Path) -> Path:
-    """A finished folder's record: ``result.json`` (matching runs, ranking cells) or ``record.json`` (transfer)."""
-    return folder / "result.json" if (folder / "result.json").is_file() else folder / "record.json"
-
-
 def _matching_metrics(record: dict) -> dict:
     """Metrics of a matching run written before tracking.json carried them (read from its record)."""
     metrics = dict(record.get("metrics", {}))
@@ -67,7 +62,7 @@ def log_folder(tracker: Tracker, folder: Path, log_embeddings: bool = False) -> 
     ``log_embeddings``). Call with the run's lock held. Returns the updated record (a dict).
     """
     path = record_path(folder)
-    record = json.loads(path.read_text())
+    record = read_record_dict(folder)  # one-line BenchmarkError when unreadable
     before = dict(record.get("tracking", {}))
     info = json.loads((folder / TRACKING_FILE).read_text())
     metrics = info.get("metrics") or _matching_metrics(record)
@@ -90,23 +85,19 @@ def log_folder(tracker: Tracker, folder: Path, log_embeddings: bool = False) -> 
     return record
 
 
-def log_result(tracker: Tracker, folder: Path, log_embeddings: bool = False) -> RunRecord:
-    """:func:`log_folder` for a matching run; returns its RunRecord."""
-    log_folder(tracker, folder, log_embeddings)
-    return RunRecord.read(folder)
-
-
 def finished_folders(suite_dir: Path) -> list[tuple[Path, str]]:
     """(folder, lock name) of every finished run of a suite, whatever its task."""
-    out = [(p.parent, p.parent.name) for p in sorted(suite_dir.glob("*/result.json"))]
-    out += [(p.parent, f"transfer-{p.parent.name}") for p in sorted(suite_dir.glob("transfer/*/record.json"))]
+    out = [(p.parent, p.parent.name) for p in sorted(suite_dir.glob(f"*/{RESULT_FILE}"))]
+    out += [(p.parent, f"transfer-{p.parent.name}") for p in sorted(suite_dir.glob(f"transfer/*/{RESULT_FILE}"))]
+    out += [(p.parent, f"transfer-{p.parent.name}") for p in sorted(suite_dir.glob(f"transfer/*/{LEGACY_RECORD_FILE}"))
+            if not (p.parent / RESULT_FILE).is_file()]
     return [(folder, lock) for folder, lock in out if not folder.name.startswith(".")]
 
 
 def sync_results(results_dir: Path, tracker: Tracker, suite: str | None = None,
                  log_embeddings: bool = False) -> dict[str, int]:
     """Log every stored result MLflow lacks; close RUNNING leftovers. Returns counts by outcome."""
-    counts = {"logged": 0, "already": 0, "failed": 0, "busy": 0, "no_tracking_info": 0}
+    counts = {"logged": 0, "already": 0, "failed": 0, "busy": 0, "no_tracking_info": 0, "unreadable": 0}
     results_dir = Path(results_dir)
     suites = [results_dir / suite] if suite else sorted(
         p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "mlartifacts")
@@ -121,9 +112,14 @@ def sync_results(results_dir: Path, tracker: Tracker, suite: str | None = None,
                 if not got:
                     counts["busy"] += 1  # a live process is computing or logging it
                     continue
-                before = json.loads(record_path(folder).read_text()).get("tracking", {})
-                was_logged = before.get("status") == "logged" and before.get("uri") == tracker.uri
-                record = log_folder(tracker, folder, log_embeddings)
+                try:
+                    before = read_record_dict(folder).get("tracking", {})
+                    was_logged = before.get("status") == "logged" and before.get("uri") == tracker.uri
+                    record = log_folder(tracker, folder, log_embeddings)
+                except BenchmarkError as exc:  # a truncated or corrupt record: named, never logged
+                    log.warning("%s; not logged (rerun `run` to recompute it)", exc)
+                    counts["unreadable"] += 1
+                    continue
                 if record["tracking"]["status"] != "logged":
                     counts["failed"] += 1
                     if tracker.down:

@@ -2,7 +2,7 @@
 embeddings alone or concatenated with a method's frozen, stored item embeddings.
 
 Not an item-embedding method: it consumes the embeddings the matching suite stored
-(benchmark/embeddings.py) and never refits a method. ``data`` builds the CTR examples from the
+(benchmark/store/embeddings.py) and never refits a method. ``data`` builds the CTR examples from the
 matching split, ``models`` holds the three ranking models, ``train`` fits one cell, ``suite`` runs
 the grid and ``report`` writes Table 4 and claim C9.
 """

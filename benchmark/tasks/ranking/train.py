@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from benchmark.devices import check_device
-from benchmark.ranking.data import CTRData, CTRPart
-from benchmark.ranking.metrics import auc, logloss
-from benchmark.ranking.models import ItemFields, build_model
+from benchmark.tasks.ranking.data import CTRData, CTRPart
+from benchmark.tasks.ranking.metrics import auc, logloss
+from benchmark.tasks.ranking.models import ItemFields, build_model
 
 PRETRAINED_NORMS = ("none", "l2")
 

@@ -19,6 +19,8 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -39,6 +41,26 @@ QUICK_HTTP = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
 }
 ATTEMPTS = 2  # our own tries per run (each with MLflow's single quick retry)
+
+
+def probe_server(uri: str) -> str | None:
+    """None when an http(s) tracking server answers within one timeout, else why not.
+
+    One request, no retry: a refused, unreachable or hanging server costs at most
+    MLFLOW_HTTP_REQUEST_TIMEOUT seconds here, instead of MLflow's several retried requests per call.
+    Any HTTP answer (even an error status) means the server is up. Other stores are not probed.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", QUICK_HTTP["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
+        reason = getattr(exc, "reason", exc)
+        return f"{uri} did not answer within {timeout:g} s ({type(reason).__name__}: {reason})"
 
 
 def resolve_tracking_uri(results_dir: Path, uri: str | None = None) -> str:
@@ -140,6 +162,15 @@ class Tracker:
             self._client = client
         return self._client
 
+    def prepare(self, experiment: str) -> None:
+        """Create the store and the suite's experiment once, before parallel workers race to; a
+        server that does not answer marks this tracker down (one timeout) and raises TrackingError."""
+        down = probe_server(self.uri)
+        if down is not None:
+            self.down = down
+            raise TrackingError(down)
+        self.experiment_id(experiment)
+
     def experiment_id(self, name: str) -> str:
         with self._store_lock():
             found = self.client.get_experiment_by_name(name)
@@ -237,6 +268,10 @@ class Tracker:
             return None, f"tracking unavailable earlier in this process ({self.down})"
         reason = ""
         for attempt in range(ATTEMPTS):
+            down = probe_server(self.uri)  # a hanging server costs one timeout per attempt, no more
+            if down is not None:
+                reason = f"TrackingError: {down}"
+                continue
             try:
                 return self.log_run(**kwargs), ""
             except Exception as exc:  # noqa: BLE001 - any store/network fault means "not logged"

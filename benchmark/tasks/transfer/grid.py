@@ -1,8 +1,8 @@
-"""Running the transfer grid (benchmark/transfer.py): here or as Ray tasks, each condition logged to MLflow.
+"""Running the transfer grid (benchmark/tasks/transfer/stages.py): here or as Ray tasks, each condition logged to MLflow.
 
 ``jobs`` 1 runs every condition here, in grid order. More jobs (``run --jobs N``) split the
 pending conditions into Ray tasks on the same executor as the matching suite
-(``benchmark/ray_executor.py``): one task per seed for the TransRec/TFS family (it reuses the
+(``benchmark/grid/ray_executor.py``): one task per seed for the TransRec/TFS family (it reuses the
 source-pretrained states, so it must stay in one process, in grid order) and one small task per
 ID-baseline condition, heavy tasks first. Each condition seeds itself and trains with
 RUN_THREADS torch thread(s), so its key and ranks are the same whatever the jobs.
@@ -15,7 +15,6 @@ resumed grid logs the finished conditions MLflow still lacks.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -28,23 +27,23 @@ import numpy as np
 from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.failures import Failure, failed_line, guarded, record_failure
-from benchmark.fsutil import atomic_write_text, file_lock, remove_stale_tmp
+from benchmark.grid.engine import KeyedRun, run_keyed
+from benchmark.grid.failures import Failure, failed_line, guarded, record_failure
+from benchmark.grid.jobs import RUN_THREADS, check_jobs, effective_jobs
+from benchmark.grid.plan import plan
+from benchmark.grid.ray_executor import ray_map, remote_reason
 from benchmark.inputs import Inputs, prepare_inputs
 from benchmark.machine import machine_info
 from benchmark.plugin import RunContext
 from benchmark.progress import configure_logging, progress_factory
-from benchmark.ray_executor import ray_map, remote_reason
-from benchmark.runner import RUN_THREADS, check_jobs, effective_jobs, plan
-from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path
-from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
-from benchmark.transfer import (
+from benchmark.store.records import TransferRecord, has_record
+from benchmark.store.tracking import Tracker, code_version, resolve_tracking_uri
+from benchmark.tasks.transfer.stages import (
     NO_TRANSFER_RECIPE,
     Condition,
     TargetCases,
     _category,
     _key,
-    _store,
     _TransRecFamily,
     conditions,
     domain_view,
@@ -52,6 +51,7 @@ from benchmark.transfer import (
     summarise,
     target_cases,
     validate_transfer,
+    write_condition,
 )
 
 log = logging.getLogger(__name__)
@@ -141,37 +141,25 @@ def guarded_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFam
 
 def execute_condition(g: Grid, cond: Condition, families: dict[int, _TransRecFamily], tracker: Tracker | None,
                       progress: bool = False) -> str:
-    """Train and evaluate one condition, store its folder, then log it; return its summary line.
+    """Train and evaluate one condition on the engine (benchmark/grid/engine.py); return its summary line.
 
     ``families`` is the caller's TransRec cache (one seed's family at a time). A finished
     condition is read back (and logged now if MLflow lacks it), not retrained.
     """
     key = g.key(cond)
-    folder = g.out_dir / key
-    lock = run_lock_path(g.results_dir, g.suite, f"transfer-{key}")
-    earlier = f"  {cond.label:<40} finished earlier (key {key})"
-    if (folder / "record.json").exists():
-        record = json.loads((folder / "record.json").read_text())
-        if tracker is not None and tracker.down is None and record.get("tracking", {}).get("status") != "logged":
-            with file_lock(lock, blocking=False) as mine:
-                if mine:  # else a live process is still logging it
-                    log_condition(tracker, folder)
-        return earlier
-    with file_lock(lock):  # each condition key is computed once, whatever shares the results dir
-        if (folder / "record.json").exists():
-            return earlier
-        remove_stale_tmp(folder)
-        record = _compute_condition(g, cond, key, folder, families, progress)
-        if tracker is not None:  # results first, tracking second: the folder is in place
-            record = log_condition(tracker, folder)
-    all_ = record["next_item"]["all"]
+    where = KeyedRun(g.results_dir, g.suite, key, g.out_dir / key, lock_name=f"transfer-{key}")
+    record, cached = run_keyed(where, lambda tmp: _compute_condition(g, cond, key, tmp, families, progress), tracker)
+    assert isinstance(record, TransferRecord)
+    if cached:
+        return f"  {cond.label:<40} finished earlier (key {key})"
+    all_ = record.next_item["all"]
     return (f"  {cond.label:<40} HR@10 {all_['HR@10']:6.2f}  NDCG@10 {all_['NDCG@10']:6.2f}  "
-            f"({record['seconds']:.1f}s, key {key})")
+            f"({record.seconds:.1f}s, key {key})")
 
 
-def _compute_condition(g: Grid, cond: Condition, key: str, folder: Path, families: dict[int, _TransRecFamily],
-                       progress: bool) -> dict[str, Any]:
-    """Train and evaluate one condition and store its complete folder (tracking.json says what to log)."""
+def _compute_condition(g: Grid, cond: Condition, key: str, tmp: Path, families: dict[int, _TransRecFamily],
+                       progress: bool) -> None:
+    """Train and evaluate one condition; write its complete folder into ``tmp`` (tracking.json says what to log)."""
     run = g.run_for(cond)
     method = run.method
     ctx = RunContext(seed=cond.seed, scale=run.scale, progress=progress_factory(progress),
@@ -205,38 +193,25 @@ def _compute_condition(g: Grid, cond: Condition, key: str, folder: Path, familie
     groups = {"all": np.ones(len(nxt), dtype=bool), "overlapped": tc.overlapped, "unseen": ~tc.overlapped}
     if is_text is not None:
         groups.update({"text-target": is_text[tc.target], "image-target": ~is_text[tc.target]})
-    record = {"condition": cond.__dict__, "display": display, "key": key, "suite": g.suite, "scale": run.scale,
-              "dataset": {"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
-                          "manifest_hash": inputs.split.manifest_hash},
-              "transfer": g.cfg, "method_config": run.method_config, "scaled_by_preset": run.scaled_by_preset,
-              "target_cases": int(len(nxt)), "target_train_sequences": len(target_view.sequences),
-              "next_item": summarise(nxt, groups), "item_to_item": summarise(i2i, groups),
-              "seconds": round(time.perf_counter() - t0, 2), "stats": stats, "run_threads": RUN_THREADS,
-              "code_version": code_version(), "machine": machine_info(), "mlflow_run_id": None,
-              "tracking": {"status": "pending"}}
-    _store(folder, record, nxt, i2i, tracking_info(record))
-    return record
-
-
-def log_condition(tracker: Tracker, folder: Path) -> dict[str, Any]:
-    """Log a stored condition as one MLflow run (benchmark/sync.py); never raises for tracking.
-
-    Call with the key's lock held. A folder written before tracking.json existed gets it now
-    (derived from its record), so ``sync`` can log it too.
-    """
-    if not (folder / TRACKING_FILE).is_file():
-        record = json.loads((folder / "record.json").read_text())
-        atomic_write_text(folder / TRACKING_FILE, json.dumps(tracking_info(record), indent=1, default=str))
-    record = log_folder(tracker, folder)
-    if record["tracking"]["status"] != "logged":
-        log.warning("%s: not logged to MLflow (%s); the condition's results are kept", folder.name,
-                    record["tracking"].get("reason"))
-    return record
+    seconds = round(time.perf_counter() - t0, 2)
+    stats = dict(stats or {})
+    record = TransferRecord(
+        run_key=key, suite=g.suite, seed=cond.seed, scale=run.scale, manifest_hash=inputs.split.manifest_hash,
+        dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
+                 "manifest_hash": inputs.split.manifest_hash},
+        condition=dict(cond.__dict__), display=display, transfer=g.cfg, method_config=run.method_config,
+        scaled_by_preset=run.scaled_by_preset, target_cases=int(len(nxt)),
+        target_train_sequences=len(target_view.sequences), next_item=summarise(nxt, groups),
+        item_to_item=summarise(i2i, groups), training=dict(stats.get("training") or {}),
+        timings={"fit_s": seconds}, seconds=seconds, stats=stats, run_threads=RUN_THREADS,
+        code_version=code_version(), machine=machine_info(), tracking={"status": "pending"})
+    record.metrics = {"next_item": record.next_item}
+    write_condition(tmp, record, nxt, i2i, tracking_info(record.as_dict()))
 
 
 def tracking_info(record: dict[str, Any]) -> dict[str, Any]:
     """What a condition logs to MLflow: experiment, run name, params, tags and metrics, from its record."""
-    cond, key, suite = record["condition"], record["key"], record["suite"]
+    cond, key, suite = record["condition"], record["run_key"], record["suite"]
     frozen = "" if cond.get("end_to_end", True) else "-frozen"
     src = "" if cond["source_fraction"] is None else f"-src{cond['source_fraction']:g}"
     tags = {"suite": suite, "task": "transfer", "method": cond["method"], "method_display": record["display"],
@@ -300,7 +275,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
     for name, reason in g.skipped.items():
         echo(f"  {name}: SKIPPED - {reason}")
     todo = [c for c in g.conditions if g.run_for(c).method not in g.skipped]
-    pending = [c for c in todo if not (g.out_dir / g.key(c) / "record.json").exists()]
+    pending = [c for c in todo if not has_record(g.out_dir / g.key(c))]
     tasks = split_tasks(pending)
     n_jobs = min(effective_jobs(jobs, len(tasks))[0], max(len(tasks), 1))  # no Ray for 0 or 1 task
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +290,7 @@ def run_transfer(suite: str, *, scale: str | None = None, methods: list[str] | N
         if cond not in pending:
             echo(execute_condition(g, cond, families, tracker, progress))
     try:  # create the experiment once, before the tasks race
-        tracker.experiment_id(g.suite)
+        tracker.prepare(g.suite)
     except Exception as exc:  # noqa: BLE001 - each condition records "not logged" itself
         log.warning("MLflow store %s unavailable (%s); the conditions' results are kept", uri, exc)
     args = {"suite": suite, "scale": scale, "methods": methods, "seeds": seeds, "overrides": tuple(overrides),
@@ -343,7 +318,7 @@ def _run_tasks(tasks: list[list[Condition]], keys: list[list[str]], out_dir: Pat
         if isinstance(lines, BaseException):  # the whole task died (killed worker, out of memory, bad data)
             failed = [record_failure(out_dir, key, cond.label, reason=remote_reason(lines), trace=str(lines))
                       for cond, key in zip(tasks[i], keys[i], strict=True)
-                      if not (out_dir / key / "record.json").exists()]
+                      if not has_record(out_dir / key)]
             lines = [failed_line(f) for f in failed]
         for line in lines:
             echo(line)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmark import compat
-from benchmark.failures import one_line
+from benchmark.grid.failures import one_line
 
 
 def start_ray(address: str | None = None, local_cpus: int | None = None) -> None:

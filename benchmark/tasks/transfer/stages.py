@@ -17,7 +17,7 @@ of the same (mixed-domain) dataset, as TransRec's source -> target study on XMar
 
 Each condition's result (record + per-case ranks) is stored under
 ``results/<suite>/transfer/<key>/``, written atomically and skipped when present (resumable), then
-logged to MLflow; ``benchmark/transfer_grid.py`` runs the grid (here, or as Ray tasks with ``--jobs``).
+logged to MLflow; ``benchmark/tasks/transfer/grid.py`` runs the grid (here, or as Ray tasks with ``--jobs``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.data.model import Histories, Sequences, TrainView
 from benchmark.errors import ConfigError
-from benchmark.fsutil import atomic_write_dir
 from benchmark.inputs import Inputs
 from benchmark.plugin import RunContext
 
@@ -232,16 +231,13 @@ def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _store(folder: Path, record: dict, nxt: np.ndarray, i2i: np.ndarray, tracking: dict) -> None:
-    """Write a condition's complete folder atomically: per-case ranks, ``tracking.json``, ``record.json`` last."""
-
-    def write(tmp: Path) -> None:
-        np.save(tmp / "next_item_ranks.npy", nxt.astype(np.int32))
-        np.save(tmp / "ranks.npy", i2i.astype(np.int32))
-        (tmp / "tracking.json").write_text(json.dumps(tracking, indent=1, default=str))
-        (tmp / "record.json").write_text(json.dumps(record, indent=1, default=str))
-
-    atomic_write_dir(folder, write, checksums=True)
+def write_condition(tmp: Path, record: Any, nxt: np.ndarray, i2i: np.ndarray, tracking: dict) -> None:
+    """A condition's complete folder, into ``tmp`` (the engine renames it whole): per-case ranks,
+    ``tracking.json``, then ``result.json`` (its TransferRecord)."""
+    np.save(tmp / "next_item_ranks.npy", nxt.astype(np.int32))
+    np.save(tmp / "ranks.npy", i2i.astype(np.int32))
+    (tmp / "tracking.json").write_text(json.dumps(tracking, indent=1, default=str))
+    record.write(tmp)
 
 
 class _TransRecFamily:

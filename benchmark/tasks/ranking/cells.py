@@ -2,7 +2,7 @@
 
 Its key hashes the cell's config, the CTR data and the embeddings' checksum; it trains with one
 torch thread (so its key and numbers do not depend on ``--jobs``), stores its folder atomically,
-then logs to MLflow. :func:`remote_cell` is the same cell as a Ray task (benchmark/ranking/parallel.py).
+then logs to MLflow. :func:`remote_cell` is the same cell as a Ray task (benchmark/tasks/ranking/parallel.py).
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ import numpy as np
 import torch
 import yaml
 
-from benchmark.embeddings import StoredEmbeddings, read_stored
 from benchmark.errors import BenchmarkError
-from benchmark.failures import Failure, failed_line, guarded
-from benchmark.fsutil import atomic_write_dir, file_lock, remove_stale_tmp
+from benchmark.grid.engine import KeyedRun, elapsed_text, run_keyed
+from benchmark.grid.failures import Failure, failed_line, guarded
 from benchmark.inputs import prepare_inputs
 from benchmark.machine import machine_info
 from benchmark.progress import configure_logging, progress_factory
-from benchmark.ranking.data import cached_ctr
-from benchmark.ranking.models import DISPLAY
-from benchmark.ranking.train import train_cell
-from benchmark.sync import TRACKING_FILE, log_folder, run_lock_path, write_curves
-from benchmark.tracking import Tracker, code_version
+from benchmark.store.embeddings import StoredEmbeddings, read_stored
+from benchmark.store.records import RankingRecord
+from benchmark.store.sync import TRACKING_FILE, write_curves
+from benchmark.store.tracking import Tracker, code_version
+from benchmark.tasks.ranking.data import cached_ctr
+from benchmark.tasks.ranking.models import DISPLAY
+from benchmark.tasks.ranking.train import train_cell
 
 log = logging.getLogger(__name__)
-RESULT_SCHEMA = 1
 NO_FEATURES = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}  # CTR needs none
 
 
@@ -52,41 +52,6 @@ class RankingCell:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class RankingRecord:
-    """What a finished cell leaves in result.json; the ranking report reads only these."""
-
-    run_key: str
-    suite: str
-    model: str
-    embedding: str
-    embedding_display: str
-    paper_row: str | None
-    seed: int
-    embedding_seed: int
-    scale: str
-    dataset: dict
-    manifest_hash: str
-    ctr: dict
-    embedding_source: dict
-    metrics: dict
-    info: dict
-    config: dict
-    timings: dict = field(default_factory=dict)
-    mlflow_run_id: str | None = None
-    tracking: dict = field(default_factory=dict)  # "logged" | "not logged" | "pending" (benchmark/sync.py)
-    code_version: str = ""
-    machine: dict = field(default_factory=dict)  # CPU and package versions (benchmark/machine.py)
-    schema: int = RESULT_SCHEMA
-
-    @classmethod
-    def read(cls, folder: Path) -> RankingRecord:
-        data = json.loads((folder / "result.json").read_text())
-        if data.get("schema") != RESULT_SCHEMA:
-            raise BenchmarkError(f"{folder}/result.json: ranking result schema {data.get('schema')} is not {RESULT_SCHEMA}")
-        return cls(**data)
 
 
 def key_of(suite: str, cell: RankingCell, ctr_hash: str, emb_sha: str) -> str:
@@ -123,8 +88,7 @@ def cell_key(suite: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings |
 
 def cell_line(cell: RankingCell, record: RankingRecord, took: float | None) -> str:
     """The line echoed for a finished (or read back) cell."""
-    when = "finished earlier" if record.timings.get("cached") else (
-        f"{took:.1f}s" if took is not None else f"fit {record.timings.get('fit_s', 0):.1f}s")
+    when = elapsed_text(record, took)
     return (f"  {DISPLAY[cell.model]:<9} {record.embedding_display:<14} seed {cell.seed}: "
             f"AUC {record.metrics['auc']:.4f}  logloss {record.metrics['logloss']:.4f}  "
             f"(best epoch {record.info.get('best_epoch')}, {when}, key {record.run_key})")
@@ -132,42 +96,19 @@ def cell_line(cell: RankingCell, record: RankingRecord, took: float | None) -> s
 
 def execute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None, inputs: Any,
                  results_dir: Path, tracker: Tracker | None, progress: Callable[..., Any]) -> RankingRecord:
-    """Train one cell and store it atomically (a finished cell is read back, not retrained)."""
+    """Train one cell and store it on the engine (a finished cell is read back, not retrained)."""
     emb_sha = embeddings_sha(stored)
     key = key_of(suite, cell, ctr.hash, emb_sha)
-    folder = results_dir / suite / key
-    lock = run_lock_path(results_dir, suite, key)
-    if (folder / "result.json").exists():
-        return _cached(folder, tracker, lock)
-    with file_lock(lock):  # each cell key is computed once, whatever shares the results dir
-        if (folder / "result.json").exists():  # another process finished it while we waited
-            return _cached(folder, None, lock)
-        remove_stale_tmp(folder)
-        _compute_cell(suite, scale, cell, ctr, stored, emb_sha, key, folder, inputs, progress)
-        if tracker is not None:  # results first, tracking second: the folder is in place
-            logged = log_folder(tracker, folder)
-            if logged["tracking"]["status"] != "logged":
-                log.warning("%s: not logged to MLflow (%s); the cell's results are kept", key,
-                            logged["tracking"].get("reason"))
-        return RankingRecord.read(folder)
-
-
-def _cached(folder: Path, tracker: Tracker | None, lock: Path) -> RankingRecord:
-    """A finished cell; one a tracking outage (or a kill) left unlogged is logged now if possible."""
-    record = RankingRecord.read(folder)
-    unlogged = record.tracking.get("status") != "logged" and (folder / TRACKING_FILE).is_file()
-    if unlogged and tracker is not None and tracker.down is None:
-        with file_lock(lock, blocking=False) as mine:
-            if mine:  # else a live process is still logging it
-                log_folder(tracker, folder)
-                record = RankingRecord.read(folder)
-    record.timings = {**record.timings, "cached": True}
+    where = KeyedRun(results_dir, suite, key, results_dir / suite / key)
+    record, _ = run_keyed(where, lambda tmp: _compute_cell(suite, scale, cell, ctr, stored, emb_sha, key, tmp, inputs,
+                                                          progress), tracker)
+    assert isinstance(record, RankingRecord)
     return record
 
 
 def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: StoredEmbeddings | None,
-                  emb_sha: str, key: str, folder: Path, inputs: Any, progress: Callable[..., Any]) -> None:
-    """Train the cell and write its complete folder atomically (tracking.json says what to log)."""
+                  emb_sha: str, key: str, tmp: Path, inputs: Any, progress: Callable[..., Any]) -> None:
+    """Train the cell and write its complete folder into ``tmp`` (tracking.json says what to log)."""
     if stored is None:
         display, paper_row, source = "w/o Emb.", "none", {}
     else:
@@ -189,7 +130,7 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
         dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
                  "fingerprint": inputs.dataset.fingerprint},
         manifest_hash=inputs.split.manifest_hash, ctr=ctr.describe(), embedding_source=source,
-        metrics=result.metrics, info=result.info, config=cell.as_dict(),
+        metrics=result.metrics, info=result.info, config=cell.as_dict(), training=dict(result.info.get("training") or {}),
         timings={"fit_s": result.info["fit_s"]}, code_version=code_version(), machine=machine_info(),
         tracking={"status": "pending"})
     tags = {"suite": suite, "task": "ranking", "model": cell.model, "embedding": cell.embedding,
@@ -206,17 +147,14 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
     for group in ("overlapped", "unseen"):
         metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items() if k.startswith(group + "/")}
 
-    def write(tmp: Path) -> None:
-        (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))
-        np.save(tmp / "test_scores.npy", result.test_scores.astype(np.float32))
-        np.save(tmp / "test_labels.npy", ctr.test.label.astype(np.int8))
-        write_curves(tmp / "curves.csv", result.curves)
-        (tmp / TRACKING_FILE).write_text(json.dumps({
-            "experiment": suite, "run_name": tags["mlflow.runName"], "tags": tags, "metrics": metrics,
-            "params": {**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}}, indent=1, default=str))
-        (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
-
-    atomic_write_dir(folder, write, checksums=True)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))
+    np.save(tmp / "test_scores.npy", result.test_scores.astype(np.float32))
+    np.save(tmp / "test_labels.npy", ctr.test.label.astype(np.int8))
+    write_curves(tmp / "curves.csv", result.curves)
+    (tmp / TRACKING_FILE).write_text(json.dumps({
+        "experiment": suite, "run_name": tags["mlflow.runName"], "tags": tags, "metrics": metrics,
+        "params": {**cell.as_dict(), "run_key": key, "ctr": ctr.describe()}}, indent=1, default=str))
+    record.write(tmp)
 
 
 def _remote_cell(job: dict[str, Any], cell: dict[str, Any], emb_folder: str | None, emb_sha: str) -> str:

@@ -9,10 +9,8 @@ it here (Ray's own scheduling and retries; results and MLflow must be shared bet
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,31 +21,22 @@ import numpy as np
 import yaml
 
 from benchmark import registry
-from benchmark.config import RunConfig, flatten, load_suite_file, resolve
-from benchmark.devices import check_devices
-from benchmark.errors import BenchmarkError, ConfigError, MissingRequirementError
-from benchmark.failures import clear_failure, read_failures, record_failure
-from benchmark.fsutil import atomic_write_dir, file_lock, remove_dead_tmp_dirs, remove_stale_tmp, safe_name
+from benchmark.config import RunConfig
+from benchmark.errors import BenchmarkError, MissingRequirementError
+from benchmark.fsutil import remove_dead_tmp_dirs, safe_name
+from benchmark.grid.engine import KeyedRun, elapsed_text, run_keyed
+from benchmark.grid.failures import clear_failure, read_failures, record_failure
+from benchmark.grid.jobs import check_jobs, effective_jobs
+from benchmark.grid.plan import plan, run_key
+from benchmark.grid.ray_executor import ray_map, remote_reason
 from benchmark.inputs import Inputs, features_needed, prepare_inputs
 from benchmark.plugin import Method, RunContext
 from benchmark.progress import configure_logging, progress_factory
-from benchmark.ray_executor import ray_map, remote_reason
-from benchmark.records import RunRecord
-from benchmark.sync import TRACKING_FILE, log_result, run_lock_path, write_curves
-from benchmark.tracking import Tracker, code_version, resolve_tracking_uri
+from benchmark.store.records import RunRecord
+from benchmark.store.sync import TRACKING_FILE, write_curves
+from benchmark.store.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
-#: torch CPU threads per run, for every --jobs value. Not cores // jobs: SASRec's tiny-twin item
-#: embeddings differ in the last bits between 1 and 2 threads (same seed, same key), and on the
-#: shared 2-core machine 2 threads per run were several times slower (OpenMP waits on busy cores).
-RUN_THREADS = 1
-
-
-def run_key(run: RunConfig, inputs: Inputs) -> str:
-    payload = run.identity_json() + inputs.split.manifest_hash + inputs.dataset.fingerprint
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
 def _check_embeddings(name: str, emb: Any, n_rows: int, what: str = "embeddings", rows: str = "items") -> np.ndarray:
     if not isinstance(emb, np.ndarray) or emb.ndim != 2 or emb.shape[0] != n_rows or emb.shape[1] < 1:
         shape = getattr(emb, "shape", type(emb).__name__)
@@ -118,32 +107,23 @@ def execute_run(run: RunConfig, inputs: Inputs, results_dir: Path, tracker: Trac
 
     The result folder holds the per-case ranks of both protocols (``ranks.npy`` item-to-item,
     ``next_item_ranks.npy`` when the method has a user encoder) and the item embeddings with
-    their ids (benchmark/embeddings.py). MLflow gets the embeddings' path and checksum, and the
-    array itself only with ``log_embeddings``.
-
-    Results first, tracking second: the folder is complete and renamed into place before any
-    MLflow call; a tracking failure is recorded in result.json ("not logged") and never raises.
-    Under a per-key file lock, so processes sharing ``results_dir`` compute each key once.
+    their ids (benchmark/store/embeddings.py). MLflow gets the embeddings' path and checksum, and the
+    array itself only with ``log_embeddings``. Keyed, locked, atomic and logged by the engine
+    (benchmark/grid/engine.py); a failure is recorded at this run boundary and never raises.
     ``workers``: the run's CPU thread budget (``RunContext.workers``), recorded in result.json.
     """
     safe_name(run.suite, "suite name")
     key = run_key(run, inputs)
-    folder = results_dir / run.suite / key
-    lock = run_lock_path(results_dir, run.suite, key)
-    if (folder / "result.json").exists():
-        return _cached(folder, tracker, lock, log_embeddings)
-    with file_lock(lock):  # each run key is computed once
-        if (folder / "result.json").exists():  # another process finished it while we waited
-            return _cached(folder, None, lock, log_embeddings)
-        remove_stale_tmp(folder)  # we hold the key's lock: its writer is dead
-        try:
-            record = _compute(run, inputs, key, folder, progress, workers)
-        except Exception as exc:  # noqa: BLE001 - the run boundary: one failing run never stops the grid
-            return fail_run(run, inputs, key, results_dir, exc)
+    where = KeyedRun(results_dir, run.suite, key, results_dir / run.suite / key)
+    try:
+        record, cached = run_keyed(where, lambda tmp: _compute(run, inputs, key, where.folder, tmp, progress, workers),
+                                   tracker, log_embeddings)
+    except Exception as exc:  # noqa: BLE001 - the run boundary: one failing run never stops the grid
+        return fail_run(run, inputs, key, results_dir, exc)
+    if not cached:
         clear_failure(results_dir / run.suite, key)
-        if tracker is not None:
-            record = log_result(tracker, folder, log_embeddings)
-        return record
+    assert isinstance(record, RunRecord)
+    return record
 
 
 def training_record(method: Method, cls: type[Method], wall_s: float, cpu_s: float) -> dict[str, Any]:
@@ -193,25 +173,15 @@ def failed_records(results_dir: Path, suite: str, keys: set[str]) -> list[RunRec
     return out
 
 
-def _cached(folder: Path, tracker: Tracker | None, lock: Path, log_embeddings: bool) -> RunRecord:
-    """A finished run; one that a tracking outage (or a kill) left unlogged is logged now if possible."""
-    record = RunRecord.read(folder)
-    unlogged = record.tracking.get("status") in ("pending", "not logged") and (folder / TRACKING_FILE).is_file()
-    if unlogged and tracker is not None and tracker.down is None:
-        with file_lock(lock, blocking=False) as mine:
-            if mine:  # else a live process is still logging it
-                record = log_result(tracker, folder, log_embeddings)
-    record.timings = {**record.timings, "cached": True}
-    return record
-
-
-def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: bool, workers: int = 1) -> RunRecord:
-    """Fit, evaluate and write the complete result folder (atomically); no tracking here."""
-    from benchmark.embeddings import EMBEDDINGS_FILE, write_embeddings
+def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, progress: bool,
+             workers: int = 1) -> None:
+    """Fit, evaluate and write the complete result folder into ``tmp`` (the engine renames it to
+    ``folder``); no tracking here."""
     from benchmark.evaluation.breakdown import grouped_metrics
     from benchmark.evaluation.exact import target_ranks
     from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
     from benchmark.machine import machine_info
+    from benchmark.store.embeddings import EMBEDDINGS_FILE, write_embeddings
 
     cls = registry.get_method(run.method)
     method = cls()
@@ -282,28 +252,25 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, progress: b
                 record.next_item_metrics = grouped_metrics(next_ranks, cases, inputs.train.domains, NEXT_ITEM_METRICS)
                 record.timings["next_item_s"] = round(time.perf_counter() - t2, 3)
 
-    def write(tmp: Path) -> None:
-        (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))
-        if ranks is not None:
-            np.save(tmp / "ranks.npy", ranks.astype(np.int32))
-        if next_ranks is not None:
-            np.save(tmp / "next_item_ranks.npy", next_ranks.astype(np.int32))
-        if emb is not None:
-            record.embeddings = write_embeddings(tmp, emb, inputs.train.items)
-            record.embeddings["path"] = str((folder / EMBEDDINGS_FILE).resolve())
-            tags["embeddings.path"] = record.embeddings["path"]
-            tags["embeddings.sha256"] = record.embeddings["sha256"]
-            tags["embeddings.shape"] = "x".join(str(x) for x in record.embeddings["shape"])
-        if curves:
-            write_curves(tmp / "curves.csv", curves)
-        metrics = {**record.metrics, **{f"next_item/{g}": v for g, v in record.next_item_metrics.items()}}
-        (tmp / TRACKING_FILE).write_text(json.dumps({
-            "experiment": run.suite, "run_name": tags["mlflow.runName"],
-            "params": {**run.as_dict(), "run_key": key}, "tags": tags, "metrics": metrics}, indent=1, default=str))
-        (tmp / "result.json").write_text(json.dumps(asdict(record), indent=1, default=str))
-
-    atomic_write_dir(folder, write, checksums=True)
-    return record
+    # the folder's files, into ``tmp`` (the engine renames it to ``folder`` whole)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))
+    if ranks is not None:
+        np.save(tmp / "ranks.npy", ranks.astype(np.int32))
+    if next_ranks is not None:
+        np.save(tmp / "next_item_ranks.npy", next_ranks.astype(np.int32))
+    if emb is not None:
+        record.embeddings = write_embeddings(tmp, emb, inputs.train.items)
+        record.embeddings["path"] = str((folder / EMBEDDINGS_FILE).resolve())
+        tags["embeddings.path"] = record.embeddings["path"]
+        tags["embeddings.sha256"] = record.embeddings["sha256"]
+        tags["embeddings.shape"] = "x".join(str(x) for x in record.embeddings["shape"])
+    if curves:
+        write_curves(tmp / "curves.csv", curves)
+    metrics = {**record.metrics, **{f"next_item/{g}": v for g, v in record.next_item_metrics.items()}}
+    (tmp / TRACKING_FILE).write_text(json.dumps({
+        "experiment": run.suite, "run_name": tags["mlflow.runName"],
+        "params": {**run.as_dict(), "run_key": key}, "tags": tags, "metrics": metrics}, indent=1, default=str))
+    record.write(tmp)
 
 
 def _remote_run(run: dict, key: str, data_dir: str, results_dir: str, tracking_uri: str,
@@ -344,45 +311,6 @@ class SuiteRun:
     records: list[RunRecord]
     inputs: Inputs
     results_dir: Path
-
-
-def plan(suite: str, scale: str | None = None, methods: list[str] | None = None,
-         seeds: list[int] | None = None, overrides: tuple[str, ...] = (),
-         allow_extra_methods: bool = False) -> list[RunConfig]:
-    """Resolve a suite into its run configs (validates everything before any work starts).
-
-    ``methods`` must be among the suite's own methods; others only with ``allow_extra_methods``,
-    and then the config they run with (their defaults and own scale preset) is logged. Every
-    run's devices and method config (``Method.check_config``) are checked here, before any data loads.
-    """
-    suite_cfg = load_suite_file(registry.suite_path(suite))
-    names = methods or suite_cfg["methods"]
-    classes = {name: registry.get_method(name) for name in names}
-    extra = [n for n in names if n not in suite_cfg["methods"]]
-    if extra and not allow_extra_methods:
-        raise BenchmarkError(
-            f"method(s) {', '.join(extra)} are not in suite {suite_cfg['name']!r} (its methods: "
-            f"{', '.join(suite_cfg['methods'])}). "
-            "Pass --allow-extra-methods to run them too (with their own defaults and scale presets)")
-    runs = resolve(suite_cfg, {name: cls.default_config() for name, cls in classes.items()}, scale=scale,
-                   methods=names, seeds=seeds, overrides=overrides,
-                   presets_for={name: cls.scale_presets() for name, cls in classes.items()})
-    # a missing GPU fails here, before any work: the feature encoders' device, then each method's
-    check_devices([("features", runs[0].features), *((run.method, run.method_config) for run in runs)])
-    for run in runs:  # and a value the method cannot run with (one line, exit 2)
-        try:
-            classes[run.method].check_config(dict(run.method_config))
-        except BenchmarkError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{run.method}: config does not validate ({type(exc).__name__}: {exc})") from None
-    for run in runs:
-        if run.method in extra and run.seed == runs[0].seed:
-            shown = ", ".join(f"{k}={v}" for k, v in flatten(run.method_config).items()
-                              if any(w in k for w in ("epoch", "batch", "dim", "lr")))
-            log.warning("%s is not a method of suite %s: it runs with its own defaults and scale preset: %s",
-                        run.method, run.suite, shown or "see its config.yaml")
-    return runs
 
 
 def run_suite(
@@ -436,7 +364,7 @@ def run_suite(
         raise BenchmarkError(f"unknown executor {executor!r}; known: local, ray")
     if executor == "ray" or jobs > 1:  # an effective 1 job runs here: no Ray start-up
         try:  # create the store once, before workers race
-            Tracker(uri, results_dir).experiment_id(first.suite)
+            Tracker(uri, results_dir).prepare(first.suite)
         except Exception as exc:  # noqa: BLE001 - the workers record "not logged" themselves
             log.warning("MLflow store %s unavailable (%s); results are kept, `python -m benchmark sync` "
                         "logs them later", uri, exc)
@@ -465,48 +393,6 @@ def run_suite(
     return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)
 
 
-def machine_cores() -> int:
-    """CPU cores this process may use (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def check_jobs(jobs: int | str) -> int | str:
-    """``--jobs``: ``auto`` or a positive integer; more than the machine's cores is clamped with a warning.
-
-    Checked before any work; ``auto`` is resolved by :func:`effective_jobs` once the pending runs are known.
-    """
-    if isinstance(jobs, str):
-        if jobs.strip().lower() == "auto":
-            return "auto"
-        try:
-            jobs = int(jobs)
-        except ValueError:
-            raise ConfigError(f"--jobs must be a positive integer or auto, got {jobs!r}") from None
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"--jobs must be a positive integer or auto, got {jobs!r}")
-    cores = machine_cores()
-    if jobs > cores:
-        log.warning("--jobs %d is more than this machine's %d cores: clamped to %d job(s) of 1 thread each",
-                    jobs, cores, cores)
-        return cores
-    return jobs
-
-
-def effective_jobs(jobs: int | str, pending: int) -> tuple[int, int]:
-    """(runs at once, torch threads per run) for a checked ``jobs`` and ``pending`` runs to compute.
-
-    ``auto`` = min(cores, pending), at least 1. The per-run budget is RUN_THREADS whatever the
-    jobs: ``auto`` depends on how many runs are pending, and a run key must give the same bits
-    whether it ran in a batch or alone.
-    """
-    cores = machine_cores()
-    n = min(cores, max(int(pending), 1)) if jobs == "auto" else int(check_jobs(jobs))
-    return n, RUN_THREADS
-
-
 def _echo_record(echo: Callable[[str], None], record: RunRecord, took: float | None) -> None:
     if record.status == "skipped":
         echo(f"  {record.method:<28} seed {record.seed}: SKIPPED - {record.reason}")
@@ -516,8 +402,7 @@ def _echo_record(echo: Callable[[str], None], record: RunRecord, took: float | N
              f"(traceback: {record.tags.get('failure_log', '?')})")
         return
     overall = record.metrics.get("all", {})
-    when = "finished earlier" if record.timings.get("cached") else (
-        f"{took:.1f}s" if took is not None else f"fit {record.timings.get('fit_s', 0):.1f}s")
+    when = elapsed_text(record, took)
     echo(f"  {record.method:<28} seed {record.seed}: HR@50 {overall.get('HR@50', float('nan')):6.2f}  "
          f"NDCG@10 {overall.get('NDCG@10', float('nan')):6.2f}  "
          + (f"next-item HR@10 {record.next_item_metrics['all']['HR@10']:6.2f}  " if record.next_item_metrics else "")

@@ -1,6 +1,6 @@
 """The ranking grid as Ray tasks (``run --jobs N`` / ``--executor ray``): one task per pending cell, heavy first.
 
-The same executor as the matching suite and the transfer grid (``benchmark/ray_executor.py``).
+The same executor as the matching suite and the transfer grid (``benchmark/grid/ray_executor.py``).
 A task rebuilds what its cell needs from the data-dir caches (the split through
 ``prepare_inputs``, which a reused Ray worker keeps in memory, and the verified CTR cache) and
 reads the embeddings from the very matching-run folder the driver chose, checking their
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmark.embeddings import StoredEmbeddings
-from benchmark.failures import failed_line, record_failure
-from benchmark.ranking.cells import cell_label, embeddings_sha, key_of, remote_cell
-from benchmark.ray_executor import ray_map, remote_reason
+from benchmark.grid.failures import failed_line, record_failure
+from benchmark.grid.ray_executor import ray_map, remote_reason
+from benchmark.store.embeddings import StoredEmbeddings
+from benchmark.tasks.ranking.cells import cell_label, embeddings_sha, key_of, remote_cell
 
 #: Relative cost of a cell by ranking model, from the small twin's 36-cell run (fit seconds summed
 #: over 12 cells each: DIN 1040, DCNv2 484, FinalMLP 286). Within a model, wider embeddings first.

@@ -1,7 +1,7 @@
 """The ranking suite (UniEmbedding Table 4): ranking model x {w/o Emb., each method's stored embeddings} x seeds.
 
 A ranking suite file carries ``task: ranking`` and names the matching suite whose split and
-stored embeddings it uses. Embeddings are read only through ``benchmark.embeddings.load_embeddings``
+stored embeddings it uses. Embeddings are read only through ``benchmark.store.embeddings.load_embeddings``
 on the matching split's manifest; when a cell's embeddings are missing the suite stops and says
 which matching runs to do (or runs them first with ``fit_missing``): no cell is dropped silently.
 Each cell is stored as ``results/<suite>/<run-key>/`` (result.json, test scores and labels,
@@ -24,26 +24,29 @@ import yaml
 from benchmark import registry
 from benchmark.config import SCALES, deep_merge, flatten, load_suite_file, parse_override
 from benchmark.devices import check_device
-from benchmark.embeddings import StoredEmbeddings, load_embeddings
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.failures import Failure, failed_line, guarded, read_failures
+from benchmark.grid.engine import finished
+from benchmark.grid.failures import Failure, failed_line, guarded, read_failures
+from benchmark.grid.jobs import check_jobs, effective_jobs
+from benchmark.grid.plan import plan
 from benchmark.inputs import prepare_inputs
 from benchmark.progress import progress_factory
-from benchmark.ranking.cells import (
+from benchmark.store.embeddings import StoredEmbeddings, load_embeddings
+from benchmark.store.records import RankingRecord, has_record
+from benchmark.store.tracking import Tracker, resolve_tracking_uri
+from benchmark.tasks.matching.runner import run_suite
+from benchmark.tasks.ranking.cells import (
     NO_FEATURES,
     RankingCell,
-    RankingRecord,
     cell_key,
     cell_label,
     cell_line,
     ctr_data,
     execute_cell,
 )
-from benchmark.ranking.models import EMBEDDING_MODES, MODELS
-from benchmark.ranking.parallel import run_cells_on_ray
-from benchmark.ranking.train import PRETRAINED_NORMS
-from benchmark.runner import check_jobs, effective_jobs, plan, run_suite
-from benchmark.tracking import Tracker, resolve_tracking_uri
+from benchmark.tasks.ranking.models import EMBEDDING_MODES, MODELS
+from benchmark.tasks.ranking.parallel import run_cells_on_ray
+from benchmark.tasks.ranking.train import PRETRAINED_NORMS
 
 log = logging.getLogger(__name__)
 NONE = "none"  # the "w/o Emb." row
@@ -240,7 +243,7 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
 
     ``jobs``: cells at once on this machine (``"auto"`` = min(cores, cells to compute)); an
     effective 1 runs every cell here, in grid order, without Ray. More jobs (or
-    ``executor="ray"``, a cluster) make each pending cell a Ray task (benchmark/ranking/parallel.py).
+    ``executor="ray"``, a cluster) make each pending cell a Ray task (benchmark/tasks/ranking/parallel.py).
     Every cell trains with one torch thread, so its key and metrics do not depend on the jobs.
     """
 
@@ -323,13 +326,13 @@ def run_ranking_suite(name: str, *, scale: str | None = None, models: list[str] 
             echo(cell_line(cell, execute_cell(suite["name"], scale, cell, ctr, emb, inputs, results_dir, None,
                                               progress_factory(False)), None))
     try:  # create the experiment once, before the tasks race
-        tracker.experiment_id(suite["name"])
+        tracker.prepare(suite["name"])
     except Exception as exc:  # noqa: BLE001 - each cell records "not logged" itself
         log.warning("MLflow store %s unavailable (%s); the cells' results are kept", uri, exc)
     job = {"suite": suite["name"], "scale": scale, "dataset": first.dataset, "split": first.split,
            "data_dir": str(Path(data_dir).resolve()), "results_dir": str(Path(results_dir).resolve()),
            "ctr_hash": ctr.hash, "n_items": n_items, "tracking_uri": uri}
     run_cells_on_ray(job, pending, n_jobs if executor == "local" else None, echo)
-    records = [RankingRecord.read(f) for f in folders if (f / "result.json").exists()]  # grid order, for the report
-    failures = read_failures(results_dir / suite["name"], {f.name for f in folders if not (f / "result.json").exists()})
+    records = [r for r in (finished(f) for f in folders) if isinstance(r, RankingRecord)]  # grid order, for the report
+    failures = read_failures(results_dir / suite["name"], {f.name for f in folders if not has_record(f)})
     return RankingRun(suite=suite["name"], records=records, results_dir=results_dir, keys=keys, failures=failures)

@@ -20,6 +20,7 @@ import numpy as np
 from benchmark.data.model import Items
 from benchmark.errors import BenchmarkError
 from benchmark.fsutil import sha256_file
+from benchmark.store.records import read_record_dict
 
 EMBEDDINGS_FILE = "item_embeddings.npy"
 ITEM_IDS_FILE = "items.tsv"
@@ -90,10 +91,7 @@ def read_stored(folder: Path) -> StoredEmbeddings:
         raise BenchmarkError(f"{folder}: an unfinished temporary folder, not a result")
     if not result.is_file():
         raise BenchmarkError(f"{folder}: no finished run here (no result.json)")
-    try:
-        record = json.loads(result.read_text())
-    except (OSError, ValueError) as exc:
-        raise BenchmarkError(f"{folder}: result.json is unreadable ({exc})") from None
+    record = read_record_dict(folder)  # one-line BenchmarkError naming result.json when unreadable
     info = record.get("embeddings") or {}
     if record.get("status") != "done" or not info:
         why = record.get("reason") or "it stored no embeddings (made before embeddings were stored?)"
