@@ -12,6 +12,12 @@ import functools
 import importlib.metadata
 import os
 import platform
+import time
+
+try:
+    import resource  # POSIX only
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 #: Instruction-set flags that select floating-point kernels (reported when the CPU has them).
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
@@ -92,3 +98,54 @@ def versions_line(machines: list[dict]) -> str:
         seen = sorted({str(m.get("libraries", {}).get(lib)) for m in machines if m.get("libraries", {}).get(lib)})
         parts.append(f"{lib} {' | '.join(seen) if seen else '?'}")
     return "Packages: " + ", ".join(parts) + "."
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux ``clear_refs`` 5); False where unsupported.
+
+    So the peak read after a stage is that stage's, not the high-water mark of earlier runs in the
+    same process (a local grid, a Ray worker).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (since the last :func:`reset_peak_rss`)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    if resource is None:
+        return float("nan")
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class StageClock:
+    """Wall seconds, CPU seconds (this process, all its threads) and peak RSS of consecutive stages.
+
+    ``lap(name)`` closes the current stage and starts the next; ``stages`` maps name -> figures.
+    The report's ``timing.csv`` is made of these (issue "Speed": say what each stage costs).
+    """
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, float]] = {}
+        self._start()
+
+    def _start(self) -> None:
+        reset_peak_rss()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> dict[str, float]:
+        stage = {"wall_s": round(time.perf_counter() - self._wall, 3),
+                 "cpu_s": round(time.process_time() - self._cpu, 3), "peak_rss_mb": peak_rss_mb()}
+        self.stages[name] = stage
+        self._start()
+        return stage

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 from benchmark.machine import versions_line
-from benchmark.reporting import budget, coverage, figures, tables
+from benchmark.reporting import budget, coverage, figures, tables, timing
 from benchmark.reporting.claims import check_claims, claim_table
 from benchmark.reporting.ranking import c9_from_results
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
@@ -77,6 +77,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     rows = budget.budget_rows(records)
     write_text(out / "training_budget.csv", tables.to_csv(budget.HEADER, rows))
     parts += ["", *budget.budget_markdown(rows)]
+    timing_rows, _ = timing.timing_rows(records, results_dir / suite)
+    write_text(out / "timing.csv", tables.to_csv(timing.HEADER, timing_rows))
+    parts += ["", *timing.timing_markdown(timing_rows)]
     figure_paths += budget.learning_curves(records, f"Learning curves (validation metric vs optimizer steps), "
                                            f"{label}{synthetic}", out / "learning_curves") or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]

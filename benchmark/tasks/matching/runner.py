@@ -23,6 +23,10 @@ import yaml
 from benchmark import registry
 from benchmark.config import RunConfig
 from benchmark.errors import BenchmarkError, MissingRequirementError
+from benchmark.evaluation.breakdown import grouped_metrics
+from benchmark.evaluation.exact import target_ranks
+from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
+from benchmark.evaluation.next_item import next_item_ranks
 from benchmark.fsutil import remove_dead_tmp_dirs, safe_name
 from benchmark.grid.engine import KeyedRun, elapsed_text, run_keyed
 from benchmark.grid.failures import clear_failure, read_failures, record_failure
@@ -30,10 +34,13 @@ from benchmark.grid.jobs import check_jobs, effective_jobs
 from benchmark.grid.plan import plan, run_key
 from benchmark.grid.ray_executor import ray_map, remote_reason
 from benchmark.inputs import Inputs, features_needed, prepare_inputs
+from benchmark.machine import StageClock, machine_info
 from benchmark.plugin import Method, RunContext
 from benchmark.progress import configure_logging, progress_factory
+from benchmark.store.embeddings import EMBEDDINGS_FILE, write_embeddings
 from benchmark.store.records import RunRecord
 from benchmark.store.sync import TRACKING_FILE, write_curves
+from benchmark.store.timing import write_job_timing
 from benchmark.store.tracking import Tracker, code_version, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -86,7 +93,6 @@ def _tags(run: RunConfig, inputs: Inputs, cls: type[Method], key: str, display: 
 
 def _next_item(method: Method, cls: type[Method], run: RunConfig, inputs: Inputs, progress: bool) -> np.ndarray:
     """Per-case ranks of the next-item protocol (user vector from the history -> held-out item)."""
-    from benchmark.evaluation.next_item import next_item_ranks
 
     cases, histories = inputs.split.cases, inputs.split.histories
     users = _check_embeddings(run.method, method.user_embeddings(histories), len(cases),
@@ -177,11 +183,6 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, 
              workers: int = 1) -> None:
     """Fit, evaluate and write the complete result folder into ``tmp`` (the engine renames it to
     ``folder``); no tracking here."""
-    from benchmark.evaluation.breakdown import grouped_metrics
-    from benchmark.evaluation.exact import target_ranks
-    from benchmark.evaluation.metrics import NEXT_ITEM_METRICS
-    from benchmark.machine import machine_info
-    from benchmark.store.embeddings import EMBEDDINGS_FILE, write_embeddings
 
     cls = registry.get_method(run.method)
     method = cls()
@@ -213,7 +214,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, 
             logger=logging.getLogger(f"benchmark.methods.{run.method}"), workers=workers,
         )
         ctx.seed_everything()
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        clock = StageClock()  # wall, CPU and peak RSS per stage: the report's timing.csv
         fitted = True
         try:
             with ctx.threads():
@@ -225,8 +226,8 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, 
             log.warning("skipping %s: %s", run.method, record.reason)
             tags["skipped"] = record.reason
         if fitted:
-            t1 = time.perf_counter()
-            record.training = training_record(method, cls, t1 - t0, time.process_time() - cpu0)
+            fit = clock.lap("fit")
+            record.training = training_record(method, cls, fit["wall_s"], fit["cpu_s"])
             curves += [(f"valid/{record.training.get('metric', 'score')}", float(v), int(s))
                        for s, v in record.training.get("curve", [])]
             n_items = inputs.train.n_items
@@ -245,12 +246,12 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, 
             )
             record.metrics = grouped_metrics(ranks, cases, inputs.train.domains)
             record.method_stats = _plain(getattr(method, "stats", {}) or {})
-            t2 = time.perf_counter()
-            record.timings = {"fit_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3)}
+            record.timings = {"fit_s": fit["wall_s"], "eval_s": clock.lap("eval")["wall_s"]}
             if cls.supports_next_item():
                 next_ranks = _next_item(method, cls, run, inputs, progress)
                 record.next_item_metrics = grouped_metrics(next_ranks, cases, inputs.train.domains, NEXT_ITEM_METRICS)
-                record.timings["next_item_s"] = round(time.perf_counter() - t2, 3)
+                record.timings["next_item_s"] = clock.lap("next_item")["wall_s"]
+            record.timings["stages"] = clock.stages
 
     # the folder's files, into ``tmp`` (the engine renames it to ``folder`` whole)
     (tmp / "config.yaml").write_text(yaml.safe_dump(run.as_dict(), sort_keys=False))
@@ -345,8 +346,10 @@ def run_suite(
                 allow_extra_methods=allow_extra_methods)
     first = runs[0]
     features = features_needed(first.features, {registry.get_method(r.method) for r in runs})
+    job_clock = StageClock()
     inputs = prepare_inputs(first.dataset, first.split, features, data_dir, first.scale, progress,
                             twin_fallback=twin_fallback)
+    inputs_stage = job_clock.lap("inputs")  # data, split and features (cached after the first time)
     if inputs.banner:
         echo(f"*** {inputs.banner}")
     pending = sum(not (results_dir / first.suite / run_key(r, inputs) / "result.json").exists() for r in runs)
@@ -390,6 +393,9 @@ def run_suite(
         log.warning("MLflow tracking failed (%s): %d run(s) kept in %s but not logged; "
                     "`python -m benchmark sync --results-dir %s` logs them later",
                     unlogged[0].tracking.get("reason", "?"), len(unlogged), results_dir, results_dir)
+    write_job_timing(results_dir / first.suite, inputs.split.manifest_hash, {
+        "inputs": inputs_stage, "runs": job_clock.lap("runs"), "jobs": jobs if executor == "local" else "ray",
+        "computed": pending, "n_runs": len(runs), "scale": first.scale, "machine": machine_info()})
     return SuiteRun(suite=first.suite, records=records, inputs=inputs, results_dir=results_dir)
 
 

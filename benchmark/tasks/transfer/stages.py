@@ -37,6 +37,10 @@ from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.data.model import Histories, Sequences, TrainView
 from benchmark.errors import ConfigError
+from benchmark.evaluation.breakdown import metrics_by_group
+from benchmark.evaluation.exact import target_ranks
+from benchmark.evaluation.metrics import HR, NDCG
+from benchmark.evaluation.next_item import next_item_ranks
 from benchmark.inputs import Inputs
 from benchmark.plugin import RunContext
 
@@ -159,8 +163,6 @@ def target_cases(inputs: Inputs, code: int) -> TargetCases:
 def evaluate(users: np.ndarray, candidates: np.ndarray, scoring: str, item_emb: np.ndarray,
              tc: TargetCases) -> tuple[np.ndarray, np.ndarray]:
     """(next-item ranks, item-to-item ranks) over the target pool, one per target case."""
-    from benchmark.evaluation.exact import target_ranks
-    from benchmark.evaluation.next_item import next_item_ranks
 
     local_t = tc.local(tc.target)
     nxt = next_item_ranks(candidates[tc.pool], users, local_t, scoring=scoring)
@@ -171,8 +173,6 @@ def evaluate(users: np.ndarray, candidates: np.ndarray, scoring: str, item_emb: 
 
 def summarise(ranks: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """group -> {n, HR@K, NDCG@K (percent)}: the evaluator's per-group metrics at K_VALUES."""
-    from benchmark.evaluation.breakdown import metrics_by_group
-    from benchmark.evaluation.metrics import HR, NDCG
 
     return metrics_by_group(ranks, groups, [metric(k) for k in K_VALUES for metric in (HR, NDCG)])
 
