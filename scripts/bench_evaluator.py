@@ -120,6 +120,40 @@ def time_case(name: str, emb: np.ndarray, query: np.ndarray, target: np.ndarray,
     return ranks
 
 
+def interleaved_ratio(emb: np.ndarray, query: np.ndarray, target: np.ndarray, args) -> float:
+    """Median of ``--repeats`` paired timings of the capped evaluator and faiss, interleaved (ABBA order),
+    so both see the same load; prints each pair and whether the target ratio (<= 0.5) is met."""
+    import faiss
+
+    items = normalise_rows(emb)
+    index = faiss.IndexFlatIP(items.shape[1])
+    index.add(items)
+    kw = {"block_queries": args.block_queries, "block_items": args.block_items, "progress": False}
+
+    def ours() -> float:
+        t0 = time.perf_counter()
+        target_ranks(emb, query, target, rank_cap=args.rank_cap, **kw)
+        return time.perf_counter() - t0
+
+    def theirs() -> float:
+        t0 = time.perf_counter()
+        index.search(items[query], 51)
+        return time.perf_counter() - t0
+
+    ratios = []
+    for i in range(args.repeats):
+        if i % 2 == 0:
+            a, b = ours(), theirs()
+        else:
+            b, a = theirs(), ours()
+        ratios.append(a / b)
+        print(f"  pair {i + 1}: capped {a:.2f} s, faiss {b:.2f} s, ratio {a / b:.3f} (load {os.getloadavg()[0]:.2f})")
+    median = float(np.median(ratios))
+    print(f"  median ratio capped / faiss over {args.repeats} interleaved pairs = {median:.3f} "
+          f"(target <= 0.5: {'met' if median <= 0.5 else 'NOT met'})")
+    return median
+
+
 def find_run(results_dir: Path, suite: str, method: str, seed: int) -> Path | None:
     """The newest finished run folder of ``method`` (seed, candidate pool "all", no query-side vectors)."""
     found = []
@@ -172,6 +206,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/work/main/data"))
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="interleaved capped/faiss pairs for the median ratio (0: skip)")
     args = parser.parse_args()
 
     import faiss
@@ -188,6 +224,8 @@ def main() -> None:
     if not args.skip_synthetic:
         emb, query, target = make_data(args.items, args.dim, args.queries, args.seed)
         time_case(f"synthetic: clusters of {CLUSTER}, half the targets share the query's cluster", emb, query, target, args)
+        if args.repeats:
+            interleaved_ratio(emb, query, target, args)
     if args.results_dir is None:
         print("[real run] skipped: no --results-dir given")
         return
