@@ -114,7 +114,7 @@ def test_table1_has_the_papers_shape(tiny_suite_run) -> None:
     assert (reports / "xmarket-matching" / "xmarket-sim-tiny-subset" / "figure6_head_tail.png").exists()
     claims = (reports / "xmarket-matching" / "xmarket-sim-tiny-subset" / "claims.md").read_text()
     assert "C1" in claims and "C12" in claims and "not run" in claims
-    assert json.loads(next((results / "xmarket-matching").glob("*/result.json")).read_text())["schema"] == 2
+    assert json.loads(next((results / "xmarket-matching").glob("*/result.json")).read_text())["schema"] == 3
 
 
 def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite_run, tmp_path) -> None:
