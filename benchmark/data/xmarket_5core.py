@@ -63,8 +63,7 @@ def load_5core(root: Path, domains: str | None = None) -> Dataset:
         if rate.isna().any():
             i = int(np.flatnonzero(rate.isna().to_numpy())[0])
             raise DataError(f"unparseable rating {df['rate'].iloc[i]!r}", found[label], i + 2)
-        dated[label] = "date" in df
-        dates = pd.to_datetime(df["date"], errors="coerce", format="%Y-%m-%d") if dated[label] else None
+        dates = pd.to_datetime(df["date"], errors="coerce", format="%Y-%m-%d") if "date" in df else None
         if dates is not None and dates.isna().any():
             i = int(np.flatnonzero(dates.isna().to_numpy())[0])
             raise DataError(f"unparseable date {df['date'].iloc[i]!r}", found[label], i + 2)
@@ -74,6 +73,7 @@ def load_5core(root: Path, domains: str | None = None) -> Dataset:
             "day": dates.to_numpy(dtype="datetime64[D]").astype(np.int64) if dates is not None else 0,
             "dom": wanted.index(label),
         }))
+        dated[label] = dates is not None
     if len(set(dated.values())) > 1:  # some days real, some 0 would order rows by nonsense
         undated = next(lab for lab, d in dated.items() if not d)
         raise DataError(f"no date column, while {', '.join(lab for lab, d in dated.items() if d)} have one; "
