@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from benchmark.evaluation.significance import bootstrap_ci, bootstrap_ci_hits
-from benchmark.store.records import RunRecord
 from benchmark.reporting import noise, tables
 from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.results import MethodResult, aggregate
+from benchmark.store.records import RunRecord
 
 PAPER_CELL = re.compile(r"\d\.\d{3} \(\d+\.\d{3}\)")  # "8.235 (4.541)": ours (paper)
 
