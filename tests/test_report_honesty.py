@@ -119,7 +119,7 @@ def test_transfer_reports_noise_over_table_6s_conditions():
 
 
 def test_auc_half_width_is_delongs_standard_error():
-    from benchmark.ranking.metrics import auc, auc_se
+    from benchmark.tasks.ranking.metrics import auc, auc_se
 
     rng = np.random.default_rng(0)
     labels = rng.random(3000) < 0.2
