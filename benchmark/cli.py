@@ -302,6 +302,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         split = cached_split(dataset, args.data_dir / ".cache" / "splits")
         xmarket_like = dataset.name in ("xmarket", "xmarket-sim")  # published figures are XMarket's only
         print(format_stats(dataset_stats(dataset, split), reference=XMARKET_PUBLISHED if xmarket_like else None))
+        print(f"Data: {dataset.meta['paper_data']['what']}")  # the line every report's header repeats
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "card": cmd_card, "data": cmd_data,

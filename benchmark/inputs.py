@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.model import Dataset, Split, TrainView
+from benchmark.data.paper_data import OTHER, describe
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method
 
@@ -35,6 +36,11 @@ class Inputs:
     @property
     def synthetic(self) -> bool:
         return self.dataset.synthetic
+
+    @property
+    def paper_data(self) -> dict[str, str]:
+        """Whether this is the paper's XMarket, its twin or other data (``paper_data.describe``), for records."""
+        return self.dataset.meta.get("paper_data") or describe(self.dataset)
 
     def domain_interactions(self) -> dict[str, int]:
         """Interactions per domain over the whole dataset (the bars of paper Figure 7)."""
@@ -55,6 +61,8 @@ def dataset_label(dataset: Dataset, scale: str | None) -> str:
         return f"{dataset.name} (real; undated: interactions ordered by {dataset.meta['undated']})"
     if dataset.synthetic:
         return f"{dataset.name} (SYNTHETIC, {dataset.meta.get('scale', scale)})"
+    if dataset.name == "xmarket" and (dataset.meta.get("paper_data") or describe(dataset))["kind"] == OTHER:
+        return f"{dataset.name} (real; not the paper's XMarket)"
     return f"{dataset.name} (real)"
 
 

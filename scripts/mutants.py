@@ -116,9 +116,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "user_view_more = all(v[0] < v[1] for v in vals)",
            "user_view_more = all(v[0] > v[1] for v in vals)",
            CLAIM_TESTS, "C6: 'user view hurts more' read the wrong way round"),
-    Mutant("claims-informational-dropped", "benchmark/reporting/claims.py",
-           "on_xmarket = set(dataset_names) <= XMARKET_DATASETS",
-           "on_xmarket = True",
+    Mutant("claims-informational-dropped", "benchmark/reporting/paper_data.py",
+           "return bool(kinds) and all(k in (PAPER, TWIN) for k in kinds)",
+           "return True",
            CLAIM_TESTS, "verdicts on other datasets presented as confirming the papers"),
     # -- methods/shared/training.py: model selection --------------------------------------------------
     Mutant("training-early-stopping-reversed", "methods/shared/training.py",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.reporting.claims import C12_ABLATIONS, check_claims, claim_table
+from benchmark.reporting.paper_data import on_paper_data
 from benchmark.reporting.results import METRICS, MethodResult
 from benchmark.store.records import RunRecord
 
@@ -264,12 +265,21 @@ def test_c12_fails_when_the_full_model_loses_to_any_one_ablation(ablation, proto
     assert verdicts(check_claims([], None, runs))[protocol] == "fails"
 
 
-# Off XMarket every verdict is informational
+# Off the paper's XMarket (and its twin) every verdict is informational
+PAPER = {"name": "xmarket", "paper_data": {"kind": "paper", "what": "the paper's XMarket"}}
+SUBSET = {"name": "xmarket", "paper_data": {"kind": "other", "what": "us/Books 44,779 of 9,053,776 rows"}}
+TWIN = {"name": "xmarket-sim", "synthetic": True, "paper_data": {"kind": "twin", "what": "the twin"}}
+OLD_TWIN = {"name": "xmarket-sim", "synthetic": True}  # recorded before the paper-data check
+OLD_REAL = {"name": "xmarket", "synthetic": False}  # ditto: not known to be the paper's data
+MOVIELENS = {"name": "recbole:ml-100k", "paper_data": {"kind": "other", "what": "ml-100k"}}
+
+
 @pytest.mark.parametrize(("datasets", "informational"), [
-    ({"xmarket"}, False), ({"xmarket-sim"}, False), ({"movielens"}, True), ({"xmarket", "movielens"}, True)])
-def test_claim_table_marks_verdicts_informational_off_xmarket(datasets, informational) -> None:
+    ([PAPER], False), ([TWIN], False), ([OLD_TWIN], False), ([SUBSET], True), ([OLD_REAL], True),
+    ([MOVIELENS], True), ([PAPER, MOVIELENS], True), ([], True)])
+def test_claim_table_marks_verdicts_informational_off_the_papers_data(datasets, informational) -> None:
     claims = check_claims(matching(change={"CLIP": {("unseen", "HR@10"): 9.0}}), None)
-    lines = claim_table(claims, datasets)
+    lines = claim_table(claims, on_paper_data(datasets))
     rows = [line for line in lines if line.startswith("| C")]
     assert len(rows) == len(claims)
     for claim, row in zip(claims, rows, strict=True):

@@ -90,6 +90,10 @@ def test_tiny_suite_runs_every_cell_logs_curves_and_reports(ranking_run) -> None
     assert len(client.get_metric_history(mlrun.info.run_id, "valid/auc")) >= 1
     text = write_ranking_reports("xmarket-ranking", results, reports)
     assert "Item2Vec" in text and "w/o Emb." in text and "SYNTHETIC" in text
+    assert "Data: the SYNTHETIC XMarket twin" in text and "(informational)" not in text
+    n_test = run.records[0].ctr["test_rows"]
+    assert "### Noise: test rows and 95 % CI half-widths of AUC" in text
+    assert sum(f"| {n_test} |" in line and "noise |" in line for line in text.splitlines()) == 3  # a row per model
     rows = (reports / "xmarket-ranking" / "xmarket-sim-tiny" / "table4.csv").read_text().splitlines()
     assert rows[0].startswith("pretrained_embeddings,DCNv2_AUC") and len(rows) == 3
     assert "C9" in (reports / "xmarket-ranking" / "xmarket-sim-tiny" / "claims.md").read_text()  # UniEmb not run -> not run

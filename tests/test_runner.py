@@ -130,7 +130,7 @@ def test_a_method_whose_inputs_are_missing_is_skipped_with_its_reason(tiny_suite
     assert record.status == "skipped" and "text" in record.reason
     assert not (tmp_path / "results" / "xmarket-matching" / record.run_key / "ranks.npy").exists()
     text = write_suite_reports("xmarket-matching", tmp_path / "results", tmp_path / "reports")
-    assert "CB2CF: skipped - dataset lacks text" in text
+    assert "- CB2CF: skipped, dataset lacks text" in text
 
 
 def test_reports_are_keyed_by_dataset_and_scale_and_rewrite_identically(tiny_suite_run, tmp_path) -> None:

@@ -177,6 +177,8 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     text = write_transfer_reports("xmarket-transfer", out, tmp_path / "reports")
     assert "Table 6" in text and "SYNTHETIC" in text and "small CNN" in text and "ResNet" not in text
     assert "| C10" in text and "needs 3" in text
+    assert "Data: the SYNTHETIC XMarket twin" in text and "Paper (TN-mixed" in text
+    assert f"| all | {rec['target_cases']} | " in text and "Noise: cases and 95 % CI half-widths of HR@10" in text
 
 
 @pytest.mark.slow

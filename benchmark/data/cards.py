@@ -95,3 +95,14 @@ def dataset_overrides(spec: str | None, domains: str | None) -> list[str]:
     for key in ("domain_field", "time_field"):
         out.append(f"dataset.{key}={section.get(key) or 'null'}")
     return out
+
+
+def shared_item_ids(card: dict | str | None, default: bool = False) -> bool:
+    """What a card says about its item ids: ``shared_item_ids: true`` = one id names one product in
+    every domain (XMarket's ASINs); false = ids are per domain. ``card`` is a card or a card name."""
+    if isinstance(card, str):
+        card = find_card(card)
+    value = (card or {}).get("shared_item_ids", default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{(card or {}).get('_path', 'dataset card')}: 'shared_item_ids' must be true or false")
+    return value

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.domains import declare_undated, parse_list, restrict
+from benchmark.data.cards import find_card, shared_item_ids
+from benchmark.data.domains import declare_undated, key_per_domain, parse_list, restrict
 from benchmark.data.model import Dataset, Interactions, Items
 from benchmark.data.xmarket import file_signature
 from benchmark.errors import ConfigError, DataError
@@ -110,6 +111,7 @@ def load_csv(file: Path, name: str | None = None, columns: dict | None = None, i
 
     item_codes, item_uniq = pd.factorize(df[item].to_numpy(dtype=object))
     source_id = np.asarray(item_uniq, dtype=object)
+    meta_keys: dict = {}
     title = None
     dom_values = None
     files = [file]
@@ -132,8 +134,7 @@ def load_csv(file: Path, name: str | None = None, columns: dict | None = None, i
             if domain_field not in df.columns:
                 raise DataError(f"domain field {domain_field!r} is not a column (columns: {', '.join(df.columns)})",
                                 file, 1)
-            first = pd.Series(df[domain_field].to_numpy(dtype=object)).groupby(item_codes).first()
-            dom_values = first.reindex(range(len(source_id))).to_numpy(dtype=object)
+            item_codes, source_id, dom_values = _items_by_row_domain(df, item, domain_field, card, meta_keys, file)
     if dom_values is not None:
         dom_values = np.array([str(v).strip() or "unknown" for v in dom_values], dtype=object)
         codes, uniq = pd.factorize(dom_values, sort=True)
@@ -141,7 +142,7 @@ def load_csv(file: Path, name: str | None = None, columns: dict | None = None, i
     else:
         dom_names, item_domain = (name or file.stem,), np.zeros(len(source_id), dtype=np.int16)
 
-    meta: dict = {"loader": LOADER_VERSION, "source": str(file), "files": [str(f) for f in files]}
+    meta: dict = {"loader": LOADER_VERSION, "source": str(file), "files": [str(f) for f in files], **meta_keys}
     if card:
         meta["card"] = card
     if time is not None:
@@ -163,13 +164,31 @@ def load_csv(file: Path, name: str | None = None, columns: dict | None = None, i
         cats[:] = [()] * n
         text = {"title": title, "categories": cats, "description": empty, "features": empty.copy()}
     items = Items(domains=dom_names, source_id=source_id, domain=item_domain, **text)
-    h = hashlib.sha256(json.dumps([LOADER_VERSION, name, cols, domain_field, str(sep)], sort_keys=True).encode())
+    # items change only when an id spans domains; elsewhere the fingerprint (and run keys) stay as they were
+    keyed = ["items keyed per domain"] if meta_keys.get("ids_in_several_domains") else []
+    h = hashlib.sha256(json.dumps([LOADER_VERSION, name, cols, domain_field, str(sep), *keyed], sort_keys=True).encode())
     for f in files:
         h.update(f"{f.name}={file_signature(f)};".encode())
     ds = Dataset(name=name or file.stem, items=items, interactions=inter, synthetic=False,
                  fingerprint=h.hexdigest(), meta=meta)
     ds = restrict(ds, parse_list(domains), dom_path)
     return replace_counts(ds)
+
+
+def _items_by_row_domain(df: pd.DataFrame, item: str, domain_field: str, card: str | None, meta: dict,
+                         path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items keyed by (domain, id) when the domain is a column of the interactions (e.g. a market).
+
+    An id in two markets is then two items: keyed by id alone, each item took its first row's
+    market and users of one market reached into the others through shared ids. Whether ids are
+    shared across domains is the card's ``shared_item_ids`` (no card: not shared, so an id that
+    spans domains is warned about). Returns (item code per row, source id per item, domain name per item).
+    """
+    doms = np.array([str(v).strip() or "unknown" for v in df[domain_field].to_numpy(dtype=object)], dtype=object)
+    dom_codes, dom_uniq = pd.factorize(doms)
+    shared = shared_item_ids(find_card(card)) if card else False
+    codes, source_id, item_dom = key_per_domain(df[item].to_numpy(dtype=object), dom_codes, shared, meta, path)
+    return codes, source_id, np.asarray(dom_uniq, dtype=object)[item_dom]
 
 
 def replace_counts(ds: Dataset) -> Dataset:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.data import layouts
 from benchmark.data.model import Dataset
+from benchmark.data.paper_data import with_paper_data
 from benchmark.errors import ConfigError, DataError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,11 @@ _SUMMARIES = {
     "recbole:ml-100k": "MovieLens-100k as bundled with RecBole (offline; one domain, or --domains <item field>)",
     "recbole:<name>": "any RecBole atomic dataset: DATA_DIR/<name>/<name>.inter (+ .item), or a directory path",
     "csv:<path>": "a CSV/TSV of interactions (user, item[, rating][, timestamp]); or a csv card in datasets/",
-    "xmarket:<dir>": "XMarket files under <dir>: raw ratings_* files or the cross-market 5-core files",
+    "xmarket:<dir>": "a folder in a known layout (benchmark/data/layouts.py): XMarket raw files, the cross-market "
+    "5-core files, the WSDM Cup 2022 files or RecBole atomic files; --dataset <dir> does the same",
+    "xmarket-5core": "the cross-market 5-core files (<market>_5core.txt) under DATA_DIR/xmarket-5core or DATA_DIR",
+    "wsdm-cup-2022": "the WSDM Cup 2022 files (s1_5core.tsv, ..., t2.tsv or <market>/train.tsv) under "
+    "DATA_DIR/wsdm-cup-2022 or DATA_DIR",
 }
 
 
@@ -60,6 +66,8 @@ def real_xmarket_present(data_dir: Path, domains: str | None = None, allow_none:
     present = [xmarket_files_present(root, (dom,)) for dom in doms]
     if all(present):
         return True
+    if not any(present) and layouts.detect(root) in layouts.CROSS_MARKET:  # read by layouts.load_dir
+        return True
     if any(present):
         absent = ", ".join(f"{m}/{c}" for (m, c), ok in zip(doms, present, strict=True) if not ok)
         raise DataError(f"real XMarket files found, but not for {absent}; fetch or copy them "
@@ -68,8 +76,8 @@ def real_xmarket_present(data_dir: Path, domains: str | None = None, allow_none:
         return False
     raise DataError(
         f"XMarket files not found under {root}: fetch them (`python -m benchmark data fetch xmarket`), copy them "
-        "there (<market>/<Category>/ratings_<market>_<Category>.txt.gz + metadata_*.json.gz), "
-        "or ask for the synthetic twin with --dataset xmarket-sim"
+        "there (<market>/<Category>/ratings_<market>_<Category>.txt.gz + metadata_*.json.gz, or the cross-market "
+        "5-core or WSDM Cup 2022 files), or ask for the synthetic twin with --dataset xmarket-sim"
     )
 
 
@@ -85,12 +93,27 @@ def load_dataset(
 ) -> Dataset:
     """Load dataset ``name``. ``domains``: an XMarket spec (``"us/Books,us/Electronics"``) for the
     xmarket sources, or the ``.item`` field holding the domain for ``recbole:<name>``.
-    ``scale``/``seed`` select the synthetic twin's preset.
+    ``scale``/``seed`` select the synthetic twin's preset. The dataset's ``meta['paper_data']`` says
+    whether it is the paper's XMarket (``paper_data.py``), decided after any domain filtering.
     """
+    ds = _load(name, data_dir, scale, seed, domains, progress, domain_field, time_field)
+    return with_paper_data(ds)
+
+
+def _load(name: str, data_dir: Path, scale: str, seed: int, domains: str | None, progress: bool,
+          domain_field: str | None, time_field: str | None) -> Dataset:
     from benchmark.data.xmarket import DEFAULT_DOMAINS, load_xmarket, parse_domains
 
     data_dir = Path(data_dir)
+    if name in layouts.CROSS_MARKET:  # a card name: DATA_DIR/<name> or DATA_DIR itself
+        root = data_dir / name if (data_dir / name).is_dir() else data_dir
+        if layouts.detect(root) != name:
+            raise DataError(f"no {name} files here ({next(x.files for x in layouts.LAYOUTS if x.name == name)})", root)
+        return layouts.load_dir(root, domains, progress)
     if name == "xmarket":
+        root = xmarket_root(data_dir)
+        if not xmarket_files_present_any(root) and layouts.detect(root) in layouts.CROSS_MARKET:
+            return layouts.load_dir(root, domains, progress, suite_default=True)
         real_xmarket_present(data_dir, domains)
         doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
         root = xmarket_root(data_dir)
@@ -136,9 +159,7 @@ def _other_source(name: str, data_dir: Path, domains, domain_field, time_field, 
     if name.startswith("csv:"):
         return csv_source.load_csv(Path(name[4:]), domain_field=domain_field, domains=domains, time_field=time_field)
     if name.startswith("xmarket:"):
-        from benchmark.data.xmarket_5core import load_xmarket_dir
-
-        return load_xmarket_dir(Path(name[8:]), domains=domains, progress=progress)
+        return layouts.load_dir(Path(name[8:]), domains=domains, progress=progress)
     card = cards.find_card(name)
     if card is not None and card.get("format") == "csv":
         spec = csv_source.card_spec(card)
@@ -150,9 +171,13 @@ def _other_source(name: str, data_dir: Path, domains, domain_field, time_field, 
         )
         return replace(ds, synthetic=bool(card.get("synthetic")))  # a toy fixture card says so
     if card is not None and card["name"] != name:
-        return load_dataset(card["name"], data_dir, domains=domains, progress=progress,
-                            domain_field=domain_field, time_field=time_field)
+        return _load(card["name"], data_dir, "small", 0, domains, progress, domain_field, time_field)
     return None
+
+
+def xmarket_files_present_any(root: Path) -> bool:
+    """True when ``root`` holds any raw XMarket ratings file (then the raw loader decides what is missing)."""
+    return bool(layouts.raw_domains(root))
 
 
 def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:

@@ -2,8 +2,11 @@
 
 Each file has a header line ``userId itemId rate date`` (whitespace-separated), float ratings
 (``4.0``) and one market per file: ``<dir>/<market>_5core.txt`` (domains = markets) or
-``<dir>/<market>/<Category>/<market>_5core.txt`` (domains = ``market/Category``). A directory in
-XMarket's raw download layout (``ratings_*.txt.gz``) is read by the raw loader instead.
+``<dir>/<market>/<Category>/<market>_5core.txt`` (domains = ``market/Category``). Copies without
+the date column (header ``userId itemId rate``) are undated: each user's rows keep their file
+order, the load says so once and the split manifest and every report header record it. Item ids
+are ASINs, one product in several markets (card ``datasets/xmarket-5core.yaml``), so items are
+keyed by (domain, ASIN). Which loader reads a directory is decided in ``layouts.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.domains import parse_list
+from benchmark.data.cards import shared_item_ids
+from benchmark.data.domains import declare_undated, key_per_domain, parse_list
 from benchmark.data.model import Dataset, Interactions, Items
 from benchmark.data.xmarket import file_signature
 from benchmark.errors import DataError
 
 LOADER_VERSION = "xmarket-5core/1"
+NAME = "xmarket-5core"
 HEADER = ["userId", "itemId", "rate", "date"]
 
 
@@ -37,8 +42,9 @@ def _read(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="python")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise DataError(f"cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", path) from None
-    if list(df.columns[:3]) != HEADER[:3]:
-        raise DataError(f"expected the header '{' '.join(HEADER)}', found {' '.join(df.columns)!r}", path, 1)
+    if list(df.columns) not in (HEADER, HEADER[:3]):
+        raise DataError(f"expected the header '{' '.join(HEADER)}' (or without date), found {' '.join(df.columns)!r}",
+                        path, 1)
     return df
 
 
@@ -46,7 +52,7 @@ def load_5core(root: Path, domains: str | None = None) -> Dataset:
     """Read the 5-core files under ``root``; ``domains`` keeps only those labels (markets or market/Category)."""
     found = find_5core(root)
     wanted = parse_list(domains) or list(found)
-    frames = []
+    frames, dated = [], {}
     for label in wanted:
         if label not in found:
             raise DataError(f"no 5-core file for domain {label!r} (found: {', '.join(found) or 'none'})", root)
@@ -67,31 +73,26 @@ def load_5core(root: Path, domains: str | None = None) -> Dataset:
             "day": dates.to_numpy(dtype="datetime64[D]").astype(np.int64) if dates is not None else 0,
             "dom": wanted.index(label),
         }))
+        dated[label] = dates is not None
+    if len(set(dated.values())) > 1:  # some days real, some 0 would order rows by nonsense
+        undated = next(lab for lab, d in dated.items() if not d)
+        raise DataError(f"no date column, while {', '.join(lab for lab, d in dated.items() if d)} have one; "
+                        "all 5-core files of a folder must agree", found[undated], 1)
     all_ = pd.concat(frames, ignore_index=True)
-    key = all_["dom"].astype(str) + "\x00" + all_["item"]  # an item of two markets is two items
-    item_codes, uniq = pd.factorize(key)
-    first = pd.Series(np.arange(len(all_))).groupby(item_codes).first().to_numpy()
-    source_id = np.empty(len(uniq), dtype=object)
-    source_id[:] = list(all_["item"].to_numpy(dtype=object)[first])
-    items = Items(domains=tuple(wanted), source_id=source_id, domain=all_["dom"].to_numpy()[first].astype(np.int16))
+    meta: dict = {"loader": LOADER_VERSION, "source": str(root), "files": [str(found[d]) for d in wanted]}
+    item_codes, source_id, item_domain = key_per_domain(  # an item of two markets is two items
+        all_["item"].to_numpy(dtype=object), all_["dom"].to_numpy(), shared_item_ids(NAME, default=True), meta, root)
+    items = Items(domains=tuple(wanted), source_id=source_id, domain=item_domain)
     user_codes, user_uniq = pd.factorize(all_["user"].to_numpy(dtype=object))
-    inter = Interactions(user=user_codes.astype(np.int32), item=item_codes.astype(np.int32),
+    inter = Interactions(user=user_codes.astype(np.int32), item=item_codes,
                          day=all_["day"].to_numpy().astype(np.int32), rating=all_["rating"].to_numpy(np.float32),
                          line=np.arange(len(all_), dtype=np.int64), user_ids=np.asarray(user_uniq, dtype=object))
-    h = hashlib.sha256(json.dumps([LOADER_VERSION, wanted]).encode())
+    undated = not all(dated.values())
+    h = hashlib.sha256(json.dumps([LOADER_VERSION, wanted] + (["undated"] if undated else [])).encode())
     for label in wanted:
         h.update(f"{label}={file_signature(found[label])};".encode())
-    meta = {"loader": LOADER_VERSION, "source": str(root), "files": [str(found[d]) for d in wanted],
-            "n_items": len(items), "n_users": inter.n_users, "n_interactions": len(inter)}
-    return Dataset(name="xmarket-5core", items=items, interactions=inter, synthetic=False,
+    if undated:
+        declare_undated(meta, root)
+    meta.update(n_items=len(items), n_users=inter.n_users, n_interactions=len(inter))
+    return Dataset(name=NAME, items=items, interactions=inter, synthetic=False,
                    fingerprint=h.hexdigest(), meta=meta)
-
-
-def load_xmarket_dir(root: Path, domains: str | None = None, progress: bool = True) -> Dataset:
-    """5-core files when ``root`` has them, else XMarket's raw layout (``ratings_*.txt.gz``)."""
-    if find_5core(root):
-        return load_5core(root, domains)
-    from benchmark.data.xmarket import DEFAULT_DOMAINS, load_xmarket, parse_domains
-
-    doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
-    return load_xmarket(root, doms, cache_dir=None, progress=progress, name="xmarket")

@@ -237,16 +237,12 @@ def _c8(uni: MethodResult | None, baselines: list[MethodResult], id_methods: lis
         f"domains UniEmb wins per baseline: {wins}")
 
 
-#: The datasets the papers' claims are about (the twin is built to XMarket's published statistics).
-XMARKET_DATASETS = {"xmarket", "xmarket-sim"}
-
-
-def claim_table(claims: list[Claim], dataset_names: set[str]) -> list[str]:
-    """Markdown lines of the claims table; off XMarket every verdict is marked "informational"."""
-    on_xmarket = set(dataset_names) <= XMARKET_DATASETS
-    lines = [] if on_xmarket else [
-        "Informational: the papers' claims are about XMarket; this is another dataset, so the verdicts "
-        "below describe it and do not confirm or refute the papers.", ""]
+def claim_table(claims: list[Claim], on_paper_data: bool) -> list[str]:
+    """Markdown lines of the claims table; off the paper's XMarket (and its twin) every verdict is
+    marked "informational" (``reporting.paper_data.on_paper_data`` decides, from the run records)."""
+    lines = [] if on_paper_data else [
+        "Informational: the papers' claims are about the paper's XMarket; this is other data (see the Data line "
+        "above), so the verdicts below describe it and do not confirm or refute the papers.", ""]
     return lines + ["| claim | status | evidence |", "|---|---|---|"] + [
-        f"| {c.cid} {c.text} | **{c.status if on_xmarket else c.status + ' (informational)'}** | {c.evidence} |"
+        f"| {c.cid} {c.text} | **{c.status if on_paper_data else c.status + ' (informational)'}** | {c.evidence} |"
         for c in claims]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark import registry
 from benchmark.errors import BenchmarkError
 from benchmark.machine import versions_line
-from benchmark.reporting import budget, coverage, figures, tables, timing
+from benchmark.reporting import budget, coverage, figures, noise, tables, timing
 from benchmark.reporting.claims import check_claims, claim_table
+from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.ranking import c9_from_results
-from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records
+from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records, plain_name
 from benchmark.reporting.significance import competence_lines, significance_lines
 from benchmark.reporting.transfer import load_transfer, transfer_claims
 from benchmark.reporting.writers import report_dir, suite_method_list, write_text
@@ -33,13 +35,21 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     label = dataset_label(records)
     synthetic = " - SYNTHETIC DATA, not XMarket" if is_synthetic(records) else ""
     out = report_dir(reports_dir, suite, records)
-    parts = [f"# {suite} on {label}{synthetic}", ""]
+    paper = on_paper_data(r.dataset for r in records)  # else: informational claims, no paper numbers
+    parts = [f"# {suite} on {label}{synthetic}", "", *header_lines(r.dataset for r in records)]
+    suite_methods = suite_method_list(suite) or []
+    ran = {r.method for r in records}
+    not_run = [plain_name(m) for m in suite_methods if m not in ran]
 
     header, rows = tables.table1_rows(results)
     title1 = f"Table 1: item-to-item matching, {label}{synthetic}"
     write_text(out / "table1.csv", tables.to_csv(header, rows))
     write_text(out / "table1.tex", tables.table1_latex(results, title1))
-    parts.append(tables.table1_markdown(results, title1))
+    parts.append(tables.table1_markdown(results, title1, paper=paper, not_run=not_run))
+    noise_rows = noise.noise_rows(noise.matching_columns(results, "item-to-item"), noise.HEADLINE["item-to-item"],
+                                  "item-to-item")
+    parts += ["", *noise.noise_markdown(noise_rows, noise.HEADLINE["item-to-item"], "item-to-item",
+                                        tables.absent_lines(results, not_run))]
     sig = significance_lines(results, results_dir)
     if sig:
         parts += ["", *sig]
@@ -48,7 +58,12 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     if next_rows:
         title_n = f"Next-item retrieval (the sequence methods' protocol), {label}{synthetic}"
         write_text(out / "next_item.csv", tables.to_csv(*next_rows))
-        parts += ["", tables.next_item_markdown(results, title_n) or ""]
+        absent_n = _absent_sequence_methods(results, not_run, suite_methods)
+        parts += ["", tables.next_item_markdown(results, title_n, absent_n) or ""]
+        rows_n = noise.noise_rows(noise.matching_columns(results, "next-item"), noise.HEADLINE["next-item"],
+                                  "next-item")
+        noise_rows += rows_n
+        parts += ["", *noise.noise_markdown(rows_n, noise.HEADLINE["next-item"], "next-item", absent_n)]
         parts += competence_lines(results, results_dir)
         sig_n = significance_lines(results, results_dir, protocol="next-item")
         if sig_n:
@@ -59,7 +74,7 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     if t3:
         title3 = f"Table 3: UniEmbedding ablation ({tables.TABLE3_GROUP} users), {label}{synthetic}"
         write_text(out / "table3.csv", tables.to_csv(*t3))
-        parts += ["", tables.table3_markdown(*t3, title3)]
+        parts += ["", tables.table3_markdown(*t3, title3, paper_numbers=paper)]
     elif suite != ABLATION_SUITE and (results_dir / ABLATION_SUITE).is_dir():
         try:
             ablation = tables.table3_rows(aggregate(load_records(results_dir, ABLATION_SUITE)))
@@ -76,16 +91,15 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     figure_paths += fig7 or []
     rows = budget.budget_rows(records)
     write_text(out / "training_budget.csv", tables.to_csv(budget.HEADER, rows))
-    parts += ["", *budget.budget_markdown(rows)]
+    write_text(out / "noise.csv", tables.to_csv(noise.HEADER, noise_rows))
+    parts += ["", *budget.budget_markdown(rows), *tables.absent_lines(results, not_run)]
     timing_rows, _ = timing.timing_rows(records, results_dir / suite)
     write_text(out / "timing.csv", tables.to_csv(timing.HEADER, timing_rows))
     parts += ["", *timing.timing_markdown(timing_rows)]
     figure_paths += budget.learning_curves(records, f"Learning curves (validation metric vs optimizer steps), "
                                            f"{label}{synthetic}", out / "learning_curves") or []
     parts += ["", "Figures: " + ", ".join(str(p) for p in figure_paths if p.suffix == ".png")]
-    suite_methods = suite_method_list(suite)
     if suite_methods:
-        ran = {r.method for r in records}
         missing = [m for m in suite_methods if m not in ran]
         not_run = coverage.not_run_lines(suite, suite_methods, ran, records[0].scale,
                                          coverage.device_methods(missing))
@@ -105,8 +119,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
         except BenchmarkError:
             c12 = None
     claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir))
-    claim_lines = claim_table(claims, {r.dataset.get("name") for r in records})
-    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
+    claim_lines = claim_table(claims, paper)
+    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
+               + "\n".join([*header_lines(r.dataset for r in records), *claim_lines]) + "\n")
     parts += ["", "### Claims (C1..C12)", "", *claim_lines]
 
     prov = ["| method | seed | run key | MLflow run | manifest | fit s | eval s | code |", "|---|---|---|---|---|---|---|---|"]
@@ -121,3 +136,18 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
     text = "\n".join(parts) + "\n"
     write_text(out / "report.md", text)
     return text
+
+
+def _absent_sequence_methods(results: list, not_run: list[str], suite_methods: list[str]) -> list[str]:
+    """Lines naming the methods with a user encoder that have no next-item numbers (skipped, failed, not run)."""
+    seq = {m for m in suite_methods + [r.method for r in results] if _has_user_encoder(m)}
+    skipped = [m for m in results if m.method in seq and not m.has_next_item]
+    names = {plain_name(m) for m in seq}
+    return tables.absent_lines(skipped, [n for n in not_run if n in names])
+
+
+def _has_user_encoder(method: str) -> bool:
+    try:
+        return registry.get_method(method).supports_next_item()
+    except BenchmarkError:
+        return False

@@ -19,13 +19,14 @@ from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
+from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
 from benchmark.reporting.writers import keyed_dir, write_text
 from benchmark.store.records import RankingRecord, finished_records
 from benchmark.store.tracking import code_version
-from benchmark.tasks.ranking.metrics import delong_test
+from benchmark.tasks.ranking.metrics import auc_se, delong_test
 from benchmark.tasks.ranking.models import DISPLAY, MODELS
 from benchmark.tasks.ranking.suite import NONE
 
@@ -118,8 +119,12 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f}" + (f" ± {std:.4f}" if std == std else "")
 
 
-def table4(records: list[RankingRecord], results_dir: Path) -> tuple[list[str], list[list[str]], str]:
-    """Table 4 in the paper's shape (rows: embeddings; columns: model AUC/logloss), CSV rows and Markdown."""
+def table4(records: list[RankingRecord], results_dir: Path,
+           paper_numbers: bool = True) -> tuple[list[str], list[list[str]], str]:
+    """Table 4 in the paper's shape (rows: embeddings; columns: model AUC/logloss), CSV rows and Markdown.
+
+    ``paper_numbers=False`` (not the paper's XMarket): the paper column says so instead of its numbers.
+    """
     summary, tests = summarise(records), delong_tests(records, results_dir)
     models = [m for m in MODELS if any(r.model == m for r in records)]
     paper = paper_table("table4_ranking_xmarket")
@@ -146,10 +151,36 @@ def table4(records: list[RankingRecord], results_dir: Path) -> tuple[list[str], 
             pa = paper_value(paper, f"{DISPLAY[m]}_AUC", pretrained_embeddings=s["paper_row"] or "")
             pl = paper_value(paper, f"{DISPLAY[m]}_Logloss", pretrained_embeddings=s["paper_row"] or "")
             ptxt = f"{pa:.4f} / {pl:.4f}" if pa is not None else "not in the paper"
+            if not paper_numbers:
+                ptxt = "not shown (not the paper's XMarket)"
             cells.append(f"{_fmt(s['auc'], s['auc_std'])}{sig} | {_fmt(s['logloss'], s['logloss_std'])} | {ptxt}")
         csv_rows.append(row_csv)
         md.append(f"| {label} | " + " | ".join(cells) + " |")
     return header, csv_rows, "\n".join(md)
+
+
+def noise_lines(records: list[RankingRecord], results_dir: Path) -> list[str]:
+    """Per cell: test rows, the AUC's 95 % CI half-width (1.96 x DeLong's standard error, lowest seed) and
+    whether its gain over w/o Emb. is within noise (the Holm-corrected DeLong test of Table 4 not below 0.05)."""
+    tests = delong_tests(records, results_dir)
+    first: dict[tuple[str, str], RankingRecord] = {}
+    for r in sorted(records, key=lambda r: r.seed):
+        first.setdefault((r.model, r.embedding), r)
+    lines = ["### Noise: test rows and 95 % CI half-widths of AUC", "",
+             "| model | embeddings | test rows | positives | AUC ± half-width | vs w/o Emb. |", "|---|---|---|---|---|---|"]
+    order = list(MODELS)
+    for (model, emb), r in sorted(first.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order
+                                                                  else len(order), kv[0])):
+        folder = Path(results_dir) / r.suite / r.run_key
+        labels = load_result_array(folder / "test_labels.npy")
+        width = 1.96 * auc_se(labels, load_result_array(folder / "test_scores.npy"))
+        t = tests.get((model, emb))
+        vs = "-" if t is None else ("within noise" if t.get("p_holm", t["p_max"]) >= 0.05 else "outside noise")
+        lines.append(f"| {DISPLAY[model]} | {'w/o Emb.' if emb == NONE else r.embedding_display} | {len(labels)} | "
+                     f"{int(np.count_nonzero(labels))} | {r.metrics['auc']:.4f} ±{width:.4f} | {vs} |")
+    return lines + ["", "Half-width: 1.96 x DeLong's standard error of the cell's AUC (its lowest seed) over the test "
+                    "rows. Within noise: the Holm-corrected DeLong test against w/o Emb. (Table 4's p) is not "
+                    "below 0.05, so these rows cannot tell the two apart."]
 
 
 def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
@@ -211,14 +242,15 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
     labels = sorted({r.dataset.get("label", "?") for r in records})
     synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
     out = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
-    header, rows, md = table4(records, results_dir)
+    paper = on_paper_data(r.dataset for r in records)
+    header, rows, md = table4(records, results_dir, paper_numbers=paper)
     write_text(out / "table4.csv", to_csv(header, rows))
     ctr = records[0].ctr
     seeds = sorted({r.seed for r in records})
     claim = check_c9(records, results_dir)
-    claim_lines = claim_table([claim], {r.dataset.get("name") for r in records})
+    claim_lines = claim_table([claim], paper)
     write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
-    parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "",
+    parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
              f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
              "", md, "",
              "p: DeLong's test against w/o Emb. on the same test rows, per seed; the largest p over seeds, "
@@ -226,7 +258,7 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
              f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
              f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
              f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
-             "", "### Claims", "", *claim_lines, "", "### Provenance", "",
+             "", *noise_lines(records, results_dir), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
              f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
              "| model | embeddings | seed | run key | MLflow run | embeddings from | steps | epochs | best epoch | "
              "stop | fit s | code |",

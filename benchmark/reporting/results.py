@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import registry
 from benchmark.errors import BenchmarkError
 from benchmark.grid.failures import read_failures
 from benchmark.store.records import RunRecord, finished_records
@@ -120,7 +121,8 @@ def aggregate(records: list[RunRecord]) -> list[MethodResult]:
         first = (done or recs)[0]
         status = "done" if done else ("failed" if failed else "skipped")
         reason = "" if done else (failed or recs)[0].reason
-        out.append(MethodResult(method=method, display=first.display, paper_column=first.paper_column,
+        display = first.display if done else plain_name(method, first.display)
+        out.append(MethodResult(method=method, display=display, paper_column=first.paper_column,
                                 status=status, reason=reason, records=recs))
 
     def order(m: MethodResult) -> tuple[int, str]:
@@ -128,6 +130,15 @@ def aggregate(records: list[RunRecord]) -> list[MethodResult]:
         return (PAPER_ORDER.index(col) if col in PAPER_ORDER else len(PAPER_ORDER), m.method)
 
     return sorted(out, key=order)
+
+
+def plain_name(method: str, fallback: str | None = None) -> str:
+    """A method's table name without run-dependent parts: a skipped CLIP run recorded "CLIP []" (no
+    encoders), a skipped MISSRec "MISSRec[?, text only]"; tables name them "CLIP", "MISSRec"."""
+    try:
+        return registry.get_method(method).display_name or method
+    except BenchmarkError:  # not installed here: the recorded name is all there is
+        return fallback or method
 
 
 def dataset_label(records: list[RunRecord]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 
 from benchmark.reporting.results import METRICS, NEXT_ITEM_METRICS, MethodResult, paper_table, paper_value
 
@@ -36,9 +37,14 @@ def to_csv(header: list[str], rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def table1_markdown(results: list[MethodResult], title: str) -> str:
-    """Our numbers with the paper's beside them, 'ours (paper)', where the method is in both."""
-    paper = paper_table("table1_matching_xmarket")
+def table1_markdown(results: list[MethodResult], title: str, paper: bool = True,
+                    not_run: Sequence[str] = ()) -> str:
+    """Our numbers with the paper's beside them, 'ours (paper)', where the method is in both.
+
+    ``paper=False`` (not the paper's XMarket): ours only. ``not_run``: the suite's methods without
+    a run, named under the table with the skipped and failed ones.
+    """
+    ref_table = paper_table("table1_matching_xmarket") if paper else []
     lines = [f"### {title}", "",
              "| test users | metric | " + " | ".join(m.display for m in results) + " |",
              "|---|---|" + "---|" * len(results)]
@@ -53,16 +59,32 @@ def table1_markdown(results: list[MethodResult], title: str) -> str:
                 std = m.std(users, metric)
                 if not math.isnan(std):
                     ours += f" ±{std:.2f}"
-                ref = paper_value(paper, m.paper_column, test_users=users, metric=metric) if m.paper_column else None
+                ref = paper_value(ref_table, m.paper_column, test_users=users, metric=metric) if m.paper_column else None
                 cells.append(f"{ours} ({ref:.3f})" if ref is not None else ours)
             lines.append(f"| {users} | {metric} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Cells: ours (paper Table 1) in percent; ours is the mean over seeds (± std when > 1 seed).")
-    skipped = [m for m in results if m.status != "done"]
-    for m in skipped:
-        lines.append(f"- {m.display}: failed: {m.reason} (traceback: {m.records[0].tags.get('failure_log', '?')})"
-                     if m.status == "failed" else f"- {m.display}: skipped - {m.reason}")
+    lines.append("Cells: ours (paper Table 1) in percent; ours is the mean over seeds (± std when > 1 seed)." if paper
+                 else "Cells: ours in percent, the mean over seeds (± std when > 1 seed). The paper's Table 1 numbers "
+                 "are not shown: this is not the paper's XMarket.")
+    lines += absent_lines(results, not_run)
     return "\n".join(lines)
+
+
+def absent_lines(results: list[MethodResult], not_run: Sequence[str] = ()) -> list[str]:
+    """'- CLIP: skipped, dataset lacks text (...)' for every method a table has no numbers for.
+
+    Skipped and failed runs by their plain name (not an encoder-dependent column label), then one
+    line naming the suite's methods that did not run at all.
+    """
+    out = []
+    for m in results:
+        if m.status == "failed":
+            out.append(f"- {m.display}: failed: {m.reason} (traceback: {m.records[0].tags.get('failure_log', '?')})")
+        elif m.status != "done":
+            out.append(f"- {m.display}: skipped, {m.reason}")
+    if not_run:
+        out.append(f"- not run in this report: {', '.join(not_run)} (see \"Not run in this report\")")
+    return out
 
 
 def table1_latex(results: list[MethodResult], title: str) -> str:
@@ -99,8 +121,8 @@ def table3_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-def table3_markdown(header: list[str], rows: list[list[str]], title: str) -> str:
-    paper = paper_table("table3_ablation_xmarket")
+def table3_markdown(header: list[str], rows: list[list[str]], title: str, paper_numbers: bool = True) -> str:
+    paper = paper_table("table3_ablation_xmarket") if paper_numbers else []
     lines = [f"### {title}", "", "| metric | " + " | ".join(header[1:]) + " |", "|---|" + "---|" * (len(header) - 1)]
     for row in rows:
         cells = []
@@ -109,7 +131,8 @@ def table3_markdown(header: list[str], rows: list[list[str]], title: str) -> str
             cells.append(f"{value} ({ref:+.3f})" if value and ref is not None else (value or "not run"))
         lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
     lines += ["", f"Cells: ablation minus full UniEmbedding on {TABLE3_GROUP} test users, percentage points "
-              "(paper Table 3 in brackets)."]
+              + ("(paper Table 3 in brackets)." if paper_numbers else "(the paper's Table 3 is not shown: this is not "
+                 "the paper's XMarket).")]
     return "\n".join(lines)
 
 
@@ -127,8 +150,11 @@ def next_item_rows(results: list[MethodResult]) -> tuple[list[str], list[list[st
     return header, rows
 
 
-def next_item_markdown(results: list[MethodResult], title: str) -> str | None:
-    """Markdown of the next-item table, with the item-to-item HR@50 beside it for each method."""
+def next_item_markdown(results: list[MethodResult], title: str, absent: list[str] = ()) -> str | None:
+    """Markdown of the next-item table, with the item-to-item HR@50 beside it for each method.
+
+    ``absent``: lines naming the sequence methods without next-item numbers (``absent_lines``).
+    """
     present = [m for m in results if m.has_next_item]
     if not present:
         return None
@@ -149,4 +175,6 @@ def next_item_markdown(results: list[MethodResult], title: str) -> str | None:
               "unless evaluation.exclude_history), same exact-rank and tie rules as Table 1; percent, mean over "
               "seeds. The last row repeats each method's item-to-item HR@50 so a weak item-to-item score can be "
               "read beside its next-item score. Methods without a user/sequence encoder are absent."]
+    if absent:
+        lines += ["", "Sequence methods without next-item numbers here:", *absent]
     return "\n".join(lines)

@@ -21,8 +21,10 @@ from benchmark.evaluation.significance import paired_test
 from benchmark.fsutil import load_result_array
 from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
+from benchmark.reporting import noise
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
+from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.writers import keyed_dir, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
@@ -266,7 +268,8 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     cfg = records[0]["transfer"]
     out = keyed_dir(reports_dir, suite, records[0]["dataset"].get("name") or records[0]["dataset"]["label"].split()[0], records[0]["scale"])
     seeds = sorted({r["condition"]["seed"] for r in records})
-    parts = [f"# {suite} on {label}{synthetic}", "",
+    paper = on_paper_data(r["dataset"] for r in records)
+    parts = [f"# {suite} on {label}{synthetic}", "", *header_lines(r["dataset"] for r in records),
              f"Source {' + '.join(cfg['source_domains'])} -> target {cfg['target_domain']}; "
              f"{records[0]['target_cases']} target test cases; seeds {seeds}; cells = mean over seeds, percent, "
              "next-item protocol over the target's items (full ranking). TransRec's item towers: "
@@ -281,11 +284,17 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
     if absent:
         parts += [f"Not in Table 6 (fine-tuning methods listed in the suite): {_absent_reasons(absent)}.", ""]
-    parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
-        f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items()) + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
+    if paper:
+        parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
+            f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items())
+            + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
+    rows = noise.noise_rows(_noise_columns(records), "HR@10", "next-item")
+    write_text(out / "noise.csv", _csv(noise.HEADER, rows))
+    parts += [*noise.noise_markdown(rows, "HR@10", "next-item, Table 6 conditions"), ""]
     claims = transfer_claims(records)
-    lines = claim_table(claims, {r["dataset"].get("name") for r in records})
-    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n" + "\n".join(lines) + "\n")
+    lines = claim_table(claims, paper)
+    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
+               + "\n".join([*header_lines(r["dataset"] for r in records), *lines]) + "\n")
     write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
     parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
               versions_line([r.get("machine", {}) for r in records]), "",
@@ -299,6 +308,20 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     text = "\n".join(parts) + "\n"
     write_text(out / "report.md", text)
     return text
+
+
+def _noise_columns(records: list[dict]) -> list[tuple[str, dict[str, dict]]]:
+    """Table 6's conditions (full data, end to end) as noise columns: {group: {n, HR@10 mean over seeds}}."""
+    conds = [(ID_LABELS.get(m, m), _select(records, m, None, 1.0)) for m in ID_ORDER]
+    conds += [(f"{m} src->tgt", _select(records, m, 1.0, 1.0)) for m in finetune_methods(records)]
+    conds += [("TFS", _select(records, "tfs", None, 1.0)), ("TransRec", _select(records, "transrec", 1.0, 1.0))]
+    out = []
+    for name, recs in conds:
+        if recs:
+            groups = recs[0]["next_item"]
+            out.append((name, {g: {"n": row.get("n", 0), "HR@10": _mean(recs, "HR@10", g)}
+                               for g, row in groups.items() if "HR@10" in row}))
+    return out
 
 
 def _absent_reasons(methods: list[str]) -> str:

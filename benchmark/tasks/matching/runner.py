@@ -155,7 +155,8 @@ def fail_run(run: RunConfig, inputs: Inputs | None, key: str, results_dir: Path,
     """
     cls = registry.get_method(run.method)
     dataset = {} if inputs is None else {"name": inputs.dataset.name, "label": inputs.label,
-                                         "synthetic": inputs.synthetic, "fingerprint": inputs.dataset.fingerprint}
+                                         "synthetic": inputs.synthetic, "fingerprint": inputs.dataset.fingerprint,
+                                         "paper_data": inputs.paper_data}
     record = RunRecord(run_key=key, suite=run.suite, method=run.method, display=cls.display_name or run.method,
                        paper_column=cls.paper_column, seed=run.seed, scale=run.scale, status="failed",
                        dataset=dataset, manifest_hash="" if inputs is None else inputs.split.manifest_hash,
@@ -191,7 +192,7 @@ def _compute(run: RunConfig, inputs: Inputs, key: str, folder: Path, tmp: Path, 
         run_key=key, suite=run.suite, method=run.method, display=display, paper_column=cls.paper_column,
         seed=run.seed, scale=run.scale, status="done",
         dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
-                 "fingerprint": inputs.dataset.fingerprint,
+                 "fingerprint": inputs.dataset.fingerprint, "paper_data": inputs.paper_data,
                  "domain_interactions": inputs.domain_interactions()},
         manifest_hash=inputs.split.manifest_hash, encoders=inputs.features.encoder_ids(),
         code_version=code_version(), tags={str(k): str(v) for k, v in cls.tags.items()},

@@ -128,7 +128,7 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
         run_key=key, suite=suite, model=cell.model, embedding=cell.embedding, embedding_display=display,
         paper_row=paper_row, seed=cell.seed, embedding_seed=cell.embedding_seed, scale=scale,
         dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
-                 "fingerprint": inputs.dataset.fingerprint},
+                 "fingerprint": inputs.dataset.fingerprint, "paper_data": inputs.paper_data},
         manifest_hash=inputs.split.manifest_hash, ctr=ctr.describe(), embedding_source=source,
         metrics=result.metrics, info=result.info, config=cell.as_dict(), training=dict(result.info.get("training") or {}),
         timings={"fit_s": result.info["fit_s"]}, code_version=code_version(), machine=machine_info(),

@@ -61,3 +61,13 @@ def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
         return DeLongResult(auc_a, auc_b, 0.0 if diff == 0 else math.copysign(math.inf, diff), 1.0 if diff == 0 else 0.0)
     z = diff / math.sqrt(var)
     return DeLongResult(auc_a, auc_b, float(z), float(2 * stats.norm.sf(abs(z))))
+
+
+def auc_se(labels: np.ndarray, scores: np.ndarray) -> float:
+    """DeLong's standard error of one AUC: the per-model variance :func:`delong_test` pairs (nan if too few)."""
+    y = np.asarray(labels) > 0.5
+    s = np.asarray(scores, np.float64)
+    if y.sum() < 2 or (~y).sum() < 2:
+        return float("nan")
+    v10, v01, _ = _placements(s[y], s[~y])
+    return float(math.sqrt(v10.var(ddof=1) / len(v10) + v01.var(ddof=1) / len(v01)))

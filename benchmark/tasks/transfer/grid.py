@@ -198,7 +198,7 @@ def _compute_condition(g: Grid, cond: Condition, key: str, tmp: Path, families: 
     record = TransferRecord(
         run_key=key, suite=g.suite, seed=cond.seed, scale=run.scale, manifest_hash=inputs.split.manifest_hash,
         dataset={"name": inputs.dataset.name, "label": inputs.label, "synthetic": inputs.synthetic,
-                 "manifest_hash": inputs.split.manifest_hash},
+                 "manifest_hash": inputs.split.manifest_hash, "paper_data": inputs.paper_data},
         condition=dict(cond.__dict__), display=display, transfer=g.cfg, method_config=run.method_config,
         scaled_by_preset=run.scaled_by_preset, target_cases=int(len(nxt)),
         target_train_sequences=len(target_view.sequences), next_item=summarise(nxt, groups),
