@@ -8,7 +8,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from benchmark.data.sources import load_dataset
+import numpy as np
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.data.sources import load_dataset, sim_dir
+from benchmark.data.split import cached_split
+from benchmark.data.xmarket import load_xmarket
+from benchmark.features.cache import FeatureCache
+from benchmark.fsutil import CACHE_DIR_ENV
 from benchmark.grid.plan import plan, run_key
 from benchmark.inputs import prepare_inputs
 
@@ -17,8 +25,6 @@ SUITE = "xmarket-matching"
 
 
 def _main(capsys, *argv: str) -> tuple[int, str]:
-    from benchmark.cli import main
-
     code = main(list(argv))
     return code, capsys.readouterr().err
 
@@ -44,3 +50,85 @@ def test_a_moved_or_regenerated_twin_keeps_run_keys_and_images(tiny_data_dir, tm
         seen.append((run_key(clip, inputs), inputs.dataset.fingerprint, inputs.features.image.tobytes(),
                      inputs.features.image_mask.tobytes()))
     assert seen[0] == seen[1] == seen[2]
+
+
+# -- 2. a data dir that cannot hold caches -------------------------------------------------------
+
+
+def _twin_copy(tiny_data_dir: Path, data: Path) -> Path:
+    """A copy of the session's tiny twin (its caches included) under ``data``; returns the twin's dir."""
+    twin = sim_dir(data, "tiny", 0)
+    shutil.copytree(sim_dir(tiny_data_dir, "tiny", 0), twin, symlinks=True)
+    return twin
+
+
+def _block(folder: Path) -> None:
+    """Make ``folder`` unusable as a directory: stands in for a read-only data dir (tests run as root)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.write_text("not a folder")
+
+
+def test_a_data_dir_that_cannot_hold_caches_uses_a_writable_one_and_keeps_its_images(
+        tiny_data_dir, tmp_path, monkeypatch, caplog, capsys) -> None:
+    twin = _twin_copy(tiny_data_dir, tmp_path / "data")
+    _block(twin / ".cache")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "user-cache"))
+    ds = load_dataset("xmarket-sim", tmp_path / "data", scale="tiny", progress=False)
+    assert ds.meta["images_local"] == ds.meta["images_with_url"] > 200  # no modality dropped
+    assert all(p.startswith(str(tmp_path / "user-cache")) for p in ds.items.image_path if p)
+    named = [r.getMessage() for r in caplog.records if "caching in" in r.getMessage()]
+    assert len(named) == 1 and str(twin / ".cache") in named[0] and str(tmp_path / "user-cache") in named[0]
+
+    other = _twin_copy(tiny_data_dir, tmp_path / "data2")  # neither the data dir nor the cache dir can be written
+    _block(other / ".cache")
+    (tmp_path / "no-cache").write_text("a file, not a folder")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "no-cache"))
+    code, err = _main(capsys, "run", "--suite", SUITE, "--scale", "tiny", "--methods", "random", "--dataset",
+                      "xmarket-sim", "--data-dir", str(tmp_path / "data2"), "--results-dir", str(tmp_path / "r"),
+                      "--reports-dir", str(tmp_path / "p"), "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot hold caches" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()
+
+
+# -- 3. no cache read through a planted link -----------------------------------------------------
+
+
+def test_a_link_planted_in_the_image_cache_is_not_followed(tiny_data_dir, tmp_path, caplog) -> None:
+    twin = _twin_copy(tiny_data_dir, tmp_path / "data")
+    entry = sorted((twin / ".cache" / "images").glob("*.png"))[0]  # its asin has a valid in-dataset URL
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(outside)
+    before = outside.read_bytes()
+    entry.unlink()
+    entry.symlink_to(outside)
+    ds = load_dataset("xmarket-sim", tmp_path / "data", scale="tiny", progress=False)
+    assert str(entry) in caplog.text and "symbolic link" in caplog.text
+    assert not entry.is_symlink() and entry.read_bytes() == (twin / "images" / entry.name).read_bytes()
+    assert str(entry) in set(ds.items.image_path) and outside.read_bytes() == before
+
+
+def _plant_link(path: Path, outside: Path) -> None:
+    """Move a cache file out of its cache and leave a link to it: same bytes, valid checksum."""
+    shutil.move(path, outside)
+    path.symlink_to(outside)
+
+
+def test_links_in_the_parse_split_and_feature_caches_are_refused(tiny_data_dir, tmp_path, caplog) -> None:
+    root = sim_dir(tiny_data_dir, "tiny", 0)
+    load_xmarket(root, cache_dir=tmp_path / "parsed", progress=False, name="xmarket-sim")
+    (npz,) = (tmp_path / "parsed").glob("*.npz")
+    _plant_link(npz, tmp_path / "outside.npz")
+    again = load_xmarket(root, cache_dir=tmp_path / "parsed", progress=False, name="xmarket-sim")
+    assert "from_cache" not in again.meta and f"{npz.name}: it is a symbolic link" in caplog.text
+
+    split = cached_split(again, tmp_path / "splits")
+    (path,) = (tmp_path / "splits").glob("split-*.npz")
+    _plant_link(path, tmp_path / "outside-split.npz")
+    caplog.clear()
+    assert cached_split(again, tmp_path / "splits").manifest_hash == split.manifest_hash
+    assert str(path) in caplog.text and "symbolic link" in caplog.text and not path.is_symlink()
+
+    cache = FeatureCache(tmp_path / "features")
+    vec = cache.save("text", "k1", np.ones((3, 2), dtype=np.float32), None, {})
+    _plant_link(vec, tmp_path / "outside.npy")
+    assert cache.load("text", "k1", 3, 2, False) is None
