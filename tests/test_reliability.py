@@ -5,16 +5,22 @@ Popularity. One case per item, on the tiny twin with the cheapest methods (tests
 
 from __future__ import annotations
 
+import gzip
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmark.cli import main
+from benchmark.data.csv_source import load_csv
+from benchmark.data.recbole_source import load_recbole
 from benchmark.data.sources import load_dataset, sim_dir
 from benchmark.data.split import cached_split
-from benchmark.data.xmarket import load_xmarket
+from benchmark.data.xmarket import _read_metadata, load_xmarket
+from benchmark.errors import DataError
 from benchmark.features.cache import FeatureCache
 from benchmark.fsutil import CACHE_DIR_ENV
 from benchmark.grid.plan import plan, run_key
@@ -132,3 +138,45 @@ def test_links_in_the_parse_split_and_feature_caches_are_refused(tiny_data_dir, 
     vec = cache.save("text", "k1", np.ones((3, 2), dtype=np.float32), None, {})
     _plant_link(vec, tmp_path / "outside.npy")
     assert cache.load("text", "k1", 3, 2, False) is None
+
+
+# -- 4. ratings and every other number a loader reads are range-checked --------------------------
+
+U1 = "AFXKARXBL3X3LO5GNN4XAXC7XMPQ"
+
+
+@pytest.mark.parametrize("rating", ["nan", "inf", "-inf", "9" * 5000, "1e400", "0", "6"])
+def test_a_rating_that_is_not_a_finite_star_rating_is_a_one_line_error(tmp_path, capsys, rating) -> None:
+    path = tmp_path / "us" / "Books" / "ratings_us_Books.txt.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(f"{U1} 0061806765 5 2015-09-29\n{U1} 0061806766 {rating} 2015-09-30\n".encode()))
+    with pytest.raises(DataError, match=rf"^{path}:2: rating '.*' is not a finite number in \[1, 5\]$"):
+        load_xmarket(tmp_path, (("us", "Books"),), progress=False)
+    code, err = _main(capsys, "run", "--suite", SUITE, "--scale", "tiny", "--methods", "random", "--dataset",
+                      f"xmarket:{tmp_path}", "--domains", "us/Books", "--data-dir", str(tmp_path / "d"),
+                      "--results-dir", str(tmp_path / "r"), "--reports-dir", str(tmp_path / "p"), "--no-progress")
+    told = [line for line in err.splitlines() if line.startswith("error")]
+    assert code == 2 and len(told) == 1 and told[0].startswith(f"error: {path}:2: rating")
+    assert not (tmp_path / "r").exists()
+
+
+def test_other_loaders_and_metadata_numbers_are_range_checked_too(tmp_path) -> None:
+    table = tmp_path / "inter.csv"
+    table.write_text("user,item,rating,timestamp\nu1,i1,4,1400000000\nu1,i2,inf,1400000100\n")
+    with pytest.raises(DataError, match=rf"^{table}:3: rating 'inf' is not a finite number"):
+        load_csv(table)
+    table.write_text("user,item,rating,timestamp\nu1,i1,4,1400000000\nu1,i2,3,1e300\n")
+    with pytest.raises(DataError, match=rf"^{table}:3: time '1e300' is not a finite number"):
+        load_csv(table)
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    (folder / "rb.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                     "u1\ti1\t4\t1\nu1\ti2\t-inf\t2\n")
+    with pytest.raises(DataError, match=r"rb.inter:3: rating '-inf' is not a finite number"):
+        load_recbole(str(folder))
+    meta = tmp_path / "metadata_us_Books.json.gz"
+    for field, value in (("averageRating", "inf"), ("price", "$" + "9" * 400)):
+        meta.write_bytes(gzip.compress(b'{"asin": "A1", "title": "x"}\n'
+                                       + json.dumps({"asin": "A2", "title": "y", field: value}).encode() + b"\n"))
+        with pytest.raises(DataError, match=rf"^{meta}:2: {field} '.*' is not a finite number"):
+            _read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
