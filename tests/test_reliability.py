@@ -180,3 +180,28 @@ def test_other_loaders_and_metadata_numbers_are_range_checked_too(tmp_path) -> N
                                        + json.dumps({"asin": "A2", "title": "y", field: value}).encode() + b"\n"))
         with pytest.raises(DataError, match=rf"^{meta}:2: {field} '.*' is not a finite number"):
             _read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
+
+
+# -- 5, 9. every CLI value is checked before any data loads ---------------------------------------
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--seeds", ","), "empty list"),
+    (("--seeds", "-1"), "seed -1 is out of range [0, 2147483647]"),
+    (("--seeds", "9" * 30), "is out of range [0, 2147483647]"),
+    (("--seeds", "0,1,0"), "seed 0 is listed twice"),
+    (("--set", "features.text_encoder=nope"), "unknown text encoder"),
+    (("--set", "features.image_encoder=offline"), "unknown image encoder"),
+    (("--set", "item2vec.epochs=100000000"), "item2vec.epochs=100000000: at most 10000"),
+    (("--reports-dir", "{blocker}/reports"), "--reports-dir"),
+    (("--results-dir", "{blocker}/results"), "--results-dir"),
+])
+def test_bad_cli_values_stop_before_any_data_is_loaded(tmp_path, capsys, extra, message) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, err = _main(capsys, "run", "--suite", SUITE, "--scale", "tiny", "--methods", "item2vec,clip",
+                      "--dataset", "xmarket-sim", "--data-dir", str(tmp_path / "data"),
+                      "--results-dir", str(tmp_path / "r"), "--reports-dir", str(tmp_path / "p"), "--no-progress",
+                      *(a.format(blocker=blocker) for a in extra))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no twin generated, nothing written
