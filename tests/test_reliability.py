@@ -24,7 +24,9 @@ from benchmark.errors import DataError
 from benchmark.features.cache import FeatureCache
 from benchmark.fsutil import CACHE_DIR_ENV
 from benchmark.grid.plan import plan, run_key
-from benchmark.inputs import prepare_inputs
+from benchmark.inputs import features_needed, prepare_inputs
+from benchmark.tasks.matching.runner import execute_run
+from methods.popularity import Popularity
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "xmarket-matching"
@@ -205,3 +207,40 @@ def test_bad_cli_values_stop_before_any_data_is_loaded(tmp_path, capsys, extra, 
                       *(a.format(blocker=blocker) for a in extra))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no twin generated, nothing written
+
+
+# -- 6. stored artefacts are verified when report and export read them ----------------------------
+
+
+@pytest.fixture(scope="module")
+def popularity_results(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One stored Popularity run (its folder checksummed): (results dir, run folder)."""
+    (cfg,) = plan(SUITE, scale="tiny", methods=["popularity"])
+    features = features_needed(cfg.features, {Popularity})
+    inputs = prepare_inputs(cfg.dataset, cfg.split, features, tiny_data_dir, cfg.scale, progress=False)
+    results = tmp_path_factory.mktemp("pop") / "results"
+    record = execute_run(cfg, inputs, results, None, progress=False)
+    return results, results / SUITE / record.run_key
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # inside the array payload: still a well-formed .npy
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damaged, command", [("ranks.npy", "report"), ("item_embeddings.npy", "embeddings")])
+def test_a_flipped_byte_in_a_stored_artefact_is_named_by_report_and_export(popularity_results, tmp_path, capsys,
+                                                                          damaged, command) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(popularity_results[0], results)
+    folder = results / SUITE / popularity_results[1].name
+    _flip(folder / damaged)
+    if command == "report":  # one method: no paired test reads the ranks, the report still checks them
+        code, err = _main(capsys, "report", "--suite", SUITE, "--results-dir", str(results),
+                          "--reports-dir", str(tmp_path / "reports"))
+    else:
+        code, err = _main(capsys, "embeddings", "export", "--suite", SUITE, "--method", "popularity",
+                          "--results-dir", str(results), "--out", str(tmp_path / "out" / "pop"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and damaged in err and str(folder) in err
+    assert "checksum" in err and not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
