@@ -291,8 +291,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         from benchmark.data.fetch import fetch_xmarket
         from benchmark.data.xmarket import parse_domains
 
-        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
-        print(f"fetched {len(paths)} file(s) into {args.data_dir}")
+        fetched = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
+        print(fetched.summary(args.data_dir))
     elif args.data_command == "generate":
         from benchmark.data.simulator import generate
 

@@ -244,3 +244,18 @@ def test_a_flipped_byte_in_a_stored_artefact_is_named_by_report_and_export(popul
                           "--results-dir", str(results), "--out", str(tmp_path / "out" / "pop"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and damaged in err and str(folder) in err
     assert "checksum" in err and not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+
+
+# -- 7. data fetch says what it downloaded and tests every file it accepts -------------------------
+
+
+def test_fetch_never_counts_a_file_it_did_not_download_and_gzip_tests_every_file(tmp_path, capsys) -> None:
+    data = tmp_path / "xmarket"
+    shutil.copytree(ROOT / "datasets" / "fixtures" / "xmarket-mini", data)  # all six files already there
+    code = main(["data", "fetch", "xmarket", "--data-dir", str(data), "--allow-unverified"])  # offline: no download
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("fetched 0 file(s), 6 already present") and "6 not verified" in out
+    bad = data / "us" / "Books" / "ratings_us_Books.txt.gz"
+    bad.write_bytes(np.random.default_rng(0).bytes(100))  # a random 100-byte "download"
+    code, err = _main(capsys, "data", "fetch", "xmarket", "--data-dir", str(data), "--allow-unverified")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{bad}: already present but not a complete gzip" in err
