@@ -8,6 +8,9 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +262,43 @@ def test_fetch_never_counts_a_file_it_did_not_download_and_gzip_tests_every_file
     bad.write_bytes(np.random.default_rng(0).bytes(100))  # a random 100-byte "download"
     code, err = _main(capsys, "data", "fetch", "xmarket", "--data-dir", str(data), "--allow-unverified")
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"{bad}: already present but not a complete gzip" in err
+
+
+# -- 8. reports are written to a temporary folder and swapped in whole ----------------------------
+
+_KILL_MID_REPORT = """
+import os, signal, sys
+from benchmark.reporting import figures
+def die(*a, **k):  # table1.csv/.tex are written by now, report.md not yet
+    os.kill(os.getpid(), signal.SIGKILL)
+figures.figure6_head_tail = die
+from benchmark.cli import main
+main(["report", "--suite", "xmarket-matching", "--results-dir", sys.argv[1], "--reports-dir", sys.argv[2]])
+"""
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_report_killed_midway_leaves_the_previous_report_whole(popularity_results, tmp_path, capsys) -> None:
+    results, reports = popularity_results[0], tmp_path / "reports"
+    argv = ["report", "--suite", SUITE, "--results-dir", str(results), "--reports-dir", str(reports)]
+    assert main(argv) == 0
+    (final,) = (reports / SUITE).iterdir()
+    (final / "figure7_domains.png").write_bytes(b"an older run's figure")
+    (final / "table1.csv").write_text("an older run's table\n")
+    (final / "notes.txt").write_text("kept: not a report artefact")
+    before = _digest(final)
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_REPORT, str(results), str(reports)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert _digest(final) == before  # the previous report, untouched
+    (tmp,) = [p for p in (reports / SUITE).iterdir() if p.name.startswith(".tmp-")]
+    assert (tmp / "table1.csv").is_file() and not (tmp / "report.md").exists()  # the dead writer's half
+    assert main(argv) == 0
+    assert sorted(p.name for p in (reports / SUITE).iterdir()) == [final.name]  # the dead writer's folder is gone
+    after = _digest(final)
+    assert "report.md" in after and "figure7_domains.png" not in after  # nothing of the older run beside it
+    assert after["notes.txt"] == before["notes.txt"] and after["table1.csv"] != before["table1.csv"]
+    capsys.readouterr()
