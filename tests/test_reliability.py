@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,10 +25,12 @@ from benchmark.data.sources import load_dataset, sim_dir
 from benchmark.data.split import cached_split
 from benchmark.data.xmarket import _read_metadata, load_xmarket
 from benchmark.errors import DataError
+from benchmark.evaluation.exact import normalise_rows, target_ranks
 from benchmark.features.cache import FeatureCache
 from benchmark.fsutil import CACHE_DIR_ENV
 from benchmark.grid.plan import plan, run_key
 from benchmark.inputs import features_needed, prepare_inputs
+from benchmark.plugin import RunContext
 from benchmark.tasks.matching.runner import execute_run
 from methods.popularity import Popularity
 
@@ -302,3 +305,26 @@ def test_a_report_killed_midway_leaves_the_previous_report_whole(popularity_resu
     assert "report.md" in after and "figure7_domains.png" not in after  # nothing of the older run beside it
     assert after["notes.txt"] == before["notes.txt"] and after["table1.csv"] != before["table1.csv"]
     capsys.readouterr()
+
+
+# -- 10. Popularity orders items exactly by training count ----------------------------------------
+
+
+def test_popularity_orders_143k_items_exactly_by_near_equal_training_counts() -> None:
+    n = 143_370  # the paper twin's catalogue
+    rng = np.random.default_rng(0)
+    counts = rng.permutation(n).astype(np.int64) + 500  # neighbours differ by one interaction (566 vs 565)
+    ties = rng.choice(n, 3000, replace=False)
+    counts[ties] = np.median(counts)  # and a group of equal counts: the index tie rule orders them
+    model = Popularity()
+    model.fit(SimpleNamespace(item_train_count=counts), None, {}, RunContext())
+    emb = model.item_embeddings()
+    order = np.lexsort((np.arange(n), -counts))  # by count, then by item index
+    score, count = normalise_rows(emb)[order, 0], counts[order]  # the score of query (1, 0)
+    assert (np.diff(score)[np.diff(count) != 0] < 0).all() and (np.diff(score)[np.diff(count) == 0] == 0).all()
+    query = order[-1]  # the least popular item asks; every other item is a candidate
+    targets = np.concatenate([order[:500], order[rng.choice(np.arange(500, n - 1), 500, replace=False)]])
+    ranks = target_ranks(emb, np.full(len(targets), query), targets, query_embeddings=model.query_embeddings())
+    expected = np.empty(n, dtype=np.int64)
+    expected[order] = np.arange(1, n + 1)
+    np.testing.assert_array_equal(ranks, expected[targets])
