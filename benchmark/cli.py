@@ -11,9 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from benchmark.config import check_seeds
 from benchmark.data.cards import dataset_overrides, find_card
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.fsutil import safe_name
+from benchmark.fsutil import cache_root, safe_name, unwritable_reason
 from benchmark.grid.failures import Failure, summary
 from benchmark.options import RunOptions
 from benchmark.progress import configure_logging
@@ -45,13 +46,15 @@ def _csv(text: str | None, flag: str = "--methods") -> list[str] | None:
 
 
 def _seeds(text: str | None) -> list[int] | None:
+    """``--seeds``: distinct integers in [0, MAX_SEED], checked here, before anything is loaded."""
     values = _csv(text, "--seeds")
     if values is None:
         return None
     try:
-        return [int(v) for v in values]
+        seeds = [int(v) for v in values]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: expected comma-separated integers") from None
+    return check_seeds(seeds, f"--seeds {text!r}")
 
 
 def _default_data_dir() -> Path:
@@ -164,9 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_dir(path: Path, flag: str) -> None:
+def _check_dir(path: Path, flag: str, write: bool = False) -> None:
+    """A directory option names a directory (and, for outputs, one we can write) before any work starts."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path}: is a file, not a directory")
+    problem = unwritable_reason(path) if write else None
+    if problem is not None:
+        raise ConfigError(f"{flag} {path}: cannot write there ({problem})")
 
 
 def _options(args: argparse.Namespace, **extra: object) -> RunOptions:
@@ -183,8 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = check_jobs(args.jobs)  # before any work, for every kind of suite
     for path, flag in ((args.data_dir, "--data-dir"), (args.results_dir, "--results-dir"),
                        (args.reports_dir, "--reports-dir")):
-        if path is not None:
-            _check_dir(path, flag)
+        if path is not None:  # results and reports are written after every run: checked now, not then
+            _check_dir(path, flag, write=flag != "--data-dir")
     named = args.data_dir is not None or bool(os.environ.get("UIE_DATA_DIR"))  # then never the twin
     opts = _options(
         args, methods=_csv(args.methods), seeds=_seeds(args.seeds), models=_csv(args.models, "--models"),
@@ -210,6 +217,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     if Path(args.suite).suffix not in {".yaml", ".yml"}:
         safe_name(args.suite, "suite name")
+    _check_dir(args.reports_dir, "--reports-dir", write=True)
     card = find_card(args.dataset) if args.dataset else None
     dataset = card["name"] if card is not None else args.dataset
     print(dispatch.report(_options(args, dataset=dataset)))
@@ -283,8 +291,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         from benchmark.data.fetch import fetch_xmarket
         from benchmark.data.xmarket import parse_domains
 
-        paths = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
-        print(f"fetched {len(paths)} file(s) into {args.data_dir}")
+        fetched = fetch_xmarket(args.data_dir, parse_domains(args.domains), allow_unverified=args.allow_unverified)
+        print(fetched.summary(args.data_dir))
     elif args.data_command == "generate":
         from benchmark.data.simulator import generate
 
@@ -299,7 +307,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         cfg = resolve_dataset(args.dataset, args.domains)
         dataset = load_dataset(cfg["name"], args.data_dir, scale=args.scale, domains=cfg.get("domains"),
                                domain_field=cfg.get("domain_field"), time_field=cfg.get("time_field"))
-        split = cached_split(dataset, args.data_dir / ".cache" / "splits")
+        split = cached_split(dataset, cache_root(args.data_dir) / "splits")
         xmarket_like = dataset.name in ("xmarket", "xmarket-sim")  # published figures are XMarket's only
         print(format_stats(dataset_stats(dataset, split), reference=XMARKET_PUBLISHED if xmarket_like else None))
         print(f"Data: {dataset.meta['paper_data']['what']}")  # the line every report's header repeats

@@ -25,6 +25,8 @@ from benchmark.errors import ConfigError, did_you_mean
 SCALES = ("tiny", "small", "paper")
 #: evaluation.rank_cap default: ranks above it are stored as cap + 1 (evaluation/capped.py)
 DEFAULT_RANK_CAP = 1000
+#: Seeds feed numpy, torch, gensim and Ray: non-negative and int32-sized everywhere they go.
+MAX_SEED = 2**31 - 1
 
 #: Suite schema: section -> {key: allowed types}. ``methods_config`` is checked per method.
 SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
@@ -80,12 +82,19 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "split.test_user_frac": (0.0, 1.0, False),
     "split.overlapped_frac": (0.0, 1.0, True),
     "split.min_interactions": (1, float("inf"), True),
+    "split.seed": (0, MAX_SEED, True),
     "features.batch_size": (1, float("inf"), True),
     "features.word_drop": (0.0, 1.0, True),
     "features.max_tokens": (8, float("inf"), True),
     "evaluation.block_queries": (1, float("inf"), True),
     "evaluation.block_items": (1, float("inf"), True),
 }
+#: Upper bounds on what sets how long a run trains, so a typo (``epochs=100000000``) is refused before
+#: any data loads instead of running for days: leaf name suffix -> the largest accepted value.
+MAX_WORK = {"epochs": 10_000, "iter": 100_000, "resamples": 10_000}
+#: Encoder names the features stage knows (benchmark/features/registry.py), checked before any data loads.
+ENCODER_FORMS = {"text": ("minilm", "hf:<model-or-path>", "clip:<arch>/<pretrained>"),
+                 "image": ("offline-descriptor", "clip:<arch>/<pretrained>")}
 #: Integer method settings that count something (epochs, sizes, lengths): a default >= 1 stays >= 1.
 _COUNT_WORDS = ("epoch", "dim", "size", "len", "hidden", "heads", "layers", "workers", "window", "threads",
                 "experts", "stride", "inner", "ffn", "batch")
@@ -100,8 +109,40 @@ def _check_rank_cap(evaluation: dict, where: str = "") -> None:
                           f"{MAX_METRIC_K}, the largest metric cut-off")
 
 
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    """Seeds are distinct integers in [0, MAX_SEED]: a negative or huge seed fails inside a library after
+    the data is prepared, and a repeated one runs the same run twice."""
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    seen: set[int] = set()
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"{where}: seed {seed!r} is not an integer (seeds are integers in [0, {MAX_SEED}])")
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{where}: seed {seed} is out of range [0, {MAX_SEED}]")
+        if seed in seen:
+            raise ConfigError(f"{where}: seed {seed} is listed twice")
+        seen.add(seed)
+    return seeds
+
+
+def check_encoder(name: Any, modality: str, where: str = "features") -> None:
+    """An encoder name must have one of ENCODER_FORMS (None = no encoder); the model itself loads later."""
+    if name is None:
+        return
+    forms = ENCODER_FORMS[modality]
+    prefixes = tuple(f.split("<", 1)[0] for f in forms if "<" in f)
+    plain = tuple(f for f in forms if "<" not in f)
+    ok = isinstance(name, str) and (name in plain or any(name.startswith(f"{p}:") for p in plain)
+                                    or any(name.startswith(p) and name[len(p):].strip() for p in prefixes))
+    if not ok:
+        raise ConfigError(f"{where}.{modality}_encoder={name!r}: unknown {modality} encoder; known: {', '.join(forms)}")
+
+
 def _check_ranges(base: dict) -> None:
     _check_rank_cap(base["evaluation"])
+    check_encoder(base["features"].get("text_encoder"), "text")
+    check_encoder(base["features"].get("image_encoder"), "image")
     flat = flatten(base)
     for key, (low, high, low_ok) in RANGES.items():
         value = flat.get(key)
@@ -127,6 +168,9 @@ def _check_method_ranges(name: str, cfg: dict, defaults: dict) -> None:
             raise ConfigError(f"{name}.{key}={value!r}: must be at least 1")
         if default >= 0 and value < 0:
             raise ConfigError(f"{name}.{key}={value!r}: must not be negative")
+        cap = next((c for suffix, c in MAX_WORK.items() if leaf.endswith(suffix)), None)
+        if cap is not None and value > cap:
+            raise ConfigError(f"{name}.{key}={value!r}: at most {cap} (more would keep the run going for days)")
 #: features.degrade (benchmark/features/degrade.py): absent by default = no degradation, and run
 #: keys of suites without it stay as they were. A partial section is filled with these values.
 DEGRADE_DEFAULTS: dict[str, Any] = {"drop_images": 0.0, "drop_texts": 0.0, "noise_std": 0.0, "seed": 0}
@@ -224,8 +268,7 @@ def validate_suite(raw: Any, source: str) -> dict:
     _check_rank_cap(suite["evaluation"], f"{source}: ")
     if not all(isinstance(m, str) for m in suite["methods"]) or not suite["methods"]:
         raise ConfigError(f"{source}: methods must be a non-empty list of method names")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in suite["seeds"]):
-        raise ConfigError(f"{source}: seeds must be a list of integers")
+    check_seeds(suite["seeds"], source)
     if "degrade" in suite["features"]:
         suite["features"]["degrade"] = check_degrade(suite["features"]["degrade"], f"{source}: features.degrade")
     return suite
@@ -360,6 +403,8 @@ def resolve(
     scale = scale or suite["scale"]
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if seeds is not None:
+        check_seeds(seeds, "seeds")
     chosen = methods or suite["methods"]
     for name in chosen:
         if name not in defaults_for:

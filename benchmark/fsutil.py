@@ -76,10 +76,35 @@ def write_checked(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     atomic_write_text(path.with_name(path.name + CHECKSUM_SUFFIX), sha256_file(path) + "\n")
 
 
-def verify_checked(path: Path) -> str | None:
-    """None when ``path`` matches its recorded checksum, else why it must not be used."""
+def cache_entry_refusal(path: Path, cache_dir: Path) -> str | None:
+    """None when ``path`` may be read as an entry of ``cache_dir``, else why not.
+
+    A cache is ours to trust only as far as its files are: a symbolic link planted in it, or a
+    file whose real path lies outside the cache directory (through a linked sub-folder), would
+    make the benchmark open, hash and use someone else's file. Hard links cannot be told apart
+    and are accepted (the twin's image cache uses them).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link"
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(os.path.realpath(cache_dir)):
+        return f"its real path {real} is outside the cache directory"
+    return None
+
+
+def verify_checked(path: Path, cache_dir: Path | None = None) -> str | None:
+    """None when ``path`` matches its recorded checksum, else why it must not be used.
+
+    ``cache_dir`` (default: the file's folder): the file and its checksum must be plain entries of
+    it (:func:`cache_entry_refusal`).
+    """
     path = Path(path)
     side = path.with_name(path.name + CHECKSUM_SUFFIX)
+    for entry in (path, side):
+        refusal = cache_entry_refusal(entry, cache_dir if cache_dir is not None else path.parent)
+        if refusal is not None:
+            return f"{entry.name}: {refusal}"
     try:
         expected = side.read_text().strip()
     except FileNotFoundError:
@@ -99,6 +124,72 @@ def remove_checked(path: Path) -> None:
     for p in (Path(path), Path(path).with_name(Path(path).name + CHECKSUM_SUFFIX)):
         with contextlib.suppress(OSError):
             p.unlink()
+
+
+#: Where caches go when a data directory cannot hold them (else ``$XDG_CACHE_HOME/uie-bench``, ``~/.cache/uie-bench``).
+CACHE_DIR_ENV = "UIE_CACHE_DIR"
+_CACHE_ROOTS: dict[str, Path] = {}
+
+
+def _write_problem(folder: Path) -> str | None:
+    """None when files can be created in ``folder`` (made if missing), else why not (works for root too)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """None when ``path`` is (or can be created as) a directory this process may write, else why not.
+
+    Checked without writing anything: the path, or its nearest existing ancestor when it does not
+    exist yet, must be a directory that ``os.access`` says is writable (which also reports a
+    read-only filesystem to root).
+    """
+    probe = Path(path).absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def user_cache_dir() -> Path:
+    """The writable cache folder of last resort: ``$UIE_CACHE_DIR``, else the XDG user cache."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "uie-bench"
+
+
+def cache_root(data_dir: Path) -> Path:
+    """``<data_dir>/.cache`` when it can be written, else a folder of its own under :func:`user_cache_dir`.
+
+    A read-only data directory must not lose a modality (images fetched into its cache) or be
+    silently run uncached: the substitute is named in one warning (once per directory), and when
+    neither can be written this is a one-line error (exit 2) before anything is computed.
+    """
+    preferred = Path(data_dir) / ".cache"
+    key = os.path.realpath(preferred)
+    if key in _CACHE_ROOTS:
+        return _CACHE_ROOTS[key]
+    problem = _write_problem(preferred)
+    if problem is None:
+        return preferred
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(key).parent.name)[:40] or "data"
+    fallback = user_cache_dir() / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    second = _write_problem(fallback)
+    if second is not None:
+        raise BenchmarkError(f"{preferred}: cannot hold caches ({problem}), nor can {fallback} ({second}); "
+                             f"make one of them writable or point {CACHE_DIR_ENV} at a writable folder")
+    log.warning("cannot write caches under %s (%s); caching in %s instead", preferred, problem, fallback)
+    _CACHE_ROOTS[key] = fallback
+    return fallback
 
 
 @contextlib.contextmanager

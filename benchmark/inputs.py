@@ -19,6 +19,7 @@ import numpy as np
 from benchmark.data.model import Dataset, Split, TrainView
 from benchmark.data.paper_data import OTHER, describe
 from benchmark.features.model import ItemFeatures
+from benchmark.fsutil import cache_root
 from benchmark.plugin import Method
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
     root = Path(data_dir)
     dataset, banner = _load(dataset_cfg, root, scale, progress, twin_fallback)
     split = cached_split(
-        dataset, root / ".cache" / "splits", seed=split_cfg["seed"],
+        dataset, cache_root(root) / "splits", seed=split_cfg["seed"],
         test_user_frac=split_cfg["test_user_frac"], overlapped_frac=split_cfg["overlapped_frac"],
         min_interactions=split_cfg["min_interactions"],
     )
@@ -132,7 +133,7 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
         features = compute_features(
             dataset.items, text_encoder=features_cfg["text_encoder"],
             image_encoder=features_cfg["image_encoder"] if dataset.items.has_images else None,
-            cache_dir=root / ".cache" / "features", batch_size=features_cfg["batch_size"], progress=progress,
+            cache_dir=cache_root(root) / "features", batch_size=features_cfg["batch_size"], progress=progress,
             word_drop=float(features_cfg.get("word_drop", 0.0)), device=features_cfg.get("device") or "cpu",
             max_tokens=features_cfg.get("max_tokens"),
         )

@@ -72,14 +72,14 @@ def measure(args: argparse.Namespace) -> int:
     from benchmark.data.xmarket import load_xmarket, parse_domains
     from benchmark.features import compute_features
     from benchmark.features.degrade import degrade_features
+    from benchmark.grid.jobs import RUN_THREADS
+    from benchmark.grid.plan import run_key
     from benchmark.inputs import Inputs, dataset_label
     from benchmark.reporting.matching import write_suite_reports
     from benchmark.reporting.results import load_records
     from benchmark.reporting.writers import report_dir
     from benchmark.store.tracking import Tracker, resolve_tracking_uri
-    from benchmark.grid.jobs import RUN_THREADS
     from benchmark.tasks.matching.runner import execute_run
-    from benchmark.grid.plan import run_key
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still removes its scratch cache
     progress = not args.no_progress

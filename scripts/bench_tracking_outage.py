@@ -45,10 +45,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per condition (cheap methods, then seeds)")
     args = ap.parse_args()
 
+    from benchmark.grid.plan import plan
     from benchmark.inputs import prepare_inputs
     from benchmark.store.tracking import ATTEMPTS, QUICK_HTTP, Tracker
     from benchmark.tasks.matching.runner import execute_run
-    from benchmark.grid.plan import plan
 
     for key, value in QUICK_HTTP.items():
         os.environ.setdefault(key, value)

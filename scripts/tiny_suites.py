@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="write data, results and reports here (default: a temp dir)")
     parser.add_argument("--jobs", default="1", help="--jobs for every suite (default 1)")
     parser.add_argument("--data-dir", type=Path, help="the data directory (default: <keep or temp>/data); run keys "
-                        "depend on where the twin lies, so compare two versions on the same one")
+                        "no longer depend on where the twin lies (twin version 2), so any data dir compares")
     parser.add_argument("--suites", help="comma-separated subset of: " + ", ".join(s for s, _ in SUITES))
     args = parser.parse_args(argv)
     chosen = set(args.suites.split(",")) if args.suites else {s for s, _ in SUITES}

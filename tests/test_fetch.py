@@ -86,8 +86,9 @@ def sha(path: Path) -> str:
 
 
 def test_full_download_writes_the_layout_the_loader_reads(server, tmp_path, capsys):
-    got = fetch_xmarket(tmp_path, base_url=server.url, progress=False, allow_unverified=True)
-    assert len(got) == 6 and all(p.is_file() for p in got)
+    fetched = fetch_xmarket(tmp_path, base_url=server.url, progress=False, allow_unverified=True)
+    got = fetched.downloaded
+    assert len(got) == 6 and all(p.is_file() for p in got) and not fetched.present
     for p in got:
         assert p.read_bytes() == (FIXTURE / p.relative_to(tmp_path)).read_bytes()
     assert not list(tmp_path.rglob("*.part"))
@@ -158,6 +159,21 @@ def test_files_already_present_are_not_downloaded_again(server, tmp_path):
     n = len(server.ranges)
     fetch_xmarket(tmp_path, BOOKS, kinds=("ratings",), base_url=server.url, progress=False, allow_unverified=True)
     assert len(server.ranges) == n
+
+
+def test_a_download_that_is_not_a_whole_gzip_is_not_renamed_into_place(tmp_path):
+    src = tmp_path / "src"
+    (src / RATINGS).parent.mkdir(parents=True)
+    whole = (FIXTURE / RATINGS).read_bytes()
+    (src / RATINGS).write_bytes(whole[: len(whole) // 2])  # the server's copy is truncated
+    s = Server(src)
+    try:
+        with pytest.raises(DataError, match="not a complete gzip file"):
+            fetch_xmarket(tmp_path / "d", BOOKS, kinds=("ratings",), base_url=s.url, progress=False,
+                          allow_unverified=True)
+    finally:
+        s.close()
+    assert not (tmp_path / "d" / RATINGS).exists() and (tmp_path / "d" / (RATINGS + ".part")).is_file()
 
 
 def test_http_404_names_the_url(server, tmp_path):

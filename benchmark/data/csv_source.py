@@ -20,6 +20,7 @@ import pandas as pd
 from benchmark.data.cards import find_card, shared_item_ids
 from benchmark.data.domains import declare_undated, key_per_domain, parse_list, restrict
 from benchmark.data.model import Dataset, Interactions, Items
+from benchmark.data.numbers import RATING_RANGE, TIMESTAMP_RANGE, check_range
 from benchmark.data.xmarket import file_signature
 from benchmark.errors import ConfigError, DataError
 
@@ -63,10 +64,24 @@ def _column(df: pd.DataFrame, path: Path, role: str, mapped: str | None, require
     return found
 
 
+def _ratings(path: Path, values: np.ndarray) -> np.ndarray:
+    """The rating column: '' = no rating (nan); anything else must be a finite number in RATING_RANGE."""
+    missing = np.array([str(v).strip() == "" for v in values], dtype=bool)
+    num = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    unparsed = np.isnan(num) & ~missing
+    if unparsed.any():
+        i = int(np.flatnonzero(unparsed)[0])
+        raise DataError(f"unparseable rating {values[i]!r}", path, i + 2)
+    check_range(num, "rating", path, RATING_RANGE, first_line=2, raw=values, missing=missing)
+    return num.astype(np.float32)
+
+
 def _days(path: Path, values: np.ndarray) -> np.ndarray:
     num = pd.to_numeric(pd.Series(values), errors="coerce")
     if not num.isna().any():
-        return np.floor_divide(num.to_numpy(dtype=np.float64), 86400).astype(np.int32)
+        seconds = num.to_numpy(dtype=np.float64)
+        check_range(seconds, "time", path, TIMESTAMP_RANGE, first_line=2, raw=values)
+        return np.floor_divide(seconds, 86400).astype(np.int32)
     dates = pd.to_datetime(pd.Series(values), errors="coerce", format="mixed")
     bad = dates.isna().to_numpy()
     if bad.any():
@@ -150,8 +165,8 @@ def load_csv(file: Path, name: str | None = None, columns: dict | None = None, i
     else:
         day = np.zeros(len(df), dtype=np.int32)
         declare_undated(meta, file)
-    rate = (pd.to_numeric(df[rating], errors="coerce").to_numpy(dtype=np.float32) if rating is not None
-            else np.full(len(df), np.nan, dtype=np.float32))
+    rate = _ratings(file, df[rating].to_numpy(dtype=object)) if rating is not None else np.full(
+        len(df), np.nan, dtype=np.float32)
     user_codes, user_uniq = pd.factorize(df[user].to_numpy(dtype=object))
     inter = Interactions(user=user_codes.astype(np.int32), item=item_codes.astype(np.int32), day=day, rating=rate,
                          line=np.arange(len(df), dtype=np.int64), user_ids=np.asarray(user_uniq, dtype=object))

@@ -8,11 +8,14 @@ after its size (and sha256, when ``datasets/xmarket.yaml`` knows them) check out
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -55,6 +58,38 @@ def card_checksums(card: Path | None = None) -> dict[str, tuple[int | None, str 
     return out
 
 
+@dataclass
+class Fetched:
+    """What a fetch did, file by file: never "fetched" for a file it did not download."""
+
+    downloaded: list[Path] = field(default_factory=list)
+    present: list[Path] = field(default_factory=list)  # already in place: checked, not downloaded
+    unverified: list[Path] = field(default_factory=list)  # no sha256 in the card (downloaded or present)
+
+    @property
+    def paths(self) -> list[Path]:
+        return self.downloaded + self.present
+
+    def summary(self, data_dir: Path) -> str:
+        """One line for the CLI: what was downloaded, what was already there, what nothing verified."""
+        parts = [f"fetched {len(self.downloaded)} file(s)", f"{len(self.present)} already present"]
+        line = f"{', '.join(parts)} in {data_dir}; each one size-checked and gzip-tested"
+        if self.unverified:
+            line += f"; {len(self.unverified)} not verified against a sha256 (none in the card)"
+        return line
+
+
+def gzip_problem(path: Path) -> str | None:
+    """None when ``path`` decompresses to its end (CRC and length checked), else what is wrong."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(_CHUNK):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        return f"not a complete gzip file ({type(exc).__name__}: {exc})"
+    return None
+
+
 def fetch_xmarket(
     data_dir: Path,
     domains=DEFAULT_DOMAINS,
@@ -64,13 +99,15 @@ def fetch_xmarket(
     *,
     card: Path | None = None,
     allow_unverified: bool = False,
-) -> list[Path]:
-    """Download the XMarket files of ``domains`` x ``kinds`` into ``data_dir``; return their paths.
+) -> Fetched:
+    """Download the XMarket files of ``domains`` x ``kinds`` into ``data_dir``; say what was done.
 
-    Files already in place are kept (their size is checked when the card knows it). Offline or
-    unreachable -> DataError telling the user to copy the files into ``data_dir`` instead.
-    Without a sha256 in the card for every file, nothing is fetched unless ``allow_unverified``
-    (success must mean "verified"); the measured checksums are then printed for the card.
+    Files already in place are kept, not counted as fetched, and checked like downloads: the
+    card's size and sha256 when it has them, gzip integrity always (a truncated or random file
+    is a DataError naming it). Offline or unreachable -> DataError telling the user to copy the
+    files into ``data_dir`` instead. Without a sha256 in the card for every file, nothing is
+    fetched unless ``allow_unverified`` (success must mean "verified"); the measured checksums
+    are then printed for the card.
     """
     data_dir = Path(data_dir)
     domains = check_domains(domains)
@@ -83,19 +120,17 @@ def fetch_xmarket(
             "--allow-unverified to download anyway (the measured checksums are printed)",
             card if card is not None else CARD_PATH,
         )
-    out: list[Path] = []
+    out = Fetched()
     for market, category in domains:
         for kind in kinds:
             rel = xmarket_relpath(market, category, kind)
             dest = data_dir / rel
             size, sha = known.get(rel, (None, None))
+            if sha is None:
+                out.unverified.append(dest)
             if dest.is_file():
-                if size is not None and dest.stat().st_size != size:
-                    raise DataError(
-                        f"size {dest.stat().st_size} differs from the card's {size}; delete it to download again",
-                        dest,
-                    )
-                out.append(dest)
+                _check_present(dest, size, sha)
+                out.present.append(dest)
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
             url = base_url.rstrip("/") + "/" + rel
@@ -107,8 +142,19 @@ def fetch_xmarket(
                     f"{rel}: size={measured_size} sha256={measured_sha} "
                     f"(the card has no checksum for it; add these to datasets/xmarket.yaml)"
                 )
-            out.append(dest)
+            out.downloaded.append(dest)
     return out
+
+
+def _check_present(dest: Path, size: int | None, sha: str | None) -> None:
+    """A file already in place is used only if it passes what a download would: size, sha256, gzip."""
+    if size is not None and dest.stat().st_size != size:
+        raise DataError(f"size {dest.stat().st_size} differs from the card's {size}; delete it to download again", dest)
+    if sha is not None and sha256_file(dest) != sha:
+        raise DataError(f"sha256 differs from the card's {sha}; delete it to download again", dest)
+    problem = gzip_problem(dest) if dest.suffix == ".gz" else None
+    if problem is not None:
+        raise DataError(f"already present but {problem}; delete it to download again", dest)
 
 
 def download(
@@ -172,6 +218,9 @@ def download(
             f"sha256 {sha} differs from the card's {expected_sha256}; kept for inspection, delete it to retry",
             part,
         )
+    problem = gzip_problem(part) if dest.suffix == ".gz" else None
+    if problem is not None:  # verified or not, only a whole gzip is renamed into place
+        raise DataError(f"{problem}; kept for inspection, delete it to retry", part)
     os.replace(part, dest)
     return size, sha
 

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmark.data.model import Items
-from benchmark.fsutil import atomic_write_text
+from benchmark.fsutil import atomic_write_text, cache_entry_refusal
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ def fetch_images(items: Items, cache_dir: Path, progress: bool = True, allowed_r
     host refuses every connection (offline machine), the remaining URLs are skipped, not retried.
     Items without an image URL are simply missing and not listed. Only http(s) URLs to public
     addresses and file:// paths inside ``allowed_root`` are read (:func:`url_refusal`); a cached
-    file is reused only if its URL is still allowed.
+    file is reused only if its URL is still allowed and it is a plain file of ``cache_dir`` (a
+    symbolic link or a file whose real path is elsewhere is named in a warning and fetched again).
     """
     cache_dir = Path(cache_dir)
     n = len(items)
@@ -214,10 +215,14 @@ def fetch_images(items: Items, cache_dir: Path, progress: bool = True, allowed_r
     todo: list[tuple[int, Path]] = []
     for i in np.flatnonzero(np.array([bool(u) for u in urls], dtype=bool)):
         dest = cache_dir / f"{stems[i]}{_ext(urls[i])}"
-        if dest.is_file() and dest.stat().st_size > 0 and not url_refusal(urls[i], allowed_root):
+        refusal = cache_entry_refusal(dest, cache_dir) if dest.is_file() or dest.is_symlink() else None
+        if refusal is not None:  # a planted link: never opened; fetched again over it (os.replace swaps the link)
+            log.warning("images: cache entry %s is not used (%s); fetching the image again", dest, refusal)
+            dest.unlink(missing_ok=True)  # the link itself, never what it points to
+        elif dest.is_file() and dest.stat().st_size > 0 and not url_refusal(urls[i], allowed_root):
             paths[i] = str(dest)
-        else:
-            todo.append((int(i), dest))
+            continue
+        todo.append((int(i), dest))
 
     failed: list[tuple[str, str, str]] = []
     if todo:

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.data.model import Dataset, Interactions, Items
+from benchmark.data.numbers import RATING_RANGE, TIMESTAMP_RANGE, check_range
 from benchmark.data.xmarket import file_signature
 from benchmark.errors import DataError
 
@@ -103,12 +104,15 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return df, types
 
 
-def _to_float(path: Path, values: np.ndarray, field: str) -> np.ndarray:
+def _to_float(path: Path, values: np.ndarray, field: str, value_range: tuple[float, float]) -> np.ndarray:
+    """A numeric column: '' = missing (nan); anything else must parse, be finite and lie in ``value_range``."""
     out = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(out) & (values != "")
+    missing = values == ""
+    bad = np.isnan(out) & ~missing
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"unparseable {field} {values[i]!r}", path, i + 2)
+    check_range(out, field, path, value_range, first_line=2, raw=values, missing=missing)
     return out
 
 
@@ -181,12 +185,12 @@ def load_recbole(
 
     user_codes, user_uniq = pd.factorize(inter[USER].to_numpy(dtype=object))
     rating = (
-        _to_float(inter_path, inter[RATING].to_numpy(dtype=object), RATING).astype(np.float32)
+        _to_float(inter_path, inter[RATING].to_numpy(dtype=object), RATING, RATING_RANGE).astype(np.float32)
         if RATING in inter.columns
         else np.full(len(inter), np.nan, dtype=np.float32)
     )
     if TIME in inter.columns:
-        ts = _to_float(inter_path, inter[TIME].to_numpy(dtype=object), TIME)
+        ts = _to_float(inter_path, inter[TIME].to_numpy(dtype=object), TIME, TIMESTAMP_RANGE)
         day = np.floor_divide(np.nan_to_num(ts, nan=0.0), 86400).astype(np.int32)
     else:
         from benchmark.data.domains import declare_undated

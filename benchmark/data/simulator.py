@@ -34,7 +34,7 @@ from benchmark.data import sim_images, sim_text
 from benchmark.errors import ConfigError, DataError
 
 GENERATOR = "xmarket-sim"
-VERSION = 1
+VERSION = 2  # 2: image URLs relative to the dataset directory (relocatable; 1 wrote absolute file:// URLs)
 MARKER = "SIMULATED.json"
 EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -586,9 +586,14 @@ def _write_metadata(path: Path, records: list[dict], level: int) -> None:
 
 
 def _metadata(
-    cfg: SimConfig, world: _World, rows: _Rows, texts: dict, has_img: np.ndarray, final_dir: Path, seed: int
+    cfg: SimConfig, world: _World, rows: _Rows, texts: dict, has_img: np.ndarray, seed: int
 ) -> list[dict]:
-    """One record per item with every key of XMarket's official sample (docs/protocol.md 1.3)."""
+    """One record per item with every key of XMarket's official sample (docs/protocol.md 1.3).
+
+    Image URLs are paths relative to the dataset directory (``images/<asin>.png``; the loader
+    resolves them against wherever the dataset lies), so the files' bytes, the dataset fingerprint
+    and every run key are the same wherever the twin is generated, copied or moved.
+    """
     rng = _rng(seed, 6)
     n = len(world.domain)
     asin = world.asin.view("S10").ravel().astype(str)
@@ -603,14 +608,13 @@ def _metadata(
     cell = world.theme.astype(np.int64) * len(cfg.domains) + world.domain
     uniform = _Sampler(cell, np.ones(n), cfg.n_themes * len(cfg.domains))
     viewed = uniform.draw(np.repeat(cell[:, None], 6, 1), rng.random((n, 6)))
-    img_dir = final_dir / "images"
     books = cfg.domains.index("Books") if "Books" in cfg.domains else -1
     out = []
     for i in range(n):
         a = asin[i]
         if has_img[i]:
-            big = f"file://{img_dir / (a + '.png')}"
-            small = f"file://{img_dir / (a + '._SX24_.png')}"  # never written: loaders take the largest
+            big = f"images/{a}.png"
+            small = f"images/{a}._SX24_.png"  # never written: loaders take the largest
             half = cfg.image_size // 2
             img_url: object = json.dumps(
                 {small: [half, half], big: [cfg.image_size, cfg.image_size]}, separators=(",", ":")
@@ -653,7 +657,7 @@ def _metadata(
     return out
 
 
-def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, final_dir: Path, progress: bool) -> None:
+def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, progress: bool) -> None:
     world = _build_world(cfg, seed)
     users = _build_users(cfg, world, seed)
     rows = _simulate(cfg, world, users, seed, progress)
@@ -699,7 +703,7 @@ def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, final_dir: Path
             on_batch=bar.update,
         )
 
-    records = _metadata(cfg, world, rows, texts, has_img, final_dir, seed)
+    records = _metadata(cfg, world, rows, texts, has_img, seed)
     order = _file_order(rows.user, rows.day, _rng(seed, 9))
     item_dom = world.domain[rows.item]
     files = tqdm(total=2 * len(cfg.domains), desc="xmarket-sim: files", unit="file", disable=not progress)
@@ -765,7 +769,7 @@ def generate(out_dir: Path, scale: str = "small", seed: int = 0, progress: bool 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_all(cfg, scale, seed, tmp, out_dir, progress)
+        _write_all(cfg, scale, seed, tmp, progress)
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             os.replace(out_dir, old)

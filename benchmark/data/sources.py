@@ -2,7 +2,8 @@
 
 ``xmarket`` (real files under DATA_DIR), ``xmarket-sim`` (the synthetic twin, generated on first
 use, always labelled synthetic) and ``recbole:<name>`` (RecBole atomic files). Item images named
-by the metadata are fetched into ``<dataset dir>/.cache/images`` so ``Items.image_path`` is set.
+by the metadata are fetched into ``<dataset dir>/.cache/images`` so ``Items.image_path`` is set
+(a data directory that cannot hold caches gets a writable one elsewhere: fsutil.cache_root).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from benchmark.data import layouts
 from benchmark.data.model import Dataset
 from benchmark.data.paper_data import with_paper_data
 from benchmark.errors import ConfigError, DataError, did_you_mean
+from benchmark.fsutil import CACHE_DIR_ENV, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def _load(name: str, data_dir: Path, scale: str, seed: int, domains: str | None,
         real_xmarket_present(data_dir, domains)
         doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
         root = xmarket_root(data_dir)
-        ds = load_xmarket(root, doms, cache_dir=root / ".cache" / "parsed", progress=progress, name="xmarket")
+        ds = load_xmarket(root, doms, cache_dir=cache_root(root) / "parsed", progress=progress, name="xmarket")
         return _with_images(ds, root, progress)
     if name == "xmarket-sim":
         doms = parse_domains(domains) if domains else DEFAULT_DOMAINS
@@ -131,7 +133,7 @@ def _load(name: str, data_dir: Path, scale: str, seed: int, domains: str | None,
                     log.info("xmarket-sim: generating the %s twin (seed %d) in %s", scale, seed, out)
                     generate(out, scale=scale, seed=seed, progress=progress)
         ds = load_xmarket(
-            out, doms, cache_dir=out / ".cache" / "parsed", progress=progress, name="xmarket-sim"
+            out, doms, cache_dir=cache_root(out) / "parsed", progress=progress, name="xmarket-sim"
         )
         if not ds.synthetic:
             raise DataError("the synthetic twin's SIMULATED.json marker is missing", out)
@@ -187,11 +189,12 @@ def _with_images(ds: Dataset, root: Path, progress: bool) -> Dataset:
         return ds
     from benchmark.data.images import fetch_images
 
+    folder = cache_root(root) / "images"  # a read-only data dir: a writable cache elsewhere, said once
     try:
-        items = fetch_images(ds.items, root / ".cache" / "images", progress=progress, allowed_root=root)
-    except OSError as exc:  # e.g. a read-only copy of the data: run without local images
-        log.warning("images: cannot use the image cache under %s (%s); items keep no image path", root, exc)
-        return ds
+        items = fetch_images(ds.items, folder, progress=progress, allowed_root=root)
+    except OSError as exc:  # never run on without the images the metadata names (a silently dropped modality)
+        raise DataError(f"cannot use the image cache ({exc.strerror or exc}); free or fix it, or set "
+                        f"{CACHE_DIR_ENV} to a writable folder", folder) from None
     n_img = int(np.count_nonzero(items.image_path != ""))
     meta = dict(ds.meta, images_with_url=int(sum(bool(u) for u in urls)), images_local=n_img)
     return replace(ds, items=items, meta=meta)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchmark.data.model import Dataset, Histories, Interactions, Sequences, Split, TestCases, TrainView
 from benchmark.errors import ConfigError, DataError
-from benchmark.fsutil import atomic_write
+from benchmark.fsutil import atomic_write, cache_entry_refusal
 
 log = logging.getLogger(__name__)
 
@@ -590,7 +590,10 @@ def cached_split(dataset: Dataset, cache_dir: Path, seed: int = 0, **settings: o
     key = split_cache_key(dataset, seed, **settings)
     safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset.name)
     path = Path(cache_dir) / f"split-{safe_name}-{key}.npz"
-    if path.is_file():
+    refusal = cache_entry_refusal(path, path.parent) if path.is_file() else None
+    if refusal is not None:
+        log.warning("split cache %s is not used (%s); rebuilding it", path, refusal)
+    elif path.is_file():
         try:  # load_split re-derives the manifest hash from the content: a flipped bit is caught
             split = load_split(path)
             if split.meta.get("dataset_fingerprint") == dataset.fingerprint and len(split.item_head) == len(

@@ -35,6 +35,14 @@ import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
 from benchmark.data.model import Dataset, Interactions, Items
+from benchmark.data.numbers import (
+    AVERAGE_RATING_RANGE,
+    PRICE_RANGE,
+    XMARKET_RATING_RANGE,
+    check_number,
+    check_range,
+    first_bad,
+)
 from benchmark.errors import ConfigError, DataError
 from benchmark.fsutil import verify_checked, write_checked
 
@@ -343,10 +351,34 @@ def _read_ratings_fast(path: Path) -> _DomainRatings | None:
     )
 
 
+def _raw_field(path: Path, line: int, column: int) -> str | None:
+    """The text of one field of one line (for an error message; reads the file up to that line)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if lineno == line:
+                    fields = raw.decode("utf-8", "replace").split()
+                    return fields[column] if len(fields) > column else None
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
 def _read_ratings(path: Path, label: str, progress: bool) -> _DomainRatings:
-    """One ratings file: the fast columnar reader, or the strict one for anything it declines."""
+    """One ratings file: the fast columnar reader, or the strict one for anything it declines.
+
+    Ratings must be finite star ratings (``nan``, ``inf`` or a 5000-digit number parse as floats
+    and are refused here with their line).
+    """
     fast = _read_ratings_fast(path)
-    return fast if fast is not None else _read_ratings_strict(path, label, progress)
+    out = fast if fast is not None else _read_ratings_strict(path, label, progress)
+    bad = first_bad(out.rating, *XMARKET_RATING_RANGE)
+    if bad is not None:
+        raw = _raw_field(path, bad + 1, 2)
+        check_range(out.rating[bad:bad + 1], "rating", path, XMARKET_RATING_RANGE, first_line=bad + 1,
+                    raw=None if raw is None else np.array([raw], dtype=object))
+    return out
 
 
 def _fixed_width(arrays: list) -> tuple[np.ndarray, np.ndarray]:
@@ -516,8 +548,10 @@ def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> 
                         _as_text(rec.get("description")),
                         _as_text(rec.get("features")),
                         best_image_url(rec.get("imgUrl", rec.get("imUrl"))),
-                        _parse_price(rec.get("price")),
-                        _as_float(rec.get("averageRating")),
+                        check_number(_parse_price(rec.get("price")), "price", path, PRICE_RANGE, lineno,
+                                     rec.get("price")),
+                        check_number(_as_float(rec.get("averageRating")), "averageRating", path,
+                                     AVERAGE_RATING_RANGE, lineno, rec.get("averageRating")),
                     )
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         if isinstance(exc, gzip.BadGzipFile):
@@ -786,6 +820,8 @@ def _cache_load(path: Path, name: str, fingerprint: str) -> Dataset | None:
         return None
     if blob.get("fingerprint") != fingerprint:
         return None
+    if first_bad(a["rating"], *XMARKET_RATING_RANGE) is not None:  # parsed before ratings were range-checked
+        return None  # parsed again, which names the line
     text = None
     if "title" in blob:
         text = [blob["title"], blob["categories"], blob["description"], blob["features"], blob["image_url"],

@@ -21,6 +21,7 @@ import pandas as pd
 from benchmark.data.cards import shared_item_ids
 from benchmark.data.domains import declare_undated, key_per_domain, parse_list
 from benchmark.data.model import Dataset, Interactions, Items
+from benchmark.data.numbers import XMARKET_RATING_RANGE, check_range
 from benchmark.data.xmarket import file_signature
 from benchmark.errors import DataError
 
@@ -63,6 +64,8 @@ def load_5core(root: Path, domains: str | None = None) -> Dataset:
         if rate.isna().any():
             i = int(np.flatnonzero(rate.isna().to_numpy())[0])
             raise DataError(f"unparseable rating {df['rate'].iloc[i]!r}", found[label], i + 2)
+        check_range(rate.to_numpy(dtype=np.float64), "rating", found[label], XMARKET_RATING_RANGE, first_line=2,
+                    raw=df["rate"].to_numpy(dtype=object))
         dates = pd.to_datetime(df["date"], errors="coerce", format="%Y-%m-%d") if "date" in df else None
         if dates is not None and dates.isna().any():
             i = int(np.flatnonzero(dates.isna().to_numpy())[0])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.fsutil import atomic_write, sha256_file
+from benchmark.fsutil import atomic_write, cache_entry_refusal, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,10 @@ class FeatureCache:
         if not meta_path.exists():
             return None
         try:
+            for path in (meta_path, vec_path, *((mask_path,) if with_mask else ())):
+                refusal = cache_entry_refusal(path, self.root)
+                if refusal is not None:
+                    raise ValueError(f"{path.name}: {refusal}")
             meta = json.loads(meta_path.read_text())
             if meta.get("key") != key:
                 raise ValueError("key mismatch")

@@ -23,7 +23,7 @@ from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
-from benchmark.reporting.writers import keyed_dir, write_text
+from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import RankingRecord, finished_records
 from benchmark.store.tracking import code_version
 from benchmark.tasks.ranking.metrics import auc_se, delong_test
@@ -241,45 +241,46 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
     records = load_ranking_records(results_dir, suite, keys, dataset, scale)
     labels = sorted({r.dataset.get("label", "?") for r in records})
     synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
-    out = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
-    paper = on_paper_data(r.dataset for r in records)
-    header, rows, md = table4(records, results_dir, paper_numbers=paper)
-    write_text(out / "table4.csv", to_csv(header, rows))
-    ctr = records[0].ctr
-    seeds = sorted({r.seed for r in records})
-    claim = check_c9(records, results_dir)
-    claim_lines = claim_table([claim], paper)
-    write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
-    parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
-             f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
-             "", md, "",
-             "p: DeLong's test against w/o Emb. on the same test rows, per seed; the largest p over seeds, "
-             "Holm-corrected over the embedding rows of each model (* = below 0.05).",
-             f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
-             f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
-             f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
-             "", *noise_lines(records, results_dir), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
-             f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
-             "| model | embeddings | seed | run key | MLflow run | embeddings from | steps | epochs | best epoch | "
-             "stop | fit s | code |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    budget = [["model", "embedding", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
-               "fit_wall_s", "fit_cpu_s"]]
-    for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
-        src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
-        t = r.info.get("training", {})
-        stop = t.get("stop_reason", "not recorded")
-        parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
-                     f"{src} | {t.get('optimizer_steps', '-')} | {r.info.get('epochs_run', '-')} | "
-                     f"{r.info.get('best_epoch')} | {stop} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
-        budget.append([r.model, r.embedding, str(r.seed), str(t.get("optimizer_steps", "")),
-                       str(t.get("examples_seen", "")), str(r.info.get("epochs_run", "")), str(r.info.get("best_epoch")),
-                       stop, str(t.get("fit_wall_s", r.timings.get("fit_s", ""))), str(t.get("fit_cpu_s", ""))])
-    write_text(out / "training_budget.csv", to_csv(budget[0], budget[1:]))
-    failed = [f for f in read_failures(Path(results_dir) / suite, keys)
-              if not (Path(results_dir) / suite / f.key / "result.json").exists()]
-    if failed:
-        parts += ["", "### Failed cells (rerun to retry them)", ""] + [f"- {f.line()}" for f in failed]
-    text = "\n".join(parts) + "\n"
-    write_text(out / "report.md", text)
-    return text
+    final = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
+    with staged_report(final) as out:
+        paper = on_paper_data(r.dataset for r in records)
+        header, rows, md = table4(records, results_dir, paper_numbers=paper)
+        write_text(out / "table4.csv", to_csv(header, rows))
+        ctr = records[0].ctr
+        seeds = sorted({r.seed for r in records})
+        claim = check_c9(records, results_dir)
+        claim_lines = claim_table([claim], paper)
+        write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
+        parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
+                 f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
+                 "", md, "",
+                 "p: DeLong's test against w/o Emb. on the same test rows, per seed; the largest p over seeds, "
+                 "Holm-corrected over the embedding rows of each model (* = below 0.05).",
+                 f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
+                 f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
+                 f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
+                 "", *noise_lines(records, results_dir), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
+                 f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
+                 "| model | embeddings | seed | run key | MLflow run | embeddings from | steps | epochs | best epoch | "
+                 "stop | fit s | code |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        budget = [["model", "embedding", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
+                   "fit_wall_s", "fit_cpu_s"]]
+        for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
+            src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
+            t = r.info.get("training", {})
+            stop = t.get("stop_reason", "not recorded")
+            parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
+                         f"{src} | {t.get('optimizer_steps', '-')} | {r.info.get('epochs_run', '-')} | "
+                         f"{r.info.get('best_epoch')} | {stop} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
+            budget.append([r.model, r.embedding, str(r.seed), str(t.get("optimizer_steps", "")),
+                           str(t.get("examples_seen", "")), str(r.info.get("epochs_run", "")), str(r.info.get("best_epoch")),
+                           stop, str(t.get("fit_wall_s", r.timings.get("fit_s", ""))), str(t.get("fit_cpu_s", ""))])
+        write_text(out / "training_budget.csv", to_csv(budget[0], budget[1:]))
+        failed = [f for f in read_failures(Path(results_dir) / suite, keys)
+                  if not (Path(results_dir) / suite / f.key / "result.json").exists()]
+        if failed:
+            parts += ["", "### Failed cells (rerun to retry them)", ""] + [f"- {f.line()}" for f in failed]
+        text = "\n".join(parts) + "\n"
+        write_text(out / "report.md", text)
+        return text

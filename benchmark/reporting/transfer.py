@@ -26,7 +26,7 @@ from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.significance import format_p
-from benchmark.reporting.writers import keyed_dir, write_text
+from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
 from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg
 
@@ -266,48 +266,49 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
     label = records[0]["dataset"]["label"]
     synthetic = " - SYNTHETIC DATA, not XMarket" if records[0]["dataset"]["synthetic"] else ""
     cfg = records[0]["transfer"]
-    out = keyed_dir(reports_dir, suite, records[0]["dataset"].get("name") or records[0]["dataset"]["label"].split()[0], records[0]["scale"])
-    seeds = sorted({r["condition"]["seed"] for r in records})
-    paper = on_paper_data(r["dataset"] for r in records)
-    parts = [f"# {suite} on {label}{synthetic}", "", *header_lines(r["dataset"] for r in records),
-             f"Source {' + '.join(cfg['source_domains'])} -> target {cfg['target_domain']}; "
-             f"{records[0]['target_cases']} target test cases; seeds {seeds}; cells = mean over seeds, percent, "
-             "next-item protocol over the target's items (full ranking). TransRec's item towers: "
-             f"{_towers(records)}.", ""]
-    titles = {"table6": "Table 6: TransRec vs TFS vs ID baselines on the target",
-              "table7": "Table 7: TransRec by source data share (target 100%)",
-              "table8": "Table 8: TransRec vs TFS by target data share",
-              "table9": "Table 9: end-to-end vs frozen features (groups = modality of the target item)"}
-    for name, (header, rows) in tables(records).items():
-        write_text(out / f"{name}.csv", _csv(header, rows))
-        parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
-    absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
-    if absent:
-        parts += [f"Not in Table 6 (fine-tuning methods listed in the suite): {_absent_reasons(absent)}.", ""]
-    if paper:
-        parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
-            f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items())
-            + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
-    rows = noise.noise_rows(_noise_columns(records), "HR@10", "next-item")
-    write_text(out / "noise.csv", _csv(noise.HEADER, rows))
-    parts += [*noise.noise_markdown(rows, "HR@10", "next-item, Table 6 conditions"), ""]
-    claims = transfer_claims(records)
-    lines = claim_table(claims, paper)
-    write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
-               + "\n".join([*header_lines(r["dataset"] for r in records), *lines]) + "\n")
-    write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
-    parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
-              versions_line([r.get("machine", {}) for r in records]), "",
-              *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
-                   [[_cond(r), str(r["condition"]["seed"]), r["run_key"], *_budget(r), str(r["seconds"])] for r in records]),
-              "", "steps / epochs / stop: the condition's training budget (for a staged recipe, all stages; stop = "
-              "why the last stage ended: converged = early stopping on validation, max_epochs = the cap)."]
-    failed = [f for f in read_failures(folder) if not has_record(folder / f.key)]
-    if failed:
-        parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
-    text = "\n".join(parts) + "\n"
-    write_text(out / "report.md", text)
-    return text
+    final = keyed_dir(reports_dir, suite, records[0]["dataset"].get("name") or records[0]["dataset"]["label"].split()[0], records[0]["scale"])
+    with staged_report(final) as out:
+        seeds = sorted({r["condition"]["seed"] for r in records})
+        paper = on_paper_data(r["dataset"] for r in records)
+        parts = [f"# {suite} on {label}{synthetic}", "", *header_lines(r["dataset"] for r in records),
+                 f"Source {' + '.join(cfg['source_domains'])} -> target {cfg['target_domain']}; "
+                 f"{records[0]['target_cases']} target test cases; seeds {seeds}; cells = mean over seeds, percent, "
+                 "next-item protocol over the target's items (full ranking). TransRec's item towers: "
+                 f"{_towers(records)}.", ""]
+        titles = {"table6": "Table 6: TransRec vs TFS vs ID baselines on the target",
+                  "table7": "Table 7: TransRec by source data share (target 100%)",
+                  "table8": "Table 8: TransRec vs TFS by target data share",
+                  "table9": "Table 9: end-to-end vs frozen features (groups = modality of the target item)"}
+        for name, (header, rows) in tables(records).items():
+            write_text(out / f"{name}.csv", _csv(header, rows))
+            parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
+        absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
+        if absent:
+            parts += [f"Not in Table 6 (fine-tuning methods listed in the suite): {_absent_reasons(absent)}.", ""]
+        if paper:
+            parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
+                f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items())
+                + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
+        rows = noise.noise_rows(_noise_columns(records), "HR@10", "next-item")
+        write_text(out / "noise.csv", _csv(noise.HEADER, rows))
+        parts += [*noise.noise_markdown(rows, "HR@10", "next-item, Table 6 conditions"), ""]
+        claims = transfer_claims(records)
+        lines = claim_table(claims, paper)
+        write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
+                   + "\n".join([*header_lines(r["dataset"] for r in records), *lines]) + "\n")
+        write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
+        parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
+                  versions_line([r.get("machine", {}) for r in records]), "",
+                  *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
+                       [[_cond(r), str(r["condition"]["seed"]), r["run_key"], *_budget(r), str(r["seconds"])] for r in records]),
+                  "", "steps / epochs / stop: the condition's training budget (for a staged recipe, all stages; stop = "
+                  "why the last stage ended: converged = early stopping on validation, max_epochs = the cap)."]
+        failed = [f for f in read_failures(folder) if not has_record(folder / f.key)]
+        if failed:
+            parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
+        text = "\n".join(parts) + "\n"
+        write_text(out / "report.md", text)
+        return text
 
 
 def _noise_columns(records: list[dict]) -> list[tuple[str, dict[str, dict]]]:
