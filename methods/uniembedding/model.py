@@ -36,6 +36,7 @@ from methods.uniembedding.adapter import MultiModalAdapter
 from methods.uniembedding.batching import (
     Batch,
     PaddedSequences,
+    context_lengths,
     epoch_batches,
     length_chunks,
     make_batch,
@@ -231,9 +232,12 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     padded = training_sequences(view, cfg)
     net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, view.n_items,
                           len(view.domains), cfg).to(device)
-    ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch; "
+    fraction = context_fraction(cfg)
+    n_anchors = padded.n_tokens - (0 if fraction is None else int(context_lengths(padded.length, fraction).sum()))
+    ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch%s; "
                     "%d parameters; %d validation cases", sorted(inputs.vectors), inputs.rule, len(padded),
-                    padded.n_tokens, sum(p.numel() for p in net.parameters()), 0 if carve is None else len(carve))
+                    n_anchors, "" if fraction is None else f" (earlier-part user view, f = {fraction:g})",
+                    sum(p.numel() for p in net.parameters()), 0 if carve is None else len(carve))
     if len(padded) < 2:
         ctx.logger.warning("uniembedding: fewer than two usable sequences; the adapter stays untrained")
         return net, inputs, padded
