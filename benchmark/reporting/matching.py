@@ -75,6 +75,11 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
         title3 = f"Table 3: UniEmbedding ablation ({tables.TABLE3_GROUP} users), {label}{synthetic}"
         write_text(out / "table3.csv", tables.to_csv(*t3))
         parts += ["", tables.table3_markdown(*t3, title3, paper_numbers=paper)]
+    t3v = tables.table3_variant_rows(results)
+    if t3v:
+        title3v = f"Table 3 by variant ({tables.TABLE3_GROUP} users), {label}{synthetic}"
+        write_text(out / "table3_variants.csv", tables.to_csv(*t3v))
+        parts += ["", tables.table3_variant_markdown(*t3v, title3v, paper_numbers=paper)]
     elif suite != ABLATION_SUITE and (results_dir / ABLATION_SUITE).is_dir():
         try:
             ablation = tables.table3_rows(aggregate(load_records(results_dir, ABLATION_SUITE)))
