@@ -61,5 +61,5 @@ def test_paper_preset_report_states_what_did_not_run(tmp_path: Path) -> None:
         assert f"`{method}`" in section
     for method in PRESET:
         assert f"`{method}`" not in section.split("To run them", 1)[0]
-    assert "10 method(s)" in section and "--executor ray" in section and "device=cuda" in section
+    assert "12 method(s)" in section and "--executor ray" in section and "device=cuda" in section
     assert (tmp_path / "reports" / "xmarket-matching" / "xmarket-sim-paper-subset" / "report.md").is_file()

@@ -87,6 +87,11 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
                 ablation_rows = ablation[1] if ablation else None
             except BenchmarkError:
                 ablation_rows = None
+        t3v = tables.table3_variant_rows(results)
+        if t3v:
+            title3v = f"Table 3 by variant ({tables.TABLE3_GROUP} users), {label}{synthetic}"
+            write_text(out / "table3_variants.csv", tables.to_csv(*t3v))
+            parts += ["", tables.table3_variant_markdown(*t3v, title3v, paper_numbers=paper)]
 
         figure_paths = figures.figure6_head_tail(results, f"Figure 6: HR@50 head vs tail items, {label}{synthetic}",
                                                  out / "figure6_head_tail")

@@ -19,8 +19,39 @@ from benchmark.tasks.matching.runner import failed_records
 METRICS = ("HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
 #: The next-item table (the sequence methods' own protocol): cut-offs 10, 20, 50.
 NEXT_ITEM_METRICS = tuple(f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in (10, 20, 50))
-#: Table 1's column order in the paper; other methods follow in suite order.
+#: Table 1's column order in the paper; other methods follow by name.
 PAPER_ORDER = ("CLIP", "UniSRec", "MISSRec", "VQRec", "Item2Vec", "PGG", "CB2CF", "UAE", "UniEmb_Text", "UniEmb")
+
+
+@dataclass(frozen=True)
+class ProposalColumn:
+    """A column that is ours, not the paper's: its header carries ``suffix`` and the table a note."""
+
+    beside: str | None  # the paper column it stands right after (None: with the other non-paper columns)
+    suffix: str
+    note: str
+
+
+#: Our variants shown beside the paper's columns (registry name -> how they are labelled). Our
+#: UniSRec and MISSRec columns are the inductive settings (item = content only; the paper does not
+#: say which it ran, see their cards); the transductive twins add an item-ID table, which is what
+#: "the twin favours IDs" has to be tested on.
+PROPOSAL_COLUMNS = {
+    "unisrec-transductive": ProposalColumn(
+        "UniSRec", " (transductive) [proposal]",
+        "UniSRec with transductive fine-tuning, item = n(MoE(x_i) + e_i^ID), the ID also in the sequence "
+        "input (its authors' second setting); not a column of the paper's Table 1, which does not say its "
+        "UniSRec's setting: our UniSRec column is the inductive one [proposal] (methods/unisrec/card.md)"),
+    "missrec-transductive": ProposalColumn(
+        "MISSRec", " (transductive) [proposal]",
+        "MISSRec with transductive fine-tuning (item-ID embeddings added; its authors' default); not a column "
+        "of the paper's Table 1, which does not say its MISSRec's setting: our MISSRec column is the inductive "
+        "one [proposal] (methods/missrec/card.md)"),
+    "uniembedding-earlier-view": ProposalColumn(
+        None, " [proposal]",
+        "UniEmb whose behaviour encoder reads only the earlier part of each window while anchors and positives "
+        "come from the later part, so no positive is an encoder input (methods/uniembedding/card.md)"),
+}
 
 
 def paper_table(name: str) -> list[dict[str, str]]:
@@ -121,13 +152,20 @@ def aggregate(records: list[RunRecord]) -> list[MethodResult]:
         first = (done or recs)[0]
         status = "done" if done else ("failed" if failed else "skipped")
         reason = "" if done else (failed or recs)[0].reason
-        display = first.display if done else plain_name(method, first.display)
+        proposal = PROPOSAL_COLUMNS.get(method)
+        display = (first.display if done else plain_name(method, first.display)) + (proposal.suffix if proposal else "")
         out.append(MethodResult(method=method, display=display, paper_column=first.paper_column,
                                 status=status, reason=reason, records=recs))
 
-    def order(m: MethodResult) -> tuple[int, str]:
-        col = m.paper_column
-        return (PAPER_ORDER.index(col) if col in PAPER_ORDER else len(PAPER_ORDER), m.method)
+    def order(m: MethodResult) -> tuple[int, int, str]:
+        """Paper columns in the paper's order, each [proposal] twin right after its paper column, then the rest."""
+        proposal = PROPOSAL_COLUMNS.get(m.method)
+        col, beside = m.paper_column, proposal.beside if proposal else None
+        if col in PAPER_ORDER:
+            return (PAPER_ORDER.index(col), 0, m.method)
+        if beside in PAPER_ORDER:
+            return (PAPER_ORDER.index(beside), 1, m.method)
+        return (len(PAPER_ORDER), 0, m.method)
 
     return sorted(out, key=order)
 

@@ -7,12 +7,23 @@ import io
 import math
 from collections.abc import Sequence
 
-from benchmark.reporting.results import METRICS, NEXT_ITEM_METRICS, MethodResult, paper_table, paper_value
+from benchmark.reporting.results import (
+    METRICS,
+    NEXT_ITEM_METRICS,
+    PROPOSAL_COLUMNS,
+    MethodResult,
+    paper_table,
+    paper_value,
+)
 
 TEST_USERS = ("overlapped", "unseen")
 TABLE3_METRICS = METRICS
 TABLE3_GROUP = "overlapped"  # the paper does not say; Table 1's first block (stated in every title)
 ABLATIONS = {"wo_user_view_delta": "uniembedding-wo-user-view", "wo_cross_domain_delta": "uniembedding-wo-cross-domain"}
+#: Table 3's rows by variant: the full model, the paper's two ablations, then our [proposal] variant(s).
+TABLE3_VARIANTS = {"uniembedding": "UniEmb (full)", "uniembedding-wo-user-view": "w/o user view",
+                   "uniembedding-wo-cross-domain": "w/o cross-domain",
+                   "uniembedding-earlier-view": "earlier-part user view [proposal]"}
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -66,6 +77,7 @@ def table1_markdown(results: list[MethodResult], title: str, paper: bool = True,
     lines.append("Cells: ours (paper Table 1) in percent; ours is the mean over seeds (± std when > 1 seed)." if paper
                  else "Cells: ours in percent, the mean over seeds (± std when > 1 seed). The paper's Table 1 numbers "
                  "are not shown: this is not the paper's XMarket.")
+    lines += proposal_notes(results)
     lines += absent_lines(results, not_run)
     return "\n".join(lines)
 
@@ -85,6 +97,11 @@ def absent_lines(results: list[MethodResult], not_run: Sequence[str] = ()) -> li
     if not_run:
         out.append(f"- not run in this report: {', '.join(not_run)} (see \"Not run in this report\")")
     return out
+
+
+def proposal_notes(results: list[MethodResult]) -> list[str]:
+    """One line per [proposal] column present: what it is and why it is not the paper's."""
+    return [f"- {m.display}: {PROPOSAL_COLUMNS[m.method].note}." for m in results if m.method in PROPOSAL_COLUMNS]
 
 
 def table1_latex(results: list[MethodResult], title: str) -> str:
@@ -136,6 +153,47 @@ def table3_markdown(header: list[str], rows: list[list[str]], title: str, paper_
     return "\n".join(lines)
 
 
+def table3_variant_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]] | None:
+    """Table 3 by variant, one row each (the full model first): absolute metrics on the overlapped users,
+    each one's delta against the full model, and why each run's training stopped. None when no
+    variant besides the full model ran."""
+    by_name = {m.method: m for m in results if m.status == "done"}
+    full = by_name.get("uniembedding")
+    present = [name for name in TABLE3_VARIANTS if name in by_name]
+    if full is None or len(present) < 2:
+        return None
+    header = ["variant", "method", *METRICS, *(f"{k}_delta" for k in METRICS), "stop_reason"]
+    rows = []
+    for name in present:
+        m = by_name[name]
+        deltas = ["" if m is full else _fmt(m.value(TABLE3_GROUP, k) - full.value(TABLE3_GROUP, k)) for k in METRICS]
+        stops = sorted({str(r.training.get("stop_reason") or "not recorded") for r in m.records if r.status == "done"})
+        rows.append([TABLE3_VARIANTS[name], name, *(_fmt(m.value(TABLE3_GROUP, k)) for k in METRICS), *deltas,
+                     "/".join(stops)])
+    return header, rows
+
+
+def table3_variant_markdown(header: list[str], rows: list[list[str]], title: str, paper_numbers: bool = True) -> str:
+    """The variant rows as 'value (delta vs full)' cells, with the paper's delta where it has one
+    (``paper_numbers=False``: not the paper's XMarket, none shown)."""
+    paper = paper_table("table3_ablation_xmarket") if paper_numbers else []
+    paper_col = {method: col for col, method in ABLATIONS.items()}
+    lines = [f"### {title}", "", "| variant | " + " | ".join(METRICS) + " | stop reason |",
+             "|---|" + "---|" * (len(METRICS) + 1)]
+    for row in rows:
+        values, deltas = row[2:2 + len(METRICS)], row[2 + len(METRICS):2 + 2 * len(METRICS)]
+        cells = []
+        for metric, value, delta in zip(METRICS, values, deltas, strict=True):
+            ref = paper_value(paper, paper_col[row[1]], metric=metric) if row[1] in paper_col else None
+            cell = value + (f" ({float(delta):+.3f})" if delta else "")
+            cells.append(cell + (f" [paper {ref:+.3f}]" if ref is not None else ""))
+        lines.append(f"| {row[0]} | " + " | ".join(cells) + f" | {row[-1]} |")
+    lines += ["", f"Cells: {TABLE3_GROUP} test users, percent (delta against the full model, pp"
+              + ("; the paper's Table 3 delta where it has the row" if paper_numbers else "") + "). Rows marked "
+              "[proposal] are ours, not the paper's."]
+    return "\n".join(lines)
+
+
 NEXT_ITEM_USERS = ("all", "overlapped", "unseen")
 
 
@@ -175,6 +233,7 @@ def next_item_markdown(results: list[MethodResult], title: str, absent: list[str
               "unless evaluation.exclude_history), same exact-rank and tie rules as Table 1; percent, mean over "
               "seeds. The last row repeats each method's item-to-item HR@50 so a weak item-to-item score can be "
               "read beside its next-item score. Methods without a user/sequence encoder are absent."]
+    lines += proposal_notes(present)
     if absent:
         lines += ["", "Sequence methods without next-item numbers here:", *absent]
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """UniEmbedding (Dai et al., CIKM'24): user-view contrastive pretraining of a domain-aware
-multi-modal adapter (docs/methods.md section 2), plus its Table 1 / Table 3 variants."""
+multi-modal adapter (docs/methods.md section 2), plus its Table 1 / Table 3 variants and
+the earlier-part user view [proposal]."""
 
 from methods.uniembedding.model import (
     UniEmbedding,
+    UniEmbeddingEarlierView,
     UniEmbeddingText,
     UniEmbeddingWithoutCrossDomain,
     UniEmbeddingWithoutUserView,
@@ -11,6 +13,7 @@ from methods.uniembedding.model import (
 
 __all__ = [
     "UniEmbedding",
+    "UniEmbeddingEarlierView",
     "UniEmbeddingText",
     "UniEmbeddingWithoutCrossDomain",
     "UniEmbeddingWithoutUserView",

@@ -51,30 +51,37 @@ class ContrastiveSets:
 
 
 def contrastive_sets(anchor_row: torch.Tensor, anchor_col: torch.Tensor, column_of: torch.Tensor,
-                     row_owner: torch.Tensor, n_cols: int) -> ContrastiveSets:
+                     row_owner: torch.Tensor, n_cols: int, positive_of: torch.Tensor | None = None,
+                     ) -> ContrastiveSets:
     """P_a and N_a for every anchor of a batch.
 
     ``column_of`` [B, L'] maps each row's positions to columns (-1 = padding); ``row_owner`` [B]
-    gives each row's user (0..n_owners-1). P_a = the distinct columns of a's row except a's own.
+    gives each row's user (0..n_owners-1). P_a = the distinct columns of a's row except a's own,
+    taken from ``positive_of`` when given (same shape, -1 = not a positive: the earlier-part
+    variant keeps only the later part's items the encoder did not read); N_a always excludes
+    every item of the user's rows (``column_of``).
     """
+    positive_of = column_of if positive_of is None else positive_of
     n_rows, width = column_of.shape
     valid = column_of >= 0
+    can = positive_of >= 0
     earlier = torch.tril(torch.ones(width, width, dtype=torch.bool, device=column_of.device), diagonal=-1)  # [l, l'] l' < l
-    repeat = ((column_of[:, :, None] == column_of[:, None, :]) & earlier).any(-1)
-    first = valid & ~repeat  # first occurrence of each distinct item in its row
-    candidate = first[anchor_row] & (column_of[anchor_row] != anchor_col[:, None])  # [A, L']
+    repeat = ((positive_of[:, :, None] == positive_of[:, None, :]) & earlier).any(-1)
+    first = can & ~repeat  # first occurrence of each distinct positive item in its row
+    candidate = first[anchor_row] & (positive_of[anchor_row] != anchor_col[:, None])  # [A, L']
     pos_anchor, pos_slot = torch.nonzero(candidate, as_tuple=True)
     r, p = torch.nonzero(valid, as_tuple=True)
     owner_items = torch.zeros(int(row_owner.max()) + 1, n_cols, dtype=torch.bool, device=column_of.device)
     owner_items[row_owner[r], column_of[r, p]] = True
-    return ContrastiveSets(pos_anchor=pos_anchor, pos_col=column_of[anchor_row[pos_anchor], pos_slot],
+    return ContrastiveSets(pos_anchor=pos_anchor, pos_col=positive_of[anchor_row[pos_anchor], pos_slot],
                            anchor_owner=row_owner[anchor_row], owner_items=owner_items)
 
 
 def contrastive_masks(anchor_row: torch.Tensor, anchor_col: torch.Tensor, column_of: torch.Tensor,
-                      row_owner: torch.Tensor, n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      row_owner: torch.Tensor, n_cols: int, positive_of: torch.Tensor | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense boolean P_a and N_a [A, U] (see :func:`contrastive_sets`)."""
-    return contrastive_sets(anchor_row, anchor_col, column_of, row_owner, n_cols).dense()
+    return contrastive_sets(anchor_row, anchor_col, column_of, row_owner, n_cols, positive_of).dense()
 
 
 def sample_positives(sets: ContrastiveSets, k: int, generator: torch.Generator) -> ContrastiveSets:

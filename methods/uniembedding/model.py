@@ -4,7 +4,8 @@ Pretraining (Figure 4): the adapter (Eqn 1) maps each item's frozen text/image v
 the user behaviour encoder and the multi-head projections (Eqn 2) turn a user's mixed-domain
 sequence into d x d matrices that give the user-view item embeddings (Eqn 3); the multi-domain
 contrastive loss (Eqn 4) trains everything end to end. The downstream item embedding is the
-normalised E^A (end of 3.3). Variants (Table 1, section 5.2.1) are subclasses with a fixed config.
+normalised E^A (end of 3.3). Variants (Table 1, section 5.2.1, and our earlier-part user view
+[proposal]) are subclasses with a fixed config.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from benchmark.data.model import TrainView
@@ -34,12 +36,19 @@ from methods.uniembedding.adapter import MultiModalAdapter
 from methods.uniembedding.batching import (
     Batch,
     PaddedSequences,
+    context_lengths,
     epoch_batches,
     length_chunks,
     make_batch,
     pad_sequences,
 )
-from methods.uniembedding.loss import FORMS, contrastive_sets, multi_domain_contrastive_loss, sample_positives
+from methods.uniembedding.loss import (
+    FORMS,
+    ContrastiveSets,
+    contrastive_sets,
+    multi_domain_contrastive_loss,
+    sample_positives,
+)
 from methods.uniembedding.user_view import UserViewProjection
 
 MODALITIES = ("text", "image")
@@ -128,9 +137,19 @@ class UniEmbeddingNet(nn.Module):
             width = int(length.max())
             col = batch.column_of[chunk, :width]
             view = self.user_view(batch.items[chunk, :width], batch.domain[chunk, :width], length,
-                                  adapted[col.clamp(min=0)])
-            parts.append(view[col >= 0])
+                                  adapted[col.clamp(min=0)], batch.context_length[chunk])
+            parts.append(view[batch.anchor_mask[chunk, :width]])
         return torch.cat(parts)
+
+
+def batch_sets(batch: Batch, cfg: dict[str, Any], generator: torch.Generator) -> ContrastiveSets:
+    """P_a and N_a of Eqn 4 for the batch's anchors (positives from ``batch.positive_of``, sampled to
+    ``max_positives`` when set); what :func:`batch_loss` trains on."""
+    sets = contrastive_sets(batch.anchor_row, batch.anchor_col, batch.column_of, batch.owner,
+                            len(batch.columns), batch.positive_of)
+    if cfg.get("max_positives"):
+        sets = sample_positives(sets, int(cfg["max_positives"]), generator)
+    return sets
 
 
 def batch_loss(net: UniEmbeddingNet, inputs: ItemInputs, batch: Batch, cfg: dict[str, Any],
@@ -140,17 +159,24 @@ def batch_loss(net: UniEmbeddingNet, inputs: ItemInputs, batch: Batch, cfg: dict
     anchors = net.anchor_embeddings(batch, adapted)
     if cfg.get("user_view_norm"):
         anchors = F.normalize(anchors, dim=-1)
-    sets = contrastive_sets(batch.anchor_row, batch.anchor_col, batch.column_of, batch.owner,
-                            len(batch.columns))
-    if cfg.get("max_positives"):
-        sets = sample_positives(sets, int(cfg["max_positives"]), generator)
+    sets = batch_sets(batch, cfg, generator)
     return multi_domain_contrastive_loss(anchors, adapted, sets, float(cfg["tau"]), str(cfg["loss_form"]))
 
 
+def context_fraction(cfg: dict[str, Any]) -> float | None:
+    """The share of each window the behaviour encoder reads in the earlier-part variant [proposal];
+    None = the whole window (the paper's, and every config without ``user_view_input``)."""
+    return float(cfg["context_fraction"]) if cfg.get("user_view_input", "window") == "earlier" else None
+
+
 def training_sequences(train: TrainView, cfg: dict[str, Any]) -> PaddedSequences:
-    """Mixed-domain sequences (3.1), or single-domain ones for the w/o cross-domain ablation (5.2.1)."""
+    """Mixed-domain sequences (3.1), or single-domain ones for the w/o cross-domain ablation (5.2.1).
+
+    The earlier-part variant keeps windows of >= 3 items (encoder input + anchor + positive).
+    """
     seqs = train.sequences if cfg["cross_domain"] else train.single_domain_sequences()
-    return pad_sequences(seqs, train.item_domain, int(cfg["max_len"]))
+    return pad_sequences(seqs, train.item_domain, int(cfg["max_len"]),
+                         min_len=2 if context_fraction(cfg) is None else 3)
 
 
 def validation_cases(carve: ValidationCarve) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,9 +232,12 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     padded = training_sequences(view, cfg)
     net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, view.n_items,
                           len(view.domains), cfg).to(device)
-    ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch; "
+    fraction = context_fraction(cfg)
+    n_anchors = padded.n_tokens - (0 if fraction is None else int(context_lengths(padded.length, fraction).sum()))
+    ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch%s; "
                     "%d parameters; %d validation cases", sorted(inputs.vectors), inputs.rule, len(padded),
-                    padded.n_tokens, sum(p.numel() for p in net.parameters()), 0 if carve is None else len(carve))
+                    n_anchors, "" if fraction is None else f" (earlier-part user view, f = {fraction:g})",
+                    sum(p.numel() for p in net.parameters()), 0 if carve is None else len(carve))
     if len(padded) < 2:
         ctx.logger.warning("uniembedding: fewer than two usable sequences; the adapter stays untrained")
         return net, inputs, padded
@@ -227,7 +256,7 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
         net.train()
         started, total, anchors = time.perf_counter(), 0.0, 0
         for rows in epoch_batches(len(padded), int(cfg["batch_size"]), generator):
-            batch = make_batch(padded, rows, int(cfg["chunk_tokens"])).to(device)
+            batch = make_batch(padded, rows, int(cfg["chunk_tokens"]), context_fraction(cfg)).to(device)
             loss, n = batch_loss(net, inputs, batch, cfg, generator)
             if n == 0:
                 continue
@@ -340,6 +369,14 @@ class UniEmbedding(Method):
             raise ConfigError(f"uniembedding: invalid value for {bad}")
         if cfg["eval_embedding"] == "user_view" and not cfg["user_view"]:
             raise ConfigError("uniembedding: eval_embedding 'user_view' needs user_view: true")
+        if cfg.get("user_view_input", "window") not in ("window", "earlier"):
+            raise ConfigError("uniembedding: invalid value for ['user_view_input'] (window | earlier)")
+        if cfg.get("user_view_input") == "earlier":
+            if not 0.0 < float(cfg.get("context_fraction", 0.0)) < 1.0:
+                raise ConfigError("uniembedding: invalid value for ['context_fraction'] (0 < f < 1)")
+            if not cfg["user_view"] or cfg["eval_embedding"] != "adapter":
+                raise ConfigError("uniembedding: user_view_input 'earlier' needs user_view: true and "
+                                  "eval_embedding: adapter")
 
     def resolve(self, cfg: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         """The config with the variant's fixed keys enforced (logged when they override a value)."""
@@ -388,6 +425,29 @@ class UniEmbeddingWithoutUserView(UniEmbedding):
     display_name = "UniEmb w/o user view"
     paper_column = None
     fixed_config = {"user_view": False, "eval_embedding": "adapter"}
+
+
+class UniEmbeddingEarlierView(UniEmbedding):
+    """UniEmb, earlier-part user view [proposal]: the encoder reads a window's earlier part, anchors
+    and positives come from its later part, so no positive is an encoder input (card.md)."""
+
+    name = "uniembedding-earlier-view"
+    display_name = "UniEmb earlier-view"
+    paper_column = None
+    fixed_config = {"user_view": True, "user_view_input": "earlier", "eval_embedding": "adapter"}
+    #: The variant's own keys and presets, beside config.yaml (whose keys and presets it inherits);
+    #: kept out of config.yaml so the paper's variants keep their run keys.
+    own_config_file: ClassVar[str] = "earlier_view.yaml"
+
+    @classmethod
+    def _config_file(cls) -> dict[str, Any]:
+        """config.yaml, plus the variant's keys; its presets are UniEmbedding's, updated per scale by its own."""
+        base = super()._config_file()
+        own = yaml.safe_load((cls.home() / cls.own_config_file).read_text()) or {}
+        base_scales, own_scales = base.pop("scales", None) or {}, own.pop("scales", None) or {}
+        scales = {scale: {**(base_scales.get(scale) or {}), **(own_scales.get(scale) or {})}
+                  for scale in {**base_scales, **own_scales}}
+        return {**base, **own, "scales": scales}
 
 
 class UniEmbeddingWithoutCrossDomain(UniEmbedding):

@@ -120,13 +120,15 @@ class UserViewProjection(nn.Module):
         return torch.cat([torch.bmm(adapted, blocks[h].transpose(1, 2)) for h in range(heads)], dim=-1)
 
     def forward(self, items: torch.Tensor, domain: torch.Tensor, length: torch.Tensor,
-                adapted: torch.Tensor) -> torch.Tensor:
+                adapted: torch.Tensor, context_length: torch.Tensor | None = None) -> torch.Tensor:
         """E_{u,i} for every position of every user (Eqn 3), [B, L', d]; padded rows are junk.
 
         ``adapted`` [B, L', d] holds the normalised E^A of each position's item. Matrices are
         built only for the (user, domain) pairs present: one d x d matrix per pair, not per item.
+        ``context_length`` [B] (the earlier-part variant [proposal]): T reads only each row's first
+        ``context_length`` items (the rest is masked like padding); None = the whole window.
         """
-        pooled = self.encoder(items, domain, length)
+        pooled = self.encoder(items, domain, length if context_length is None else context_length)
         valid = torch.arange(items.shape[1], device=items.device)[None, :] < length[:, None]
         delta = torch.zeros_like(adapted)
         for j in range(self.n_domains):
