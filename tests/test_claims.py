@@ -308,3 +308,13 @@ def test_untrained_methods_do_not_make_a_verdict_inconclusive() -> None:
     clip = next(m for m in runs if m.paper_column == "CLIP")
     clip.records[0].training = {"stop_reason": "untrained"}
     assert {c.cid: c.status for c in check_claims(runs, None)}["C4"] == "holds"
+
+
+def test_c6_is_inconclusive_when_an_ablation_run_did_not_converge() -> None:
+    """C6's deltas rest on the full model and both ablations: one stopped by its cap -> inconclusive."""
+    holds = [["HR@10", "-1.0", "-0.2"], ["HR@50", "-2.0", "-0.1"]]
+    runs = [result("uniembedding", "UniEmb", 7), result("uniembedding-no-user-view", None, 6),
+            result("uniembedding-no-cross-domain", None, 6.5)]
+    assert status(check_claims([], holds, ablation_runs=runs), "C6") == "holds"
+    runs[1].records[0].training = {"stop_reason": "max_epochs"}
+    assert status(check_claims([], holds, ablation_runs=runs), "C6").startswith("inconclusive (not converged")

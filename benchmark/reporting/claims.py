@@ -113,7 +113,9 @@ def check_c12(c12: list[MethodResult] | None, protocol: str) -> tuple[bool | Non
 
 def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None,
                  c12: list[MethodResult] | None = None, transfer: list[Claim] | None = None,
-                 c9: Claim | None = None) -> list[Claim]:
+                 c9: Claim | None = None, ablation_runs: list[MethodResult] | None = None) -> list[Claim]:
+    """C1..C12 from the results; ``ablation_runs``: the full model and its ablations behind ``ablation_rows``
+    (C6 is inconclusive when one of them did not converge)."""
     cols = _by_column(matching)
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
@@ -174,7 +176,7 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
             ok = None if all(h for h, r in zip(hurts, ran, strict=True) if r) else False
         add("C6", "removing the user view hurts more than removing cross-domain sequences; both hurt", ok,
             "deltas (w/o user view, w/o cross-domain): " + "; ".join(f"{r[0]} {r[1]}/{r[2]}" for r in ablation_rows)
-            + ("" if all(ran) else "; run both ablations of the xmarket-ablation suite"))
+            + ("" if all(ran) else "; run both ablations of the xmarket-ablation suite"), ablation_runs or ())
     else:
         add("C6", "removing the user view hurts more than removing cross-domain; both hurt", None,
             "run the xmarket-ablation suite")

@@ -77,14 +77,17 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
 
         t3 = tables.table3_rows(results)
         ablation_rows = t3[1] if t3 else None
+        ablation_runs = _ablation_runs(results) if t3 else None
         if t3:
             title3 = f"Table 3: UniEmbedding ablation ({tables.TABLE3_GROUP} users), {label}{synthetic}"
             write_text(out / "table3.csv", tables.to_csv(*t3))
             parts += ["", tables.table3_markdown(*t3, title3, paper_numbers=paper)]
         elif suite != ABLATION_SUITE and (results_dir / ABLATION_SUITE).is_dir():
             try:
-                ablation = tables.table3_rows(aggregate(load_records(results_dir, ABLATION_SUITE)))
+                ablation_results = aggregate(load_records(results_dir, ABLATION_SUITE))
+                ablation = tables.table3_rows(ablation_results)
                 ablation_rows = ablation[1] if ablation else None
+                ablation_runs = _ablation_runs(ablation_results)
             except BenchmarkError:
                 ablation_rows = None
         t3v = tables.table3_variant_rows(results)
@@ -129,7 +132,8 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
                 c12 = aggregate(load_records(results_dir, C12_SUITE))
             except BenchmarkError:
                 c12 = None
-        claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir))
+        claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir),
+                              ablation_runs=ablation_runs)
         claim_lines = claim_table(claims, paper)
         write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
                    + "\n".join([*header_lines(r.dataset for r in records), *claim_lines]) + "\n")
@@ -155,6 +159,11 @@ def _absent_sequence_methods(results: list, not_run: list[str], suite_methods: l
     skipped = [m for m in results if m.method in seq and not m.has_next_item]
     names = {plain_name(m) for m in seq}
     return tables.absent_lines(skipped, [n for n in not_run if n in names])
+
+
+def _ablation_runs(results: list) -> list:
+    """The runs Table 3's deltas rest on: full UniEmbedding and its two ablations (C6's deciding runs)."""
+    return [m for m in results if m.method in ("uniembedding", *tables.ABLATIONS.values())]
 
 
 def _has_user_encoder(method: str) -> bool:
