@@ -13,9 +13,16 @@ from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.training import STOP_REASONS
-from methods.transrec.encoders import TextTokenCache, TextTower, assign_modality, load_text_backbone
+from methods.transrec.encoders import SmallCNN, TextTokenCache, TextTower, assign_modality, load_text_backbone
 from methods.transrec.model import TransRec, targets_and_negatives
-from methods.transrec.network import cpc_loss, sample_negatives, split_sequence, stage2_batch, uep_loss
+from methods.transrec.network import (
+    ItemTower,
+    cpc_loss,
+    sample_negatives,
+    split_sequence,
+    stage2_batch,
+    uep_loss,
+)
 
 TITLES = ["red phone case with card slot", "wireless earbuds", "a long history of the roman empire",
           "usb c charger 20w fast", "novel", "tempered glass screen protector"]
@@ -197,3 +204,38 @@ def test_stage2_step_cap_per_call():
         m.train_on(view, RunContext(seed=0), stage1=False, max_steps=cap)
         seen.append(m.stats["stages"][-1]["max_steps_per_epoch"])
     assert seen == [3, 1, 5]
+
+
+def test_stage2_stops_by_early_stopping_on_a_plateau_and_restores_the_best_epoch(monkeypatch):
+    """Validation rises to epoch 2 then plateaus: patience 3 stops at epoch 5 of a 30-epoch cap, epoch 2's weights kept."""
+    view, feats = _toy()
+    m = TransRec()
+    m.prepare(view, feats, {**TINY, "stage1_epochs": 0, "epochs": 30, "patience": 3}, RunContext(seed=0))
+    scores, states = iter([0.1, 0.3, 0.3, 0.3, 0.3] + [0.9] * 25), []
+
+    def scripted(carve, pool):
+        states.append({k: v.clone() for k, v in m.net.state_dict().items()})
+        return next(scores)
+
+    monkeypatch.setattr(m, "_validate", scripted)
+    m.train_on(view, RunContext(seed=0), stage1=False)
+    m.finish()
+    t = m.stats["training"]
+    assert t["stop_reason"] == "converged" and t["epochs"] == 5 and t["best_epoch"] == 1 and len(t["curve"]) == 5
+    assert m.stats["stages"][-1]["epochs"] == 5 and m.stats["stages"][-1]["patience"] == 3
+    for name, value in m.net.state_dict().items():
+        torch.testing.assert_close(value, states[1][name], msg=name)
+    assert any(not torch.equal(states[1][k], states[-1][k]) for k in states[1])  # later epochs did change it
+
+
+def test_a_training_batch_with_one_image_item_runs_the_cnn():
+    """BatchNorm cannot normalise one image by batch statistics: that batch reads the running ones, training resumes."""
+    is_text = np.array([True, False, False])
+    tower = ItemTower(is_text, 8, text_cache=object(), text_tower=torch.nn.Identity(),
+                      images=torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8), image_row=np.array([-1, 0, 1]),
+                      image_tower=SmallCNN(8, 4))
+    tower.train()
+    out = tower(torch.tensor([1]))
+    assert out.shape == (1, 8) and bool(torch.isfinite(out).all())
+    assert all(m.training for m in tower.modules())
+    assert tower(torch.tensor([1, 2])).shape == (2, 8)  # two images: batch statistics as before

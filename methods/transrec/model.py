@@ -142,21 +142,26 @@ class TransRec(Method):
                  max_steps: int | None = None) -> None:
         """Stage 1 (when asked) then stage 2 on ``view``; negatives and validation over ``pool`` items.
 
-        ``max_steps`` caps stage 2's steps per epoch (default ``max_steps_per_epoch``)."""
+        ``max_steps`` caps the steps per epoch of both stages of this call (default
+        ``max_steps_per_epoch``): the transfer grid passes a cap scaled with the view's data share,
+        so a smaller share trains on fewer sequences per epoch, never on as many as a larger one."""
         cfg = self.cfg
         if not self.stats["stages"]:  # budgets follow the stages list (the transfer grid resets it per condition)
             self._budgets: list[TrainingBudget] = []
         pool = np.arange(view.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
         carve = carve_validation(view, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
         torch.manual_seed(int(ctx.seed) * 1000 + sum(map(ord, tag)))  # dropout: independent of earlier phases
+        cap = int(max_steps if max_steps is not None else cfg["max_steps_per_epoch"])
         if stage1 and int(cfg["stage1_epochs"]) > 0:
-            self._stage1(carve.fit, ctx, pool, tag)
+            self._stage1(carve.fit, ctx, pool, tag, cap)
         self._stage2(carve, ctx, pool, float(lr if lr is not None else cfg["lr"]),
-                     int(epochs if epochs is not None else cfg["epochs"]), tag,
-                     int(max_steps if max_steps is not None else cfg["max_steps_per_epoch"]))
+                     int(epochs if epochs is not None else cfg["epochs"]), tag, cap)
 
-    def _stage1(self, view: TrainView, ctx: RunContext, pool: np.ndarray, tag: str) -> None:
-        """User-encoder pretraining: causal next-item softmax over pool items; item tower fixed."""
+    def _stage1(self, view: TrainView, ctx: RunContext, pool: np.ndarray, tag: str, max_steps: int) -> None:
+        """User-encoder pretraining: causal next-item softmax over pool items; item tower fixed.
+
+        ``stage1_epochs`` fixed epochs: the paper validates nothing here, so the stage's budget
+        declares "none: fixed epochs" (its ``max_epochs`` is the plan, not a missed convergence)."""
         cfg, net, dev = self.cfg, self.net, self.device
         table = net.item_table(torch.arange(view.n_items, device=dev))
         inputs, targets, lengths = sequence_windows(view.sequences, int(cfg["max_len"]))
@@ -164,7 +169,8 @@ class TransRec(Method):
         pool_mask[torch.from_numpy(pool)] = True
         params = list(net.user.parameters()) + list(net.head.parameters())
         opt = torch.optim.Adam(params, lr=float(cfg["lr"]))
-        budget = TrainingBudget(f"stage1{tag}")  # examples_seen counts sequences (one window each; stage 2 alike)
+        # examples_seen counts sequences (one window each; stage 2 alike)
+        budget = TrainingBudget(f"stage1{tag}", metric="none: fixed epochs, no validation")
         budget.watch(opt)
         self._budgets.append(budget)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 1)
@@ -176,7 +182,7 @@ class TransRec(Method):
             order = torch.randperm(len(inputs), generator=gen)
             total = 0.0
             for step, s in enumerate(range(0, len(order), batch)):
-                if step >= int(cfg["max_steps_per_epoch"]):
+                if step >= max_steps:
                     break
                 idx = order[s : s + batch]
                 n = lengths[idx]
@@ -192,12 +198,16 @@ class TransRec(Method):
             ctx.log_metric(f"transrec{tag}_stage1_loss", total / max(step + 1, 1), epoch)
             budget.epoch_done(epoch)
         net.user.causal = False
-        self.stats["stages"].append({"stage": 1, "tag": tag, "windows": len(inputs),
+        self.stats["stages"].append({"stage": 1, "tag": tag, "windows": len(inputs), "sequences": len(inputs),
+                                     "epochs": int(cfg["stage1_epochs"]), "max_steps_per_epoch": max_steps,
+                                     "batch_size": batch, "examples_per_epoch": min(len(inputs), max_steps * batch),
                                      "seconds": round(time.perf_counter() - t0, 2)})
 
     def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str,
                 max_steps: int) -> None:
-        """End-to-end CPC training with early stopping on validation NDCG@10 over the pool."""
+        """End-to-end CPC training to early stopping: next-item NDCG@10 over the pool on the view's
+        validation carve-out, ``patience`` epochs without a gain, best epoch restored; ``epochs`` is
+        only the safety cap."""
         cfg, net = self.cfg, self.net
         n_targets, n_neg = targets_and_negatives(cfg)
         seqs = carve.fit.sequences
@@ -239,7 +249,8 @@ class TransRec(Method):
         stopper.restore(net)
         best = stopper.best
         self.stats["stages"].append({"stage": 2, "tag": tag, "sequences": len(rows), "epochs": done, "lr": lr,
-                                     "max_steps_per_epoch": max_steps,
+                                     "max_steps_per_epoch": max_steps, "batch_size": batch,
+                                     "examples_per_epoch": min(len(rows), max_steps * batch), "patience": patience,
                                      "targets": n_targets, "negatives": n_neg, "best_valid_ndcg10": best,
                                      "seconds": round(time.perf_counter() - t0, 2), **carve.describe()})
 

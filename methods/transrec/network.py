@@ -59,13 +59,29 @@ class ItemTower(nn.Module):
                                             self.text_cache.mask[rows].to(items.device))
             if len(i_items):
                 pix = self.images[self.image_row[i_items.cpu()]].to(items.device)
-                out[~text] = self.image_tower(normalise_images(pix))
+                out[~text] = self._images(normalise_images(pix))
         else:
             if len(t_items):
                 out[text] = self.text_proj(self.text_feat[t_items.cpu()].to(items.device))
             if len(i_items):
                 out[~text] = self.image_proj(self.image_feat[i_items.cpu()].to(items.device))
         return out
+
+    def _images(self, pix: torch.Tensor) -> torch.Tensor:
+        """The image tower; a training batch holding one image item reads BatchNorm's running statistics.
+
+        BatchNorm cannot take batch statistics over a single image (a trailing batch of a short
+        epoch can hold just one), so for that call its layers run in eval mode, as at inference."""
+        norms = [m for m in self.image_tower.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+        if len(pix) != 1 or not norms:
+            return self.image_tower(pix)
+        for m in norms:
+            m.eval()
+        try:
+            return self.image_tower(pix)
+        finally:
+            for m in norms:
+                m.train()
 
 
 class TransRecNet(nn.Module):
