@@ -179,6 +179,12 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     assert "| C10" in text and "needs 3" in text
     assert "Data: the SYNTHETIC XMarket twin" in text and "Paper (TN-mixed" in text
     assert f"| all | {rec['target_cases']} | " in text and "Noise: cases and 95 % CI half-widths of HR@10" in text
+    # every condition trained to early stopping (the epoch counts are safety caps) and the tables say so
+    stops = [json.loads(p.read_text())["stats"]["training"]["stop_reason"] for p in records]
+    assert set(stops) == {"converged"}, stops
+    assert "| TransRec src 20% | 0 |" in text and "converged (all 1)" in text
+    assert "Checked: every source share" in text and "Checked: every target share" in text
+    assert next((tmp_path / "reports").rglob("training_budget.csv")).read_text().count("\n") == len(records) + 1
 
 
 @pytest.mark.slow

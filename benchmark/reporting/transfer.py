@@ -3,6 +3,9 @@
 Cells are means over seeds of next-item metrics on the target's test cases (percent). Claims use
 paired Wilcoxon signed-rank tests on per-case NDCG@10 (averaged over seeds) over the same target
 cases; with fewer seeds or cases than the suite asks for, the claim says so instead of a verdict.
+Each table is followed by its conditions' training budgets (steps, examples, epochs, stop reason),
+Tables 7 and 8 by the data each share trained on per epoch (reporting/transfer_budget.py checks
+that no step cap fed two shares the same amount); ``training_budget.csv`` has one row per condition.
 """
 
 from __future__ import annotations
@@ -23,9 +26,19 @@ from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
 from benchmark.reporting import noise
 from benchmark.reporting.budget import SETTLED
-from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
+from benchmark.reporting.claims import Claim, claim_table, respect_budget
 from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.significance import format_p
+from benchmark.reporting.transfer_budget import (
+    BUDGET_HEADER,
+    BUDGET_NOTE,
+    CSV_HEADER,
+    budget_csv_rows,
+    budget_rows,
+    capped_shares,
+    condition_stop,
+    share_table,
+)
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
 from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg
@@ -166,39 +179,6 @@ def _paired(a: list[dict], b: list[dict], min_cases: int) -> tuple[float, float,
     return 100 * t.mean_diff, t.p_value, len(pa)
 
 
-def _target_stage2(record: dict) -> dict:
-    """TransRec's stage-2 record on the target: its sequences (>= 2 items) and the step cap it used."""
-    stages = record.get("stats", {}).get("stages", [])
-    return next((st for st in stages if st.get("stage") == 2 and st.get("tag") == "-target"), {})
-
-
-def _capped_shares(records: list[dict], fractions: list[float]) -> str:
-    """Why the data-scaling trend cannot be read, or "": a per-epoch step cap that every share exceeds.
-
-    A preset with ``max_steps_per_epoch`` x ``batch_size`` below the target's training sequences
-    trains two target shares on the same number of sequences per epoch, so their gap says nothing
-    about the amount of target data.
-    """
-    over, mc = [], {}
-    for f in sorted(fractions):
-        recs = _select(records, "transrec", 1.0, f)
-        if not recs:
-            continue
-        cfg, stage = recs[0].get("method_config", {}), _target_stage2(recs[0])
-        cap = stage.get("max_steps_per_epoch", cfg.get("target_max_steps_per_epoch") or cfg.get("max_steps_per_epoch"))
-        if cap is None:
-            continue
-        n = int(stage.get("sequences", recs[0].get("target_train_sequences", 0)))
-        if n > int(cap) * int(cfg.get("batch_size", 1)):
-            over.append(f"{100 * f:g}% ({n} sequences)")
-            mc = {"max_steps_per_epoch": cap, "batch_size": cfg.get("batch_size")}
-    if len(over) < 2:
-        return ""
-    return (f"the preset caps each fine-tuning epoch at {mc['max_steps_per_epoch']} steps x "
-            f"{mc.get('batch_size')} sequences, fewer than the target shares {', '.join(over)} hold, so these "
-            "shares train on the same amount of target data (run a preset without the cap)")
-
-
 def transfer_claims(records: list[dict]) -> list[Claim]:
     """C10 and C11 with their evidence (paired tests, seeds, target-share trend)."""
     cfg = records[0]["transfer"]
@@ -219,7 +199,7 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
         vals = [gains[f] for f in sorted(gains)]
         trend = all(x >= y for x, y in zip(vals[:-1], vals[1:], strict=True)) and not any(np.isnan(vals))
         beats = diff > 0 and p < ALPHA
-        capped = _capped_shares(records, cfg["target_fractions"])
+        capped = capped_shares(records, "target", cfg["target_fractions"])
         evidence = (f"NDCG@10 TransRec - TFS {diff:+.3f} pp over {n} target cases, Wilcoxon p={format_p(p)} "
                     f"({seeds} seeds); relative NDCG@10 gain by target share: "
                     + ", ".join(f"{100 * f:g}% {g:+.1f}%" for f, g in sorted(gains.items()))
@@ -251,8 +231,7 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
     status = "fails" if False in verdicts else ("not run" if None in verdicts else "holds")
     claims.append(Claim("C11", c11, status, "; ".join(parts)))
     deciding = [r for r in records if r["condition"]["method"] in ("transrec", "tfs")]
-    unsettled = [f"{_label(r)}: {budget_reason((r.get('stats') or {}).get('training'))}"
-                 for r in deciding if budget_reason((r.get("stats") or {}).get("training")) not in SETTLED]
+    unsettled = [f"{_label(r)}: {condition_stop(r)}" for r in deciding if condition_stop(r) not in SETTLED]
     return [respect_budget(c, unsettled) for c in claims]
 
 
@@ -279,9 +258,15 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
                   "table7": "Table 7: TransRec by source data share (target 100%)",
                   "table8": "Table 8: TransRec vs TFS by target data share",
                   "table9": "Table 9: end-to-end vs frozen features (groups = modality of the target item)"}
+        groups = table_conditions(records)
+        shares = {"table7": share_table(records, "source", cfg["source_fractions"]),
+                  "table8": share_table(records, "target", cfg["target_fractions"])}
         for name, (header, rows) in tables(records).items():
             write_text(out / f"{name}.csv", _csv(header, rows))
-            parts += [f"### {titles[name]}", "", *_md(header, rows), ""]
+            parts += [f"### {titles[name]}", "", *_md(header, rows), "", *shares.get(name, []),
+                      *_md(BUDGET_HEADER, budget_rows(groups[name])), ""]
+        parts += [BUDGET_NOTE, ""]
+        write_text(out / "training_budget.csv", _csv(CSV_HEADER, budget_csv_rows(records, _cond)))
         absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
         if absent:
             parts += [f"Not in Table 6 (fine-tuning methods listed in the suite): {_absent_reasons(absent)}.", ""]
@@ -302,7 +287,8 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
                   *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
                        [[_cond(r), str(r["condition"]["seed"]), r["run_key"], *_budget(r), str(r["seconds"])] for r in records]),
                   "", "steps / epochs / stop: the condition's training budget (for a staged recipe, all stages; stop = "
-                  "why the last stage ended: converged = early stopping on validation, max_epochs = the cap)."]
+                  "why the last stage ended, or an earlier validated stage that hit its cap: converged = early stopping "
+                  "on validation, max_epochs = the cap)."]
         failed = [f for f in read_failures(folder) if not has_record(folder / f.key)]
         if failed:
             parts += ["", "### Failed conditions (rerun to retry them)", "", *(f"- {f.line()}" for f in failed)]
@@ -350,7 +336,24 @@ def _label(r: dict) -> str:
 def _budget(r: dict) -> list[str]:
     """(optimizer steps, epochs, stop reason) of a condition, from its method's recorded training budget."""
     t = (r.get("stats") or {}).get("training") or {}
-    return [str(t.get("optimizer_steps", "-")), str(t.get("epochs", "-")), str(t.get("stop_reason", "not recorded"))]
+    return [str(t.get("optimizer_steps", "-")), str(t.get("epochs", "-")), condition_stop(r)]
+
+
+def table_conditions(records: list[dict]) -> dict[str, list[tuple[str, list[dict]]]]:
+    """name -> the (label, records over seeds) of each condition a table reads, for its budget rows."""
+    ids = [(ID_LABELS[m], _select(records, m, None, 1.0)) for m in ID_ORDER]
+    ids += [(f"{recs[0]['display']} src->tgt", recs) for m in finetune_methods(records)
+            if (recs := _select(records, m, 1.0, 1.0))]
+    tfs, tr = ("TFS", _select(records, "tfs", None, 1.0)), ("TransRec", _select(records, "transrec", 1.0, 1.0))
+    cfg = records[0]["transfer"]
+    return {"table6": [*ids, tfs, tr],
+            "table7": [tfs, *((f"TransRec src {100 * f:g}%", _select(records, "transrec", f, 1.0))
+                              for f in cfg["source_fractions"])],
+            "table8": [(f"{name} tgt {100 * f:g}%", _select(records, m, sf, f)) for f in cfg["target_fractions"]
+                       for name, m, sf in (("TFS", "tfs", None), ("TransRec", "transrec", 1.0))],
+            "table9": [(f"{name} {manner}", _select(records, m, sf, 1.0, e2e)) for name, m, sf in
+                       (("TFS", "tfs", None), ("TransRec", "transrec", 1.0))
+                       for manner, e2e in (("Frozen", False), ("End2end", True))]}
 
 
 def _cond(r: dict) -> str:

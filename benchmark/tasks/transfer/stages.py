@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,14 +241,27 @@ def write_condition(tmp: Path, record: Any, nxt: np.ndarray, i2i: np.ndarray, tr
     record.write(tmp)
 
 
+def share_cap(cap: int, share: float) -> int:
+    """The per-epoch step cap of a data share: the preset's cap (set for 100 %) times the share, rounded up.
+
+    A fixed cap that every share exceeds would train all shares on the same number of sequences
+    per epoch (Table 7 / Table 8 would then measure nothing); scaled, each share's epoch covers the
+    same fraction of its data, and a cap that lets 100 % train on all of it lets every share do so.
+    """
+    return max(1, math.ceil(round(int(cap) * float(share), 6)))
+
+
 class _TransRecFamily:
-    """One prepared TransRec per (seed, end_to_end), reset or loaded from a source state per condition."""
+    """One prepared TransRec per (seed, end_to_end), reset or loaded from a source state per condition.
+
+    A source-pretrained state is kept with its stages' budgets and records, so every condition that
+    starts from it reports the source steps it rests on, whichever condition trained them."""
 
     def __init__(self, inputs: Inputs, run: RunConfig, ctx: RunContext) -> None:
         self.inputs, self.run, self.ctx = inputs, run, ctx
         self.models: dict[bool, Any] = {}
         self.initial: dict[bool, dict] = {}
-        self.pretrained: dict[tuple[bool, float], dict] = {}
+        self.pretrained: dict[tuple[bool, float], tuple[dict, list, list]] = {}
 
     def model(self, e2e: bool) -> Any:
         if e2e not in self.models:
@@ -262,18 +276,26 @@ class _TransRecFamily:
               src_pool: np.ndarray, tgt_pool: np.ndarray) -> Any:
         m = self.model(cond.end_to_end)
         m.stats["stages"] = []  # this condition's stages only
+        src_cap = int(m.cfg["max_steps_per_epoch"])
+        tgt_cap = int(m.cfg.get("target_max_steps_per_epoch") or src_cap)
         if cond.source_fraction is None:
             m.net.load_state_dict(self.initial[cond.end_to_end])
         else:
             key = (cond.end_to_end, cond.source_fraction)
             if key not in self.pretrained:
                 m.net.load_state_dict(self.initial[cond.end_to_end])
-                m.train_on(source(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source")
-                self.pretrained[key] = copy.deepcopy(m.net.state_dict())
-            m.net.load_state_dict(self.pretrained[key])
+                m.train_on(source(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source",
+                           max_steps=share_cap(src_cap, cond.source_fraction))
+                self.pretrained[key] = (copy.deepcopy(m.net.state_dict()), copy.deepcopy(m._budgets),
+                                        copy.deepcopy(m.stats["stages"]))
+                m.stats["stages"] = copy.deepcopy(self.pretrained[key][2])
+            else:  # trained for an earlier condition: the same state, steps and records, marked reused
+                m.stats["stages"] = [{**st, "reused": True} for st in copy.deepcopy(self.pretrained[key][2])]
+            m._budgets = copy.deepcopy(self.pretrained[key][1])
+            m.net.load_state_dict(self.pretrained[key][0])
         # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
         m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target",
-                   max_steps=m.cfg.get("target_max_steps_per_epoch"))
+                   max_steps=share_cap(tgt_cap, cond.target_fraction))
         m.finish()
         return m
 
