@@ -82,6 +82,7 @@ def _comparable(folder: Path) -> dict:
     record["info"].pop("fit_s")
     for volatile in ("fit_wall_s", "fit_cpu_s"):  # the budget's times; its steps, epochs and curve must match
         record["info"]["training"].pop(volatile)
+        record["training"].pop(volatile, None)  # the record's envelope carries the same budget
     record["embedding_source"].pop("folder", None)  # each results dir has its own copy of the matching run
     return record
 
