@@ -264,6 +264,22 @@ def write_checksums(folder: Path) -> None:
     Path(folder, CHECKSUMS_FILE).write_text("".join(f"{sha256_file(Path(folder) / n)}  {n}\n" for n in names))
 
 
+def verify_folder(folder: Path) -> str | None:
+    """None when every file listed in ``folder``'s ``SHA256SUMS`` is present and matches, else why not
+    (naming the file). Folders written before checksums were kept have none: they pass."""
+    sums = Path(folder) / CHECKSUMS_FILE
+    if not sums.is_file():
+        return None
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        path = Path(folder) / name
+        if not path.is_file():
+            return f"{path}: missing (listed in {sums})"
+        if sha256_file(path) != digest:
+            return f"{path}: does not match its checksum in {sums} (corrupt or edited)"
+    return None
+
+
 def verify_result_file(path: Path) -> None:
     """Raise a one-line BenchmarkError when ``path`` does not match its folder's ``SHA256SUMS``.
 

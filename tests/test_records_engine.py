@@ -134,3 +134,18 @@ def test_reports_and_sync_skip_an_unreadable_record_by_name(tmp_path: Path, capl
     counts = sync_results(tmp_path, tracker, "s")
     assert counts["unreadable"] == 1 and counts["logged"] == 1
     assert read_record(tmp_path / "s" / "k1").tracking["status"] == "logged"
+
+
+def test_a_flipped_byte_in_a_result_file_is_named_and_computed_again(tmp_path: Path, caplog) -> None:
+    calls: list[str] = []
+    run = KeyedRun(tmp_path, "s", "k1", tmp_path / "s" / "k1")
+    run_keyed(run, _produce(calls), tracker=None)
+    (run.folder / "ranks.npy").write_bytes(b"rankz")  # same size, other bytes
+    with caplog.at_level(logging.WARNING):
+        _, cached = run_keyed(run, _produce(calls), tracker=None)
+        assert finished_records(tmp_path / "s", RunRecord)  # recomputed: whole again
+    assert not cached and calls == ["k1", "k1"]
+    assert f"{run.folder / 'ranks.npy'}: does not match its checksum" in caplog.text
+    (run.folder / "ranks.npy").write_bytes(b"rankz")
+    with caplog.at_level(logging.WARNING):
+        assert finished_records(tmp_path / "s", RunRecord) == []  # a report leaves it out, by name

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
-from benchmark.fsutil import atomic_write_dir, file_lock, remove_stale_tmp
+from benchmark.fsutil import atomic_write_dir, file_lock, remove_stale_tmp, verify_folder
 from benchmark.store.records import Record, has_record, read_record
 from benchmark.store.sync import TRACKING_FILE, log_folder, run_lock_path
 from benchmark.store.tracking import Tracker
@@ -52,10 +52,15 @@ def finished(folder: Path) -> Record | None:
     if not has_record(folder):
         return None
     try:
-        return read_record(folder)
+        record = read_record(folder)
     except BenchmarkError as exc:
         log.warning("%s; treated as not finished (it is computed again)", exc)
         return None
+    damaged = verify_folder(folder)  # ranks, scores, embeddings against the sha256 written with them
+    if damaged is not None:
+        log.warning("%s; treated as not finished (it is computed again)", damaged)
+        return None
+    return record
 
 
 def run_keyed(run: KeyedRun, produce: Callable[[Path], None], tracker: Tracker | None,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.fsutil import verify_folder
 
 RESULT_FILE = "result.json"
 #: Transfer conditions written before schema 3 kept their record here.
@@ -206,6 +207,10 @@ def finished_records(suite_dir: Path, cls: type[Record]) -> list[Any]:
             record = read_record(folder)
         except BenchmarkError as exc:
             log.warning("%s; left out (rerun `run` to recompute it)", exc)
+            continue
+        damaged = verify_folder(folder)
+        if damaged is not None:
+            log.warning("%s; left out (rerun `run` to recompute it)", damaged)
             continue
         if isinstance(record, cls):
             out.append(record)
