@@ -93,3 +93,49 @@ def test_a_suite_preset_entry_replaces_the_methods_preset() -> None:
 def test_a_bad_method_preset_is_a_config_error(presets, message) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve(_suite(), DEFAULTS, scale="tiny", presets_for={"item2vec": presets})
+
+
+#: Where each trained method of the main suite keeps its early-stopping cap and patience (dotted keys), and
+#: the epochs at the start of the capped stage that do not count towards early stopping (VQ-Rec validates
+#: only once its code re-assignment epochs are over). clip, popularity and random do not train.
+STOPPING = {
+    "item2vec": ("epochs", "patience", None),
+    "pgg": ("graph.epochs", "graph.patience", None),
+    "cb2cf": ("epochs", "patience", None),
+    "uae": ("epochs", "patience", None),
+    "uniembedding-text": ("epochs", "patience", None),
+    "uniembedding": ("epochs", "patience", None),
+    "missrec": ("finetune_epochs", "patience", None),
+    "unim2rec": ("epochs", "patience", None),
+    "vqrec": ("finetune_epochs", "patience", "reassign_steps"),
+    "unisrec": ("finetune_epochs", "patience", None),
+    "transrec": ("epochs", "patience", None),
+    "sasrec": ("epochs", "patience", None),
+}
+UNTRAINED = {"clip", "popularity", "random"}
+
+
+def _dotted(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_every_trained_method_can_stop_by_early_stopping_before_its_cap(scale) -> None:
+    """Issue 24: the epoch cap is a safety net, so it must leave room for patience to run out, and patience
+    is never shrunk below 3 validations to force a 'converged' label (a cap <= patience always ends capped)."""
+    runs = plan("xmarket-matching", scale=scale, seeds=[0])
+    assert {r.method for r in runs} - UNTRAINED == set(STOPPING)  # a new trained method needs its keys here
+    bad = []
+    for run in runs:
+        if run.method in UNTRAINED:
+            continue
+        cap_key, patience_key, unvalidated_key = STOPPING[run.method]
+        cfg = run.method_config
+        every = int(cfg.get("valid_every", 1))  # UniEmbedding counts patience in validations of every k epochs
+        validations = (int(_dotted(cfg, cap_key)) - int(cfg[unvalidated_key] if unvalidated_key else 0)) // every
+        patience = int(_dotted(cfg, patience_key))
+        if patience < 3 or validations <= patience:
+            bad.append(f"{run.method}: {validations} validations under the cap, patience {patience}")
+    assert not bad, bad
