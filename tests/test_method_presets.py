@@ -106,9 +106,11 @@ STOPPING = {
     "uniembedding-text": ("epochs", "patience", None),
     "uniembedding": ("epochs", "patience", None),
     "missrec": ("finetune_epochs", "patience", None),
+    "missrec-transductive": ("finetune_epochs", "patience", None),
     "unim2rec": ("epochs", "patience", None),
     "vqrec": ("finetune_epochs", "patience", "reassign_steps"),
     "unisrec": ("finetune_epochs", "patience", None),
+    "unisrec-transductive": ("finetune_epochs", "patience", None),
     "transrec": ("epochs", "patience", None),
     "sasrec": ("epochs", "patience", None),
 }
