@@ -117,6 +117,9 @@ def test_the_gain_paragraph_says_the_embeddings_help_most_on_tail_items() -> Non
     records[1].metrics["tail/auc"] = 0.62
     text = gain_paragraph(group_summary(records), {"none": "w/o Emb.", "uniembedding": "UniEmb"})
     assert "The gain is not concentrated on tail items" in text
+    records[1].metrics.update({"tail/auc": 0.70, "unseen/auc": 0.765})  # +0.10 vs +0.04 tail/head; +0.085 vs +0.08
+    text = gain_paragraph(group_summary(records), {"none": "w/o Emb.", "uniembedding": "UniEmb"})
+    assert "The gain is larger on tail items" in text and "gain about the same (within 0.01 AUC)" in text
 
 
 def test_rows_on_different_training_examples_make_c9_inconclusive_and_the_report_says_so(tmp_path: Path) -> None:

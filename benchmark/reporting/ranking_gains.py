@@ -19,6 +19,7 @@ from benchmark.tasks.ranking.models import DISPLAY
 from benchmark.tasks.ranking.suite import NONE
 from benchmark.tasks.ranking.train import GROUPS
 
+SAME = 0.01  # AUC: group gains closer than this are read as "about the same" (the differences are not tested)
 HEADER = ["model", "embedding", "seeds", "auc"] + [f"{g}_auc" for g in GROUPS] + [f"{g}_gain" for g in GROUPS]
 
 
@@ -67,14 +68,21 @@ def gain_paragraph(summary: dict[tuple[str, str], dict[str, float]], names: dict
     tail_more = sum(v["tail"] > v["head"] for v in up.values())
     unseen_more = sum(v["unseen"] > v["overlapped"] for v in up.values())
     n, models, rows = len(up), len({m for m, _ in up}), len({e for _, e in up})
-    if avg["tail"] > avg["head"]:
+    if abs(avg["tail"] - avg["head"]) < SAME:
+        items = (f"Tail and head items gain about the same (within {SAME} AUC): the embeddings are not mainly a "
+                 "stand-in for weak IDs.")
+    elif avg["tail"] > avg["head"]:
         items = ("The gain is larger on tail items, where item IDs are weakest (their ID rows had little or no "
                  "training data): the pretrained vectors stand in for IDs that could not be learned.")
     else:
-        items = ("The gain is not concentrated on tail items: the embeddings add as much or more where IDs are "
-                 "well trained, so they are not mainly a stand-in for weak IDs.")
-    users = ("Unseen users (histories never trained on) gain more than overlapped ones." if avg["unseen"] > avg["overlapped"]
-             else "Unseen users (histories never trained on) gain no more than overlapped ones.")
+        items = ("The gain is not concentrated on tail items: the embeddings add more where IDs are well trained, "
+                 "so they are not mainly a stand-in for weak IDs.")
+    if abs(avg["unseen"] - avg["overlapped"]) < SAME:
+        users = f"Unseen users (histories never trained on) and overlapped ones gain about the same (within {SAME} AUC)."
+    elif avg["unseen"] > avg["overlapped"]:
+        users = "Unseen users (histories never trained on) gain more than overlapped ones."
+    else:
+        users = "Unseen users (histories never trained on) gain less than overlapped ones."
     per_row = "; ".join(
         f"{names.get(e, e)}: tail {_mean([v['tail'] for (m, ee), v in up.items() if ee == e]):+.4f} / head "
         f"{_mean([v['head'] for (m, ee), v in up.items() if ee == e]):+.4f}"
