@@ -225,7 +225,7 @@ def _ctr_data() -> CTRData:
     n_items = 12
     return CTRData(train=_part(rng, 40, n_items), valid=_part(rng, 10, n_items), test=_part(rng, 10, n_items),
                    item_domain=np.arange(n_items) % 2, domains=("a", "b"), known=np.ones(n_items, dtype=bool),
-                   settings={}, hash="test")
+                   item_head=np.arange(n_items) < n_items // 2, train_positives_all=40, settings={}, hash="test")
 
 
 def _train_scripted(monkeypatch: pytest.MonkeyPatch, valid_aucs: list[float], epochs: int, patience: int):
@@ -251,7 +251,7 @@ def _train_scripted(monkeypatch: pytest.MonkeyPatch, valid_aucs: list[float], ep
 
     monkeypatch.setattr(ranking_train, "auc", scripted_auc)
     monkeypatch.setattr(ranking_train, "predict", recording_predict)
-    cfg = {"id_dim": 4, "epochs": epochs, "batch_size": 16, "lr": 0.05, "patience": patience,
+    cfg = {"id_dim": 4, "max_epochs": epochs, "batch_size": 16, "lr": 0.05, "patience": patience,
            "model": {"hidden": [8], "cross_layers": 1}}
     result = ranking_train.train_cell("dcnv2", data, None, cfg, seed=0)
     assert len(test_states) == 1

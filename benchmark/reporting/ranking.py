@@ -3,7 +3,9 @@
 From stored cell results only. Significance: DeLong's test of each embedding row against "w/o
 Emb." on the same test rows (one CTR dataset for every cell), run per seed; a comparison's
 p-value is the largest over seeds (it is significant only if every seed is), then Holm-corrected
-across the embedding rows of one model.
+across the embedding rows of one model. Beside the table: the training positives every row used
+and each cell's budget (reporting/ranking_budget.py), and where the gain comes from
+(reporting/ranking_gains.py: AUC on overlapped vs unseen users and head vs tail items).
 """
 
 from __future__ import annotations
@@ -14,12 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.evaluation.significance import holm
 from benchmark.fsutil import load_result_array
 from benchmark.grid.failures import read_failures
 from benchmark.machine import versions_line
 from benchmark.reporting.budget import SETTLED
 from benchmark.reporting.claims import Claim, budget_reason, claim_table, respect_budget
 from benchmark.reporting.paper_data import header_lines, on_paper_data
+from benchmark.reporting.ranking_budget import HEADER as BUDGET_HEADER
+from benchmark.reporting.ranking_budget import (
+    budget_rows,
+    budget_table,
+    cell_training,
+    ranking_curves,
+    stopping_line,
+    training_data,
+)
+from benchmark.reporting.ranking_gains import HEADER as GROUP_HEADER
+from benchmark.reporting.ranking_gains import gain_paragraph, group_summary, group_table
 from benchmark.reporting.results import paper_table, paper_value
 from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
@@ -87,8 +101,6 @@ def summarise(records: list[RankingRecord]) -> dict[tuple[str, str], dict]:
 
 def delong_tests(records: list[RankingRecord], results_dir: Path) -> dict[tuple[str, str], dict]:
     """(model, embedding) -> DeLong vs w/o Emb.: per-seed z and p, the max p, and Holm within a model."""
-    from benchmark.evaluation.significance import holm
-
     by = {(r.model, r.embedding, r.seed): r for r in records}
     out: dict[tuple[str, str], dict] = {}
     for model in {r.model for r in records}:
@@ -220,9 +232,14 @@ def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
     status = "holds" if raises and best else "fails"
     if (missing or unknown) and status == "holds":
         status = "not run"
-    unsettled = [f"{r.model}+{r.embedding} (seed {r.seed}): {budget_reason(r.info.get('training'))}" for r in records
-                 if budget_reason(r.info.get("training")) not in SETTLED]
-    return respect_budget(Claim("C9", text, status, evidence), unsettled)
+    unsettled = [f"{r.model}+{r.embedding} (seed {r.seed}): {budget_reason(cell_training(r))}" for r in records
+                 if budget_reason(cell_training(r)) not in SETTLED]
+    claim = respect_budget(Claim("C9", text, status, evidence), unsettled)
+    _, odd = training_data(records)
+    if odd and claim.status in ("holds", "fails"):  # rows on different training examples: not a fair comparison
+        shown = ", ".join(odd[:4]) + (f" (+{len(odd) - 4} more)" if len(odd) > 4 else "")
+        claim = Claim("C9", text, f"inconclusive (rows trained on different examples: {shown})", evidence)
+    return claim
 
 
 def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | None:
@@ -236,21 +253,32 @@ def c9_from_results(results_dir: Path, suite: str = RANKING_SUITE) -> Claim | No
 
 def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys: set[str] | None = None,
                           dataset: str | None = None, scale: str | None = None) -> str:
-    """Write table4.csv, report.md and claims.md for a ranking suite; return the Markdown report."""
+    """Write table4.csv, table4_groups.csv, training_budget.csv, learning_curves.png/pdf, report.md and
+    claims.md for a ranking suite; return the Markdown report."""
 
     records = load_ranking_records(results_dir, suite, keys, dataset, scale)
     labels = sorted({r.dataset.get("label", "?") for r in records})
     synthetic = " - SYNTHETIC DATA, not XMarket" if any(r.dataset.get("synthetic") for r in records) else ""
     final = keyed_dir(reports_dir, suite, records[0].dataset.get("name", "data"), records[0].scale)
+    order = _order(records)
+    names = {r.embedding: ("w/o Emb." if r.embedding == NONE else r.embedding_display) for r in records}
+    models = [m for m in MODELS if any(r.model == m for r in records)]
+    groups = group_summary(records)
+    group_csv, group_md = group_table(groups, order, names, models)
     with staged_report(final) as out:
         paper = on_paper_data(r.dataset for r in records)
         header, rows, md = table4(records, results_dir, paper_numbers=paper)
         write_text(out / "table4.csv", to_csv(header, rows))
+        write_text(out / "table4_groups.csv", to_csv(GROUP_HEADER, group_csv))
+        write_text(out / "training_budget.csv", to_csv(BUDGET_HEADER, budget_rows(records)))
+        curves = ranking_curves(records, names, f"Table 4 cells: validation AUC vs optimizer steps ({'; '.join(labels)})",
+                                out / "learning_curves")
         ctr = records[0].ctr
         seeds = sorted({r.seed for r in records})
         claim = check_c9(records, results_dir)
         claim_lines = claim_table([claim], paper)
         write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
+        data_line, _ = training_data(records)
         parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
                  f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
                  "", md, "",
@@ -259,24 +287,20 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
                  f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
                  f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
                  f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
-                 "", *noise_lines(records, results_dir), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
+                 "", *noise_lines(records, results_dir), "", data_line, "", "### Training budget", "", stopping_line(records)
+                 + " Per cell: training_budget.csv; validation curves: learning_curves.png"
+                 + ("" if curves else " (no curves recorded)") + ".", "", *budget_table(records, order, names), "",
+                 "### Where the gain comes from", "",
+                 "Test AUC per group of test rows (gain over w/o Emb. of the same model in brackets; table4_groups.csv): "
+                 "overlapped / unseen = rows of cases whose user is / is not in training; head / tail = rows whose "
+                 "candidate item is a head / tail item (top 50% of items by training frequency).", "",
+                 *group_md, "", gain_paragraph(groups, names), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
                  f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
-                 "| model | embeddings | seed | run key | MLflow run | embeddings from | steps | epochs | best epoch | "
-                 "stop | fit s | code |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        budget = [["model", "embedding", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
-                   "fit_wall_s", "fit_cpu_s"]]
+                 "| model | embeddings | seed | run key | MLflow run | embeddings from | code |", "|---|---|---|---|---|---|---|"]
         for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
             src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"
-            t = r.info.get("training", {})
-            stop = t.get("stop_reason", "not recorded")
             parts.append(f"| {DISPLAY[r.model]} | {r.embedding_display} | {r.seed} | {r.run_key} | {r.mlflow_run_id or '-'} | "
-                         f"{src} | {t.get('optimizer_steps', '-')} | {r.info.get('epochs_run', '-')} | "
-                         f"{r.info.get('best_epoch')} | {stop} | {r.timings.get('fit_s', '-')} | {r.code_version} |")
-            budget.append([r.model, r.embedding, str(r.seed), str(t.get("optimizer_steps", "")),
-                           str(t.get("examples_seen", "")), str(r.info.get("epochs_run", "")), str(r.info.get("best_epoch")),
-                           stop, str(t.get("fit_wall_s", r.timings.get("fit_s", ""))), str(t.get("fit_cpu_s", ""))])
-        write_text(out / "training_budget.csv", to_csv(budget[0], budget[1:]))
+                         f"{src} | {r.code_version} |")
         failed = [f for f in read_failures(Path(results_dir) / suite, keys)
                   if not (Path(results_dir) / suite / f.key / "result.json").exists()]
         if failed:

@@ -32,7 +32,7 @@ from benchmark.store.sync import TRACKING_FILE, write_curves
 from benchmark.store.tracking import Tracker, code_version
 from benchmark.tasks.ranking.data import cached_ctr
 from benchmark.tasks.ranking.models import DISPLAY
-from benchmark.tasks.ranking.train import train_cell
+from benchmark.tasks.ranking.train import GROUPS, train_cell
 
 log = logging.getLogger(__name__)
 NO_FEATURES = {"text_encoder": None, "image_encoder": None, "batch_size": 64, "word_drop": 0.0}  # CTR needs none
@@ -144,7 +144,7 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
 
     metrics = {"test": {k: v for k, v in result.metrics.items() if "/" not in k and k != "valid_auc"},
                "valid": {"best_auc": result.metrics["valid_auc"]}}
-    for group in ("overlapped", "unseen"):
+    for group in GROUPS:
         metrics[f"test/{group}"] = {k.split("/")[1]: v for k, v in result.metrics.items() if k.startswith(group + "/")}
 
     (tmp / "config.yaml").write_text(yaml.safe_dump(cell.as_dict(), sort_keys=False))

@@ -15,6 +15,12 @@ Negatives of training users avoid their whole training sequence; those of a test
 history and target. Items never seen in a training row get the padding/unknown ID row (their
 pretrained vector, when a method gives one, is still used), as in a deployed system.
 
+Every cell of a grid trains on this one dataset, so every row of Table 4 (w/o Emb. included) sees
+the same training positives: all of them unless ``max_train_positives`` keeps a seeded sample,
+which ``describe`` states as a fraction (``train_positives`` of ``train_positives_all``).
+``item_head`` carries the split's head/tail item labels (top 50% of items by training frequency)
+for the head/tail AUC.
+
 Item indices are shifted by one (0 = padding) in every array here. The dataset is cached under
 ``<data-dir>/.cache/ctr/`` by (split manifest, settings) and carries a content hash that every
 ranking run logs.
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +42,15 @@ from benchmark.data.validation import carve_validation
 from benchmark.errors import ConfigError, DataError
 from benchmark.fsutil import atomic_write
 
-CTR_VERSION = 1
-"""Bump when the construction changes (part of the cache key and of the content hash)."""
+log = logging.getLogger(__name__)
+
+CTR_VERSION = 2
+"""Bump when the construction changes (part of the cache key and of the content hash).
+
+2: ``item_head`` and ``train_positives_all`` (the head/tail AUC and the stated training fraction)."""
 
 _MAX_REDRAWS = 200
+_PART_FIELDS = ("history", "positive", "target", "label", "overlapped")
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +74,15 @@ class CTRPart:
     def n_positives(self) -> int:
         return len(self.history)
 
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of the part's examples: equal fingerprints = the same labelled rows and histories."""
+        h = hashlib.sha256()
+        for name in _PART_FIELDS:
+            arr = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()[:16]
+
 
 @dataclass(frozen=True, eq=False)
 class CTRData:
@@ -72,6 +94,8 @@ class CTRData:
     item_domain: np.ndarray  # int16 [N]
     domains: tuple[str, ...]
     known: np.ndarray  # bool [N]: item occurs in a training row (gets a learned ID row)
+    item_head: np.ndarray  # bool [N]: the split's head items (top 50% by training frequency)
+    train_positives_all: int  # training positives before any max_train_positives sample
     settings: dict
     hash: str  # content hash, logged with every run
 
@@ -80,11 +104,14 @@ class CTRData:
         return len(self.item_domain)
 
     def describe(self) -> dict:
-        """Sizes and settings for run records and reports."""
+        """Sizes and settings for run records and reports, with the share of training positives used."""
         return {"ctr_hash": self.hash, **self.settings,
                 **{f"{name}_rows": len(part) for name, part in self.parts()},
                 **{f"{name}_positives": part.n_positives for name, part in self.parts()},
-                "known_items": int(self.known.sum()), "n_items": self.n_items}
+                "train_positives_all": int(self.train_positives_all),
+                "train_fraction": round(self.train.n_positives / max(int(self.train_positives_all), 1), 6),
+                "train_set": self.train.fingerprint(),
+                "known_items": int(self.known.sum()), "head_items": int(self.item_head.sum()), "n_items": self.n_items}
 
     def parts(self) -> list[tuple[str, CTRPart]]:
         return [("train", self.train), ("valid", self.valid), ("test", self.test)]
@@ -206,6 +233,7 @@ def build_ctr(split: Split, train: TrainView, *, negatives: int = 5, max_history
     rng = np.random.default_rng([int(seed), 0xC7A])
 
     hist, target, owner = _sequence_positions(carve.fit.sequences, max_history)
+    n_all = len(target)
     if max_train_positives is not None and len(target) > int(max_train_positives):
         keep = np.sort(rng.permutation(len(target))[: int(max_train_positives)])
         hist, target, owner = hist[keep], target[keep], owner[keep]
@@ -228,36 +256,54 @@ def build_ctr(split: Split, train: TrainView, *, negatives: int = 5, max_history
     settings = {"version": CTR_VERSION, "manifest_hash": split.manifest_hash, "negatives": int(negatives),
                 "max_history": int(max_history), "validation_fraction": float(validation_fraction),
                 "max_validation": max_validation, "max_train_positives": max_train_positives, "seed": int(seed)}
-    arrays = _arrays(train_part, valid_part, test_part)
+    item_head = np.asarray(split.item_head, dtype=bool)
+    arrays = _arrays(train_part, valid_part, test_part, item_head=item_head, n_all=n_all)
     return CTRData(train=train_part, valid=valid_part, test=test_part, item_domain=item_domain.astype(np.int16),
-                   domains=tuple(domains), known=known[1:], settings=settings,
-                   hash=_content_hash(arrays, settings))
+                   domains=tuple(domains), known=known[1:], item_head=item_head, train_positives_all=n_all,
+                   settings=settings, hash=_content_hash(arrays, settings))
 
 
-def _arrays(*parts: CTRPart) -> dict[str, np.ndarray]:
-    out = {}
+def _arrays(*parts: CTRPart, item_head: np.ndarray, n_all: int) -> dict[str, np.ndarray]:
+    out = {"item_head": np.asarray(item_head, dtype=bool), "train_positives_all": np.array([n_all], dtype=np.int64)}
     for name, part in zip(("train", "valid", "test"), parts, strict=True):
-        for f in ("history", "positive", "target", "label", "overlapped"):
+        for f in _PART_FIELDS:
             out[f"{name}.{f}"] = getattr(part, f)
     return out
 
 
+def _read_cache(path: Path) -> CTRData | None:
+    """A cached dataset, or None when its content does not match its recorded hash."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"]))
+        parts = [CTRPart(**{f: z[f"{name}.{f}"] for f in _PART_FIELDS}) for name in ("train", "valid", "test")]
+        n_all = int(z["train_positives_all"][0])
+        data = CTRData(*parts, item_domain=z["item_domain"], domains=tuple(meta["domains"]), known=z["known"],
+                       item_head=z["item_head"], train_positives_all=n_all, settings=meta["settings"],
+                       hash=meta["hash"])
+    if data.hash != _content_hash(_arrays(*parts, item_head=data.item_head, n_all=n_all), data.settings):
+        return None
+    return data
+
+
 def cached_ctr(split: Split, train: TrainView, cache_dir: Path, **settings) -> CTRData:
-    """``build_ctr`` through an on-disk cache keyed by (split manifest, settings, CTR_VERSION)."""
+    """``build_ctr`` through an on-disk cache keyed by (split manifest, settings, CTR_VERSION).
+
+    A cache whose content does not match its hash, or that cannot be read, is rebuilt (never trusted).
+    """
     key_src = json.dumps({"version": CTR_VERSION, "manifest": split.manifest_hash, **settings}, sort_keys=True)
     path = Path(cache_dir) / f"ctr-{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.npz"
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["__meta__"]))
-            parts = [CTRPart(**{f: z[f"{name}.{f}"] for f in ("history", "positive", "target", "label", "overlapped")})
-                     for name in ("train", "valid", "test")]
-            data = CTRData(*parts, item_domain=z["item_domain"], domains=tuple(meta["domains"]), known=z["known"],
-                           settings=meta["settings"], hash=meta["hash"])
-        if data.hash == _content_hash(_arrays(*parts), data.settings):
-            return data
+        try:
+            cached = _read_cache(path)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # truncated or foreign: rebuild it
+            log.warning("%s: unreadable CTR cache (%s); rebuilding it", path, exc)
+            cached = None
+        if cached is not None:
+            return cached
     data = build_ctr(split, train, **settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"domains": list(data.domains), "settings": data.settings, "hash": data.hash})
     atomic_write(path, lambda fh: np.savez(fh, __meta__=np.array(meta), item_domain=data.item_domain, known=data.known,
-                                           **_arrays(data.train, data.valid, data.test)))
+                                           **_arrays(data.train, data.valid, data.test, item_head=data.item_head,
+                                                     n_all=data.train_positives_all)))
     return data

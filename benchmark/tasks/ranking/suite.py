@@ -53,8 +53,8 @@ NONE = "none"  # the "w/o Emb." row
 TOP_KEYS = {"name", "task", "description", "scale", "matching_suite", "models", "embeddings", "every_other",
             "embedding_seed", "seeds", "data", "training", "models_config", "scales"}
 DATA_KEYS = {"seed", "negatives", "max_history", "validation_fraction", "max_validation", "max_train_positives"}
-TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "epochs", "batch_size", "lr", "weight_decay", "patience",
-                 "device"}
+TRAINING_KEYS = {"id_dim", "embedding_mode", "pretrained_norm", "max_epochs", "batch_size", "lr", "weight_decay",
+                 "patience", "min_delta", "plateau_lr_factor", "device"}
 PRESET_KEYS = {"seeds", "every_other", "data", "training", "models_config"}
 
 
@@ -107,6 +107,34 @@ def load_ranking_suite(name: str) -> dict:
     return raw
 
 
+def _number(where: str, value: Any, kind: type, low: float, low_open: bool = False, high: float | None = None) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+    if ok:
+        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{where}: expected {'an integer' if kind is int else 'a number'} {bound}, got {value!r}")
+
+
+def check_budget(data: dict, training: dict) -> None:
+    """Range checks of the training budget keys (one-line ConfigError before any data loads).
+
+    ``patience`` must be below ``max_epochs``: with the cap at or below the patience no cell could
+    ever stop by early stopping, and the cap would be the budget.
+    """
+    _number("training.max_epochs", training["max_epochs"], int, 1)
+    _number("training.patience", training["patience"], int, 1)
+    _number("training.batch_size", training["batch_size"], int, 1)
+    _number("training.lr", training["lr"], float, 0, low_open=True)
+    _number("training.min_delta", training.get("min_delta", 0.0), float, 0)
+    _number("training.plateau_lr_factor", training.get("plateau_lr_factor", 1.0), float, 0, low_open=True, high=1.0)
+    if training["patience"] >= training["max_epochs"]:
+        raise ConfigError(f"training.patience ({training['patience']}) must be below training.max_epochs "
+                          f"({training['max_epochs']}): the cap is a safety net, early stopping decides")
+    if data.get("max_train_positives") is not None:
+        _number("data.max_train_positives", data["max_train_positives"], int, 1)
+
+
 def resolve_cells(suite: dict, scale: str | None = None, models: list[str] | None = None,
                   embeddings: list[str] | None = None, seeds: list[int] | None = None,
                   overrides: tuple[str, ...] = ()) -> tuple[str, list[str], list[RankingCell]]:
@@ -130,6 +158,7 @@ def resolve_cells(suite: dict, scale: str | None = None, models: list[str] | Non
         target[rest] = value
     _check_keys("data", data, DATA_KEYS)
     _check_keys("training", training, TRAINING_KEYS)
+    check_budget(data, training)
     if training["embedding_mode"] not in EMBEDDING_MODES:
         raise ConfigError(f"training.embedding_mode {training['embedding_mode']!r}; known: {', '.join(EMBEDDING_MODES)}")
     check_device(training.get("device"), "training.device")  # a missing GPU fails before any work

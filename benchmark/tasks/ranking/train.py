@@ -1,4 +1,13 @@
-"""Fit one cell of the ranking grid (model x embeddings x seed): Adam on BCE, early stopping on validation AUC."""
+"""Fit one cell of the ranking grid (model x embeddings x seed): Adam on BCE, early stopping on validation AUC.
+
+Training runs to early stopping, as FuxiCTR's trainer does (the paper's code base; UniEmbedding 5.3:
+"the models are trained using early stopping"): after each epoch the validation AUC is checked; an
+epoch counts as a gain only when it beats the best by more than ``min_delta``; each epoch without
+a gain multiplies the learning rate by ``plateau_lr_factor`` (FuxiCTR's reduce-LR-on-plateau uses
+0.1, floor 1e-6; the suite keeps 1, see the task card); ``patience`` such epochs in a row stop
+training ("converged") and the best epoch's weights are restored. ``max_epochs`` is only a safety cap: a cell that reaches it did not converge
+and says so (``stop_reason: max_epochs``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +27,9 @@ from benchmark.tasks.ranking.metrics import auc, logloss
 from benchmark.tasks.ranking.models import ItemFields, build_model
 
 PRETRAINED_NORMS = ("none", "l2")
+MIN_LR = 1e-6  # FuxiCTR's floor for the learning rate decayed on plateaus
+#: Test groups (row masks, see :func:`row_groups`): the users' and the candidate items' side.
+GROUPS = ("overlapped", "unseen", "head", "tail")
 
 
 @dataclass
@@ -56,6 +68,31 @@ class _Tensors:
         return self.history[self.positive[rows]], self.target[rows], self.label[rows]
 
 
+def row_groups(part: CTRPart, item_head: np.ndarray) -> dict[str, np.ndarray]:
+    """Row masks of the test groups: where the gain of pretrained embeddings comes from.
+
+    ``overlapped`` / ``unseen``: rows of cases whose user is (is not) in training, each positive
+    with its negatives (as the matching protocol groups cases). ``head`` / ``tail``: rows whose
+    candidate item (``target``, clicked or not) is a head / tail item of the split (top 50% of items
+    by training frequency), so each group's AUC ranks that group's clicked rows against its
+    unclicked ones: tail = items whose ID embedding had little or no training data.
+    """
+    head = np.asarray(item_head, dtype=bool)[np.asarray(part.target, dtype=np.int64) - 1]
+    overlapped = np.asarray(part.overlapped, dtype=bool)[np.asarray(part.positive, dtype=np.int64)]
+    return {"overlapped": overlapped, "unseen": ~overlapped, "head": head, "tail": ~head}
+
+
+def group_metrics(labels: np.ndarray, scores: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, float]:
+    """``{group}/auc``, ``{group}/logloss`` and ``{group}/rows`` of each non-empty group (AUC nan without both labels)."""
+    out: dict[str, float] = {}
+    for name, rows in groups.items():
+        if rows.any():
+            out[f"{name}/auc"] = auc(labels[rows], scores[rows])
+            out[f"{name}/logloss"] = logloss(labels[rows], scores[rows])
+            out[f"{name}/rows"] = int(rows.sum())
+    return out
+
+
 @torch.no_grad()
 def predict(model: nn.Module, part: CTRPart, batch_size: int = 8192,
             device: torch.device | str = "cpu") -> np.ndarray:
@@ -75,10 +112,11 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
                log: Callable[[str], None] | None = None) -> CellResult:
     """Train ``model_name`` on ``data`` with optional frozen ``pretrained`` vectors [n_items, d].
 
-    ``cfg`` holds the training keys (id_dim, embedding_mode, pretrained_norm, epochs, batch_size,
-    lr, weight_decay, patience, optional device) and the model's own section under ``model``. The
-    weights of the epoch with the best validation AUC are restored before the test set is scored.
-    The batch order comes from a CPU generator whatever the device.
+    ``cfg`` holds the training keys (id_dim, embedding_mode, pretrained_norm, max_epochs,
+    batch_size, lr, weight_decay, patience, optional min_delta, plateau_lr_factor and device) and
+    the model's own section under ``model``. Early stopping as in the module docstring; the weights
+    of the epoch with the best validation AUC are restored before the test set is scored. The
+    batch order comes from a CPU generator whatever the device.
     """
     device = torch.device(check_device(cfg.get("device"), "training.device"))
     torch.manual_seed(seed)
@@ -92,7 +130,8 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
     loss_fn = nn.BCEWithLogitsLoss()
     train = _Tensors(data.train, device)
     batch = int(cfg["batch_size"])
-    epochs, patience = int(cfg["epochs"]), int(cfg["patience"])
+    epochs, patience = int(cfg["max_epochs"]), int(cfg["patience"])
+    min_delta, factor = float(cfg.get("min_delta", 1e-6)), float(cfg.get("plateau_lr_factor", 1.0))
     best_auc, best_state, best_epoch, bad = -1.0, None, -1, 0
     curves: list[tuple[str, float, int]] = []
     wrap = progress or (lambda it, **_: it)
@@ -117,7 +156,7 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
         curves += [("train/loss", total / max(seen, 1), epoch), ("valid/auc", v_auc, epoch), ("valid/logloss", v_loss, epoch)]
         if log:
             log(f"{model_name} epoch {epoch}: train loss {total / max(seen, 1):.4f}, valid AUC {v_auc:.4f}")
-        if v_auc > best_auc:
+        if v_auc > best_auc + min_delta:
             best_auc, best_epoch, bad = v_auc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
@@ -125,21 +164,21 @@ def train_cell(model_name: str, data: CTRData, pretrained: np.ndarray | None, cf
             if bad >= patience:
                 stop_reason = "converged"  # early stopping on validation AUC
                 break
+            for group in opt.param_groups:  # reduce the learning rate on a plateau (FuxiCTR)
+                group["lr"] = max(group["lr"] * factor, MIN_LR)
     if best_state is not None:
         model.load_state_dict(best_state)
     fit_s = time.perf_counter() - t0
     scores = predict(model, data.test, device=device)
     test = data.test
     metrics = {"auc": auc(test.label, scores), "logloss": logloss(test.label, scores),
-               "valid_auc": best_auc}
-    for group, mask in (("overlapped", test.overlapped), ("unseen", ~test.overlapped)):
-        rows = mask[test.positive]
-        if rows.any():
-            metrics[f"{group}/auc"] = auc(test.label[rows], scores[rows])
-            metrics[f"{group}/logloss"] = logloss(test.label[rows], scores[rows])
+               "valid_auc": best_auc, **group_metrics(test.label, scores, row_groups(test, data.item_head))}
     training = {"optimizer_steps": steps, "examples_seen": examples, "epochs": epoch + 1, "best_epoch": best_epoch,
-                "stop_reason": stop_reason, "metric": "valid AUC", "fit_wall_s": round(fit_s, 3),
-                "fit_cpu_s": round(time.process_time() - cpu0, 3),
+                "stop_reason": stop_reason, "metric": "valid AUC", "max_epochs": epochs, "patience": patience,
+                "min_delta": min_delta, "plateau_lr_factor": factor,
+                "train_positives": data.train.n_positives, "train_rows": len(data.train),
+                "train_set": data.train.fingerprint(),  # what this cell trained on: equal across a grid's cells
+                "fit_wall_s": round(fit_s, 3), "fit_cpu_s": round(time.process_time() - cpu0, 3),
                 "curve": [[(e + 1) * -(-len(data.train) // batch), v] for n, v, e in curves if n == "valid/auc"]}
     info = {"best_epoch": best_epoch, "epochs_run": epoch + 1, "fit_s": round(fit_s, 3), "training": training,
             "parameters": int(sum(p.numel() for p in params)), "item_dim": fields.item_dim,
