@@ -59,8 +59,9 @@ def stopping_line(records: list[RankingRecord]) -> str:
     rules = sorted({(c.get("patience"), c.get("min_delta", 0.0), c.get("plateau_lr_factor", 1.0),
                      c.get("max_epochs", c.get("epochs"))) for c in (r.config.get("training", {}) for r in records)},
                    key=str)
-    text = "; ".join(f"patience {p} epochs without a validation-AUC gain above {d:g}, learning rate x{f:g} after each "
-                     f"such epoch, safety cap {cap} epochs" for p, d, f, cap in rules)
+    text = "; ".join(f"patience {p} epochs without a validation-AUC gain above {d:g}, "
+                     + ("learning rate kept" if f == 1 else f"learning rate x{f:g} after each such epoch")
+                     + f", safety cap {cap} epochs" for p, d, f, cap in rules)
     return f"Early stopping on validation AUC ({text}); the best epoch's weights are restored before testing."
 
 
