@@ -38,7 +38,8 @@ def ranking(tmp: Path, aucs: dict[str, dict[str, float]]) -> list[RankingRecord]
             records.append(RankingRecord(
                 run_key=key, suite="rk", model=model, embedding=emb, embedding_display=PAPER_ROW[emb],
                 paper_row=PAPER_ROW[emb], seed=0, embedding_seed=0, scale="tiny", dataset={}, manifest_hash="m",
-                ctr={}, embedding_source={}, metrics={"auc": auc, "logloss": 0.5}, config={},
+                ctr={}, embedding_source={} if emb == "none" else {"stop_reason": "converged"},
+                metrics={"auc": auc, "logloss": 0.5}, config={},
                 info={"training": {"stop_reason": "converged"}}))
     return records
 
@@ -189,6 +190,20 @@ def test_c9_is_inconclusive_when_a_cell_did_not_converge(tmp_path: Path) -> None
     records[1].info = {"training": {"stop_reason": "max_epochs"}}
     claim = check_c9(records, tmp_path)
     assert claim.status.startswith("inconclusive (not converged: ") and "max_epochs" in claim.status
+
+
+def test_c9_is_inconclusive_when_the_embeddings_of_a_row_did_not_converge(tmp_path: Path) -> None:
+    """The matching run that made a row's embeddings is a deciding run of C9 too."""
+    records = ranking(tmp_path, changed())
+    for r in records:
+        if r.embedding == "uniembedding":
+            r.embedding_source = {"stop_reason": "max_epochs"}
+    claim = check_c9(records, tmp_path)
+    assert claim.status.startswith("inconclusive (not converged: uniembedding embeddings (matching seed 0): max_epochs")
+    for r in records:
+        if r.embedding == "uniembedding":
+            r.embedding_source = {"suite": "xmarket-matching", "run_key": "gone"}  # older cell, run not on disk
+    assert "uniembedding embeddings (matching seed 0): not recorded" in check_c9(records, tmp_path).status
 
 
 def test_c10_c11_are_inconclusive_when_a_transrec_condition_did_not_converge(tmp_path: Path) -> None:

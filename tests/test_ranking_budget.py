@@ -100,6 +100,7 @@ def _record(model: str, emb: str, auc: float, groups: dict[str, float], train_se
         run_key=f"{model}-{emb}", suite="rk", model=model, embedding=emb,
         embedding_display={"none": "w/o Emb.", "uniembedding": "UniEmb"}[emb],
         paper_row={"none": "none", "uniembedding": "UniEmb"}[emb], seed=0, embedding_seed=0, scale="tiny",
+        embedding_source={} if emb == "none" else {"run_key": "m1", "stop_reason": "converged"},
         metrics={"auc": auc, "logloss": 0.5, **{f"{g}/auc": v for g, v in groups.items()}},
         config={"training": {"patience": 2, "min_delta": 1e-6, "plateau_lr_factor": 1.0, "max_epochs": 30}},
         ctr={"train_positives": 10, "train_positives_all": 10, "train_rows": 60},
@@ -137,5 +138,6 @@ def test_rows_on_different_training_examples_make_c9_inconclusive_and_the_report
     assert claim.status.startswith("inconclusive (rows trained on different examples: din+none")
     text = write_ranking_reports("rk", tmp_path, tmp_path / "reports")
     assert "**Rows trained on different examples**" in text and "din+none (seed 0): train set small-sample" in text
+    assert "UniEmb (matching seed 0, run m1): converged" in text
     records[-2].training["train_set"] = "all"
     assert check_c9(records, tmp_path).status == "holds"

@@ -29,6 +29,8 @@ from benchmark.reporting.ranking_budget import (
     budget_table,
     cell_training,
     ranking_curves,
+    source_stop_reason,
+    sources_line,
     stopping_line,
     training_data,
 )
@@ -234,6 +236,10 @@ def check_c9(records: list[RankingRecord], results_dir: Path) -> Claim:
         status = "not run"
     unsettled = [f"{r.model}+{r.embedding} (seed {r.seed}): {budget_reason(cell_training(r))}" for r in records
                  if budget_reason(cell_training(r)) not in SETTLED]
+    sources = {(r.embedding, r.embedding_seed): source_stop_reason(r, results_dir) for r in records
+               if r.embedding != NONE}  # every row's embeddings decide C9 too (gains, and whether UniEmb is best)
+    unsettled += [f"{e} embeddings (matching seed {s}): {why}" for (e, s), why in sorted(sources.items())
+                  if why not in SETTLED]
     claim = respect_budget(Claim("C9", text, status, evidence), unsettled)
     _, odd = training_data(records)
     if odd and claim.status in ("holds", "fails"):  # rows on different training examples: not a fair comparison
@@ -287,7 +293,8 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
                  f"CTR data {ctr.get('ctr_hash')}: {ctr.get('train_rows')} train / {ctr.get('valid_rows')} valid / "
                  f"{ctr.get('test_rows')} test rows, {ctr.get('negatives')} same-domain negatives per positive, "
                  f"history <= {ctr.get('max_history')} items, split manifest {records[0].manifest_hash[:12]}.",
-                 "", *noise_lines(records, results_dir), "", data_line, "", "### Training budget", "", stopping_line(records)
+                 "", *noise_lines(records, results_dir), "", data_line, "", "### Training budget", "",
+                 sources_line(records, names, results_dir), "", stopping_line(records)
                  + " Per cell: training_budget.csv; validation curves: learning_curves.png"
                  + ("" if curves else " (no curves recorded)") + ".", "", *budget_table(records, order, names), "",
                  "### Where the gain comes from", "",

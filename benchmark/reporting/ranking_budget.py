@@ -9,6 +9,7 @@ states them beside the table, and names any cell that breaks either rule.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from benchmark.reporting.figures import pyplot, save_figure
 from benchmark.store.records import RankingRecord
 from benchmark.tasks.ranking.models import DISPLAY, MODELS
+from benchmark.tasks.ranking.suite import NONE
 
 HEADER = ["model", "embedding", "seed", "optimizer_steps", "examples_seen", "epochs", "best_epoch", "stop_reason",
           "train_positives", "train_set", "fit_wall_s", "fit_cpu_s"]
@@ -52,6 +54,38 @@ def training_data(records: list[RankingRecord]) -> tuple[str, list[str]]:
         line = (f"**Rows trained on different examples** ({len(odd)} cell(s) differ from train set {common}): "
                 + "; ".join(odd[:4]) + (" ..." if len(odd) > 4 else ""))
     return line, odd
+
+
+def source_stop_reason(r: RankingRecord, results_dir: Path) -> str:
+    """Why the matching run behind a cell's embeddings stopped training ("" for w/o Emb.).
+
+    Recorded in the cell (``embedding_source.stop_reason``); for cells stored before that, read from
+    the matching run's result.json when it is still there, else "not recorded".
+    """
+    if r.embedding == NONE:
+        return ""
+    src = r.embedding_source or {}
+    if src.get("stop_reason"):
+        return str(src["stop_reason"])
+    path = Path(results_dir) / str(src.get("suite", "")) / str(src.get("run_key", "")) / "result.json"
+    try:
+        return str((json.loads(path.read_text()).get("training") or {}).get("stop_reason") or "not recorded")
+    except (OSError, ValueError):
+        return "not recorded"
+
+
+def sources_line(records: list[RankingRecord], names: dict[str, str], results_dir: Path) -> str:
+    """One line: each embedding row's matching run and whether its own training converged."""
+    seen: dict[tuple[str, int], str] = {}
+    for r in sorted(records, key=lambda r: (r.embedding, r.embedding_seed)):
+        reason = source_stop_reason(r, results_dir)
+        if reason:
+            seen.setdefault((r.embedding, r.embedding_seed), f"{names.get(r.embedding, r.embedding)} "
+                            f"(matching seed {r.embedding_seed}, run {r.embedding_source.get('run_key', '?')}): {reason}")
+    if not seen:
+        return "Embeddings: none (w/o Emb. only)."
+    return ("Embeddings and how their own training stopped (a row whose method did not converge makes C9 "
+            "inconclusive): " + "; ".join(seen.values()) + ".")
 
 
 def stopping_line(records: list[RankingRecord]) -> str:

@@ -116,7 +116,9 @@ def _compute_cell(suite: str, scale: str, cell: RankingCell, ctr: Any, stored: S
         display, paper_row = stored.display or stored.method, rec.get("paper_column")
         source = {"suite": stored.suite, "method": stored.method, "seed": stored.seed,
                   "folder": str(Path(stored.folder).resolve()),  # the same string from the driver or a Ray worker
-                  "sha256": emb_sha, "shape": list(stored.vectors.shape), "run_key": rec.get("run_key")}
+                  "sha256": emb_sha, "shape": list(stored.vectors.shape), "run_key": rec.get("run_key"),
+                  # did the method that made these embeddings converge? (C9 rests on it too)
+                  "stop_reason": str((rec.get("training") or {}).get("stop_reason") or "not recorded")}
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
