@@ -27,7 +27,7 @@ from benchmark.reporting.transfer import load_transfer, write_transfer_reports
 from benchmark.reporting.writers import keyed_dir, report_dir
 from benchmark.store.records import has_record
 from benchmark.tasks.matching.runner import run_suite
-from benchmark.tasks.ranking.suite import run_ranking_suite
+from benchmark.tasks.ranking.suite import load_ranking_suite, run_ranking_suite
 from benchmark.tasks.transfer.grid import run_transfer
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def _run_ranking(opts: RunOptions, echo: Echo) -> Outcome:
 
 
 def _report_ranking(opts: RunOptions) -> str:
-    return write_ranking_reports(suite_name(opts.suite), opts.results_dir, opts.reports_dir, dataset=opts.dataset,
+    name = str(load_ranking_suite(opts.suite)["name"])  # a ranking suite file is not a matching suite file
+    return write_ranking_reports(name, opts.results_dir, opts.reports_dir, dataset=opts.dataset,
                                  scale=opts.scale)
 
 

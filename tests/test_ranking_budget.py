@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.cli import main
 from benchmark.errors import ConfigError
 from benchmark.grid.plan import plan
 from benchmark.inputs import prepare_inputs
@@ -48,6 +49,17 @@ def test_every_row_trains_on_the_same_positives_all_of_them(tiny_cells, tiny_dat
                        max_validation=500, max_train_positives=every.train.n_positives // 2, seed=0)
     assert sample.train.fingerprint() != every.train.fingerprint()
     assert sample.describe()["train_fraction"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_report_rebuilds_table4_from_stored_cells(tiny_cells, tmp_path: Path, capsys) -> None:
+    _, results, _ = tiny_cells
+    code = main(["report", "--suite", "xmarket-ranking", "--results-dir", str(results), "--reports-dir", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    folder = tmp_path / "xmarket-ranking" / "xmarket-sim-tiny"
+    assert {"table4.csv", "table4_groups.csv", "training_budget.csv", "learning_curves.png", "report.md"} <= {
+        p.name for p in folder.iterdir()}
+    text = (folder / "report.md").read_text()
+    assert "Every row, w/o Emb. included, trained on the same" in text and "**Where the gain comes from.**" in text
 
 
 def test_every_tiny_cell_stops_by_early_stopping(tiny_cells) -> None:
