@@ -21,7 +21,7 @@ from benchmark.plugin import Method, RunContext
 from methods.cb2cf.network import MultiviewRegressor
 from methods.item2vec import train_item2vec
 from methods.shared.content import MultiHot, category_multihot, image_view, numeric_view, text_view
-from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import FIXED_EPOCHS, TrainingBudget, combine_budgets, resolve_device
 
 
 def regression_items(targets: np.ndarray, train_count: np.ndarray, min_count: int) -> np.ndarray:
@@ -72,7 +72,7 @@ class CB2CF(Method):
         i2v_cfg = cfg["item2vec"]
         seqs = train.single_domain_sequences() if i2v_cfg.get("sets") == "per_domain" else train.sequences
         t0 = time.perf_counter()
-        i2v_budget = TrainingBudget("item2vec", metric="none: fixed epochs, no validation")
+        i2v_budget = TrainingBudget("item2vec", metric=FIXED_EPOCHS)
         targets = train_item2vec(seqs, n, i2v_cfg, seed=ctx.seed, workers=int(i2v_cfg["workers"]), ctx=ctx,
                                  budget=i2v_budget)
 

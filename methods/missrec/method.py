@@ -32,7 +32,13 @@ from methods.missrec.augment import ALIGNMENTS, augment
 from methods.missrec.interest import discover_interests
 from methods.missrec.model import MISSRecNet, zero_cold_ids
 from methods.shared.sequence import bucketed_batches, padded_ids, prefix_examples
-from methods.shared.training import EarlyStopping, TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import (
+    FIXED_EPOCHS,
+    EarlyStopping,
+    TrainingBudget,
+    combine_budgets,
+    resolve_device,
+)
 
 FUSIONS = ("dynamic", "static")
 
@@ -120,7 +126,7 @@ class MISSRec(Method):
                                       "word_drop_view": word_drop is not None, "kmeans_s": 0.0, "kmeans_cpu_s": 0.0,
                                       "aug_image_alignment": cfg["aug_image_alignment"], **carve.describe()}
         t0, c0 = time.perf_counter(), time.process_time()
-        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")  # examples_seen counts prefix examples
+        budgets = TrainingBudget("pretrain", metric=FIXED_EPOCHS), TrainingBudget("finetune")  # examples_seen counts prefix examples
         self._pretrain(examples, cfg, ctx, budgets[0])
         self._finetune(examples, carve, cfg, ctx, budgets[1])
         self.stats["training"] = combine_budgets(*budgets)

@@ -29,7 +29,7 @@ from methods.pgg.purify import keep_probability, ordered_pairs, purify, resample
 from methods.pgg.sets import short_term_sets
 from methods.shared.i2i_validation import carve_queries, item_to_item_ndcg
 from methods.shared.mf import train_user_item_mf
-from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import FIXED_EPOCHS, TrainingBudget, combine_budgets, resolve_device
 
 
 class PGG(Method):
@@ -61,7 +61,7 @@ class PGG(Method):
         # Two trained stages: the confidence MF, a fixed number of epochs without validation
         # (max_epochs; examples: interactions), and the graph embedding, early-stopped on the
         # carve-out (examples: ordered pairs).
-        mf_budget = TrainingBudget("confidence_mf", metric="none: fixed epochs, no validation")
+        mf_budget = TrainingBudget("confidence_mf", metric=FIXED_EPOCHS)
         graph_budget = TrainingBudget("graph", metric="valid item-to-item NDCG@10 (cosine of n(h_i))")
         user_vec, item_vec = train_user_item_mf(seqs, train.n_items, cfg["confidence"], seed=ctx.seed,
                                                 ctx=ctx, prefix="pgg_confidence", device=device, budget=mf_budget)

@@ -119,6 +119,10 @@ class EarlyStopping:
 #: nothing to validate on (an empty carve-out), so the cap decided.
 STOP_REASONS = ("converged", "max_epochs", "time_limit", "no_validation")
 
+#: The ``metric`` of a stage that validates nothing by design (pretraining as the authors' code does
+#: it, an MF warm start): its ``max_epochs`` is the plan, not a missed convergence.
+FIXED_EPOCHS = "none: fixed epochs, no validation"
+
 
 class TrainingBudget:
     """What one training stage spent and why it stopped: the evidence that a method converged.

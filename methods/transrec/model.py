@@ -26,6 +26,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.sequence import padded_ids, sequence_windows
 from methods.shared.training import (
+    FIXED_EPOCHS,
     EarlyStopping,
     TrainingBudget,
     combine_budgets,
@@ -170,7 +171,7 @@ class TransRec(Method):
         params = list(net.user.parameters()) + list(net.head.parameters())
         opt = torch.optim.Adam(params, lr=float(cfg["lr"]))
         # examples_seen counts sequences (one window each; stage 2 alike)
-        budget = TrainingBudget(f"stage1{tag}", metric="none: fixed epochs, no validation")
+        budget = TrainingBudget(f"stage1{tag}", metric=FIXED_EPOCHS)
         budget.watch(opt)
         self._budgets.append(budget)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 1)

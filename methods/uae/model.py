@@ -22,7 +22,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.content import content_input
 from methods.shared.mf import train_user_item_mf
-from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import FIXED_EPOCHS, TrainingBudget, combine_budgets, resolve_device
 from methods.uae.negatives import build_examples, sample_negatives
 from methods.uae.towers import ContentTower, MeanPoolUserTower
 
@@ -88,7 +88,7 @@ class UAE(Method):
         self.user_tower, self.seconds_user_mf = None, 0.0
         # Stages: the pretrained user MF (fixed epochs; examples: interactions), then the content
         # tower (early stopping on the held-out loss; examples: positives).
-        stages = ([TrainingBudget("user_mf", metric="none: fixed epochs, no validation")]
+        stages = ([TrainingBudget("user_mf", metric=FIXED_EPOCHS)]
                   if cfg["user_tower"] == "pretrained_mf" else [])
         budget = TrainingBudget("content_tower", metric="valid loss (lower is better)")
         if cfg["user_tower"] == "pretrained_mf":

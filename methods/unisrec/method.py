@@ -20,7 +20,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
 from methods.shared.contrastive import SAME_TARGET_RULES, SAME_USER_RULES
 from methods.shared.sequence import prefix_examples, windows
-from methods.shared.training import TrainingBudget, combine_budgets, resolve_device
+from methods.shared.training import FIXED_EPOCHS, TrainingBudget, combine_budgets, resolve_device
 from methods.unisrec.model import UniSRecNet
 from methods.unisrec.training import eval_item_vectors, finetune, pretrain, user_vectors
 
@@ -127,7 +127,7 @@ class UniSRec(Method):
                                       "finetune_sequences": cfg["finetune_sequences"],
                                       "examples": cfg["examples"], **dropped,
                                       "stage": "transductive_ft" if self.transductive else "inductive_ft"}
-        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")
+        budgets = TrainingBudget("pretrain", metric=FIXED_EPOCHS), TrainingBudget("finetune")
         self.stats.update(pretrain(self.net, pre_ex, cfg, ctx, budgets[0]))
         if self.transductive:
             self.net.add_item_ids(float(cfg["init_std"]))

@@ -22,7 +22,7 @@ from benchmark.data.validation import ValidationCarve
 from benchmark.plugin import RunContext
 from methods.shared.contrastive import seq_item_infonce, seq_seq_infonce
 from methods.shared.sequence import PrefixExamples, Windows, padded_ids
-from methods.shared.training import EarlyStopping, TrainingBudget, validation_ndcg
+from methods.shared.training import FIXED_EPOCHS, EarlyStopping, TrainingBudget, validation_ndcg
 from methods.unisrec.augment import item_drop, word_drop_mask
 from methods.unisrec.batching import aug_positions
 from methods.unisrec.model import UniSRecNet
@@ -122,7 +122,7 @@ def pretrain(net: UniSRecNet, examples: PrefixExamples | Windows, cfg: dict[str,
     ``budget`` records the stage's steps, examples (prefixes: a window counts its positions) and epochs."""
     epochs, batch = int(cfg["pretrain_epochs"]), int(cfg["pretrain_batch_size"])
     opt = torch.optim.Adam(net.parameters(), lr=float(cfg["pretrain_lr"]), weight_decay=float(cfg["weight_decay"]))
-    budget = budget if budget is not None else TrainingBudget("pretrain")
+    budget = budget if budget is not None else TrainingBudget("pretrain", metric=FIXED_EPOCHS)
     budget.watch(opt)
     order_rng, aug_rng = ctx.rng(101), ctx.rng(102)
     t0, seen, last = time.perf_counter(), 0, {}

@@ -39,6 +39,7 @@ from methods.shared.sequence import (
     windows,
 )
 from methods.shared.training import (
+    FIXED_EPOCHS,
     EarlyStopping,
     TrainingBudget,
     combine_budgets,
@@ -115,7 +116,7 @@ class VQRec(Method):
         self.net = VQRecNet(pq.codes, pq.n_sub, pq.ksub, cfg).to(device)
         self.device = device
         self._gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 17)
-        budgets = TrainingBudget("pretrain"), TrainingBudget("finetune")  # examples_seen counts prefixes (positions)
+        budgets = TrainingBudget("pretrain", metric=FIXED_EPOCHS), TrainingBudget("finetune")  # examples_seen counts prefixes (positions)
         self._pretrain(carve.fit, cfg, ctx, budgets[0])
         self._finetune(carve, cfg, ctx, budgets[1])
         self.stats["seconds_train"] = time.perf_counter() - t0
