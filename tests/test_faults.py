@@ -413,7 +413,8 @@ def test_out_of_range_settings_fail_before_any_data(tmp_path, capsys, setting, m
 def test_hostile_metadata_lines_are_one_line_errors_with_their_line(tmp_path) -> None:
     import gzip
 
-    from benchmark.data.xmarket import _parse_meta_line, _read_metadata, _read_ratings
+    from benchmark.data.xmarket_meta import _parse_meta_line, _read_metadata
+    from benchmark.data.xmarket_ratings import _read_ratings
     from benchmark.errors import DataError
 
     for line in ('{"asin": "A", "price": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000):

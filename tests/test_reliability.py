@@ -23,7 +23,8 @@ from benchmark.data.csv_source import load_csv
 from benchmark.data.recbole_source import load_recbole
 from benchmark.data.sources import load_dataset, sim_dir
 from benchmark.data.split import cached_split
-from benchmark.data.xmarket import _read_metadata, load_xmarket
+from benchmark.data.xmarket import load_xmarket
+from benchmark.data.xmarket_meta import _read_metadata
 from benchmark.errors import DataError
 from benchmark.evaluation.exact import normalise_rows, target_ranks
 from benchmark.features.cache import FeatureCache

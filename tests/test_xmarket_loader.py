@@ -13,15 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from benchmark.data import xmarket
+from benchmark.data import xmarket_ratings
 from benchmark.data.sources import list_datasets, load_dataset, sim_dir
 from benchmark.data.xmarket import (
     DEFAULT_DOMAINS,
-    factorize_ids,
     load_xmarket,
     parse_domains,
     xmarket_files_present,
 )
+from benchmark.data.xmarket_ratings import factorize_ids
 from benchmark.errors import ConfigError, DataError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "datasets" / "fixtures" / "xmarket-mini"
@@ -226,7 +226,7 @@ def test_factorize_ids_matches_pandas_on_chunked_variable_length_ids():
 
 def test_the_strict_reader_gives_the_same_columns_as_the_fast_one(monkeypatch):
     fast = load_xmarket(FIXTURE, progress=False)
-    monkeypatch.setattr(xmarket, "_read_ratings_fast", lambda path: None)
+    monkeypatch.setattr(xmarket_ratings, "_read_ratings_fast", lambda path: None)
     strict = load_xmarket(FIXTURE, progress=False)
     for col in ("user", "item", "day", "rating", "line", "user_ids"):
         np.testing.assert_array_equal(getattr(strict.interactions, col), getattr(fast.interactions, col))
@@ -243,7 +243,7 @@ def test_dates_without_zero_padding_fall_back_to_the_strict_reader(tmp_path):
 
 
 def test_factorize_ids_survives_hash_collisions(monkeypatch):
-    monkeypatch.setattr(xmarket, "_hash_rows", lambda mat, lens: np.zeros(len(lens), dtype=np.uint64))
+    monkeypatch.setattr(xmarket_ratings, "_hash_rows", lambda mat, lens: np.zeros(len(lens), dtype=np.uint64))
     codes, uniq = factorize_ids([pa.array(["b", "a", "b", "c"])])
     assert codes.tolist() == [0, 1, 0, 2] and uniq.tolist() == [b"b", b"a", b"c"]
 
