@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.data import sim_images, simulator
+from benchmark.data import sim_behaviour, sim_config, sim_images, simulator
 from benchmark.errors import ConfigError, DataError
 
 DOMAINS = ("Books", "Electronics", "Cell_Phones_and_Accessories")
@@ -80,7 +80,7 @@ def test_layout_and_marker(tiny):
     marker = json.loads((tiny / "SIMULATED.json").read_text())
     assert marker["synthetic"] is True and marker["generator"] == "xmarket-sim" and marker["version"] == 2
     assert marker["scale"] == "tiny" and marker["seed"] == 0
-    assert set(marker["params"]) == {f.name for f in dataclasses.fields(simulator.SimConfig)}
+    assert set(marker["params"]) == {f.name for f in dataclasses.fields(sim_config.SimConfig)}
     for name in DOMAINS:
         assert (tiny / "us" / name / f"ratings_us_{name}.txt.gz").is_file()
         assert (tiny / "us" / name / f"metadata_us_{name}.json.gz").is_file()
@@ -154,7 +154,7 @@ def test_same_day_rows_stay_in_one_domain(tiny):
 
 def test_planted_statistics(tiny):
     s = simulator.measured_stats(tiny)
-    assert s["users"] == simulator.PRESETS["tiny"].n_users
+    assert s["users"] == sim_config.PRESETS["tiny"].n_users
     shares = s["users_by_n_domains"]
     for k, target in ((1, 0.659), (2, 0.3035), (3, 0.0375)):
         assert abs(shares[k] - target) < 0.02
@@ -201,9 +201,9 @@ def test_refuses_to_replace_foreign_data(tmp_path):
 
 
 def test_presets_are_valid_without_generating():
-    assert list(simulator.PRESETS) == ["tiny", "small", "paper"]
-    for cfg in simulator.PRESETS.values():
-        lam = simulator._lomax_scale(cfg)
+    assert list(sim_config.PRESETS) == ["tiny", "small", "paper"]
+    for cfg in sim_config.PRESETS.values():
+        lam = sim_behaviour._lomax_scale(cfg)
         assert lam > 0
-    paper = simulator.PRESETS["paper"]
+    paper = sim_config.PRESETS["paper"]
     assert paper.n_users == 2_650_000 and 140_000 <= paper.n_items <= 145_000
