@@ -172,7 +172,8 @@ def real_cases(folder: Path, data_dir: Path):
     """(item embeddings, query, target, stored ranks) of a run folder, the split read without writing."""
     import yaml
 
-    from benchmark.data.split import build_split, load_split, split_cache_key
+    from benchmark.data.split import build_split, split_cache_key
+    from benchmark.data.split_manifest import load_split
     from benchmark.inputs import _load
 
     cfg = yaml.safe_load((folder / "config.yaml").read_text())

@@ -147,15 +147,15 @@ MUTANTS: tuple[Mutant, ...] = (
            'pool_by_domain = run.evaluation["candidate_pool"] == "domain"',
            "pool_by_domain = False",
            RUNNER_TESTS, "evaluation.candidate_pool=domain silently ignored"),
-    # -- data/split.py: the leakage guard -------------------------------------------------------------
+    # -- data/split.py, split_leakage.py: the leakage guard -------------------------------------------------------------
     Mutant("split-guard-not-run", "benchmark/data/split.py",
            "    _check(split, od)\n    bar.update()\n",
            "    bar.update()\n",
            SPLIT_TESTS, "build_split no longer checks its own output"),
-    Mutant("split-guard-heldout-skipped", "benchmark/data/split.py",
+    Mutant("split-guard-heldout-skipped", "benchmark/data/split_leakage.py",
            "if len(ov) and not problems:", "if False:",
            SPLIT_TESTS, "a held-out interaction left in training goes unnoticed"),
-    Mutant("split-guard-unseen-in-train", "benchmark/data/split.py",
+    Mutant("split-guard-unseen-in-train", "benchmark/data/split_leakage.py",
            'note(np.isin(unseen, train.users), "unseen test users with training interactions", unseen)',
            'note(np.isin(unseen, train.users) & False, "unseen test users with training interactions", unseen)',
            SPLIT_TESTS, "an unseen test user with training rows goes unnoticed"),

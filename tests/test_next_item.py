@@ -89,7 +89,8 @@ def test_histories_csr_padding_and_subset():
 
 def test_split_keeps_each_cases_whole_history_before_the_target(tiny_data_dir):
     from benchmark.data.sources import load_dataset
-    from benchmark.data.split import build_split, check_no_leakage
+    from benchmark.data.split import build_split
+    from benchmark.data.split_leakage import check_no_leakage
 
     dataset = load_dataset("xmarket-sim", tiny_data_dir, scale="tiny", seed=0, progress=False)
     split = build_split(dataset, seed=0)
@@ -112,7 +113,8 @@ def test_manifest_hash_covers_the_histories(tiny_data_dir):
     import dataclasses
 
     from benchmark.data.sources import load_dataset
-    from benchmark.data.split import build_split, compute_manifest_hash
+    from benchmark.data.split import build_split
+    from benchmark.data.split_manifest import compute_manifest_hash
 
     split = build_split(load_dataset("xmarket-sim", tiny_data_dir, scale="tiny", seed=0, progress=False))
     items = split.histories.items.copy()

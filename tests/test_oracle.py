@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from benchmark import registry
-from benchmark.data.split import load_split
+from benchmark.data.split_manifest import load_split
 from benchmark.grid.plan import plan
 from benchmark.inputs import features_needed, prepare_inputs
 from benchmark.plugin import Method

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 from benchmark.data.model import Dataset, Interactions, Items
-from benchmark.data.split import (
-    SPLIT_VERSION,
-    LeakageError,
-    build_split,
-    cached_split,
-    check_no_leakage,
-    compute_manifest_hash,
-    head_mask,
-    load_split,
-    save_split,
-    train_view,
-)
+from benchmark.data.split import build_split, cached_split, head_mask, train_view
+from benchmark.data.split_leakage import LeakageError, check_no_leakage
+from benchmark.data.split_manifest import SPLIT_VERSION, compute_manifest_hash, load_split, save_split
 from benchmark.errors import ConfigError, DataError
 
 DOMAINS = ("Books", "Electronics", "Cell_Phones_and_Accessories")

@@ -8,6 +8,11 @@ with the gaps the paper leaves filled as [proposal] (docs/protocol.md 0.2), is w
 
 Everything here is columnar numpy (one stable sort, ``np.repeat``, ``reduceat``, masks): at paper
 scale (~2.65M users, ~15M interactions) a per-user Python loop would be the bottleneck.
+
+This module builds the split (:func:`build_split`) and caches it (:func:`cached_split`). The
+manifest's hash and file are in :mod:`benchmark.data.split_manifest` (with ``SPLIT_VERSION``, bumped
+whenever the construction here changes), the leakage guard in :mod:`benchmark.data.split_leakage`,
+the row order both rest on in :mod:`benchmark.data.split_order`.
 """
 
 from __future__ import annotations
@@ -15,125 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from benchmark.data.model import Dataset, Histories, Interactions, Sequences, Split, TestCases, TrainView
+from benchmark.data.model import Dataset, Histories, Sequences, Split, TestCases, TrainView
+from benchmark.data.split_leakage import _check
+from benchmark.data.split_manifest import SPLIT_VERSION, compute_manifest_hash, load_split, save_split
+from benchmark.data.split_order import _order_rows, _ranges
 from benchmark.errors import ConfigError, DataError
-from benchmark.fsutil import atomic_write, cache_entry_refusal
+from benchmark.fsutil import cache_entry_refusal
 
 log = logging.getLogger(__name__)
 
-SPLIT_VERSION: int = 2
-"""Bump when the construction changes: it is part of the manifest hash and of the cache key.
-
-v2: per-case histories (the next-item protocol) are part of the manifest."""
-
 DEFAULT_SETTINGS: dict = {"test_user_frac": 0.1, "overlapped_frac": 0.1, "min_interactions": 2}
-
-_TRAIN_FIELDS = ("users", "offsets", "items", "day", "rating")
-_CASE_FIELDS = (
-    "user",
-    "query",
-    "target",
-    "overlapped",
-    "target_head",
-    "target_domain",
-    "query_domain",
-    "target_cold",
-    "query_cold",
-)
-_DTYPES = {
-    "train.users": np.int32,
-    "train.offsets": np.int64,
-    "train.items": np.int32,
-    "train.day": np.int32,
-    "train.rating": np.float32,
-    "cases.user": np.int32,
-    "cases.query": np.int32,
-    "cases.target": np.int32,
-    "cases.overlapped": np.bool_,
-    "cases.target_head": np.bool_,
-    "cases.target_domain": np.int16,
-    "cases.query_domain": np.int16,
-    "cases.target_cold": np.bool_,
-    "cases.query_cold": np.bool_,
-    "histories.offsets": np.int64,
-    "histories.items": np.int32,
-    "item_train_count": np.int64,
-    "item_head": np.bool_,
-}
-_META_KEY = "__meta__"
-
-
-class LeakageError(AssertionError):
-    """A split that leaks test information into training. Always a bug in the split code."""
-
-
-# --------------------------------------------------------------------------- ordering
-
-
-@dataclass(frozen=True)
-class _Ordered:
-    """Rows of the kept users sorted by (user, day, line): the mixed-domain sequences."""
-
-    users: np.ndarray  # int32 [K] ascending user index
-    starts: np.ndarray  # int64 [K] first sorted position of each user
-    lengths: np.ndarray  # int64 [K]
-    item: np.ndarray  # int32 [n]
-    day: np.ndarray  # int32 [n]
-    rating: np.ndarray  # float32 [n]
-
-    @property
-    def last(self) -> np.ndarray:
-        return self.starts + self.lengths - 1
-
-
-def _order_rows(inter: Interactions, keep_user: np.ndarray) -> _Ordered:
-    """Sort the rows of the kept users by (user, day, line) with one stable integer sort.
-
-    ``line`` is the original file order, the deterministic same-day tie rule (docs/protocol.md 0.2).
-    """
-    rows = np.flatnonzero(keep_user[inter.user])
-    line = inter.line[rows]
-    if len(line) > 1 and not np.all(line[1:] > line[:-1]):
-        rows = rows[np.argsort(line, kind="stable")]
-    user = inter.user[rows].astype(np.int64)
-    day = inter.day[rows].astype(np.int64)
-    if len(rows):
-        dmin = int(day.min())
-        span = int(day.max()) - dmin + 1
-        if inter.n_users * span < 2**62:
-            order = np.argsort(user * span + (day - dmin), kind="stable")
-        else:  # pragma: no cover - only for absurd day ranges
-            order = np.lexsort((day, user))
-        rows = rows[order]
-        del order
-    user = inter.user[rows]
-    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(rows) else np.zeros(0, np.int64)
-    lengths = np.diff(np.r_[starts, len(rows)])
-    return _Ordered(
-        users=user[starts].astype(np.int32),
-        starts=starts.astype(np.int64),
-        lengths=lengths.astype(np.int64),
-        item=inter.item[rows].astype(np.int32),
-        day=inter.day[rows].astype(np.int32),
-        rating=inter.rating[rows].astype(np.float32),
-    )
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
-    lengths = lengths.astype(np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    shift = starts.astype(np.int64) - np.r_[0, np.cumsum(lengths)[:-1]]
-    return np.repeat(shift, lengths) + np.arange(total, dtype=np.int64)
 
 
 def head_mask(counts: np.ndarray) -> np.ndarray:
@@ -352,214 +253,6 @@ def train_view(dataset: Dataset, split: Split) -> TrainView:
             f"{len(dataset.items)}: the split was built for another dataset"
         )
     return TrainView(sequences=split.train, items=dataset.items, item_train_count=split.item_train_count)
-
-
-# --------------------------------------------------------------------------- hash
-
-
-def _named_arrays(
-    train: Sequences, cases: TestCases, histories: Histories, item_train_count: np.ndarray, item_head: np.ndarray
-) -> dict[str, np.ndarray]:
-    out = {f"train.{f}": getattr(train, f) for f in _TRAIN_FIELDS}
-    out.update({f"cases.{f}": getattr(cases, f) for f in _CASE_FIELDS})
-    out["histories.offsets"] = histories.offsets
-    out["histories.items"] = histories.items
-    out["item_train_count"] = item_train_count
-    out["item_head"] = item_head
-    return out
-
-
-def compute_manifest_hash(
-    train: Sequences,
-    cases: TestCases,
-    histories: Histories,
-    item_train_count: np.ndarray,
-    item_head: np.ndarray,
-    settings: dict,
-) -> str:
-    """sha256 over every array (canonical little-endian dtype), the settings and SPLIT_VERSION.
-
-    Independent of machine byte order and of how the arrays were produced, so the same input and
-    seed give the same hash everywhere; it is logged with every run.
-    """
-    h = hashlib.sha256()
-    h.update(f"uie-bench split v{SPLIT_VERSION}\n".encode())
-    h.update(json.dumps(settings, sort_keys=True).encode() + b"\n")
-    for name, arr in _named_arrays(train, cases, histories, item_train_count, item_head).items():
-        dtype = np.dtype(_DTYPES[name]).newbyteorder("<")
-        a = np.ascontiguousarray(np.asarray(arr).astype(dtype, copy=False))
-        h.update(f"{name}:{dtype.str}:{a.shape}\n".encode())
-        h.update(a.reshape(-1).view(np.uint8))
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- leakage
-
-
-def check_no_leakage(split: Split, dataset: Dataset) -> None:
-    """Re-derive each user's sequence from the dataset and assert the split leaks nothing.
-
-    Checks: no unseen user in training; overlapped users are in training; each target is the
-    user's last interaction; its row is not in training (training rows of an overlapped user are
-    a sub-multiset of their other rows); each query is an earlier interaction that differs from
-    the target. A violation is a bug, so it raises :class:`LeakageError` (an AssertionError).
-    """
-    inter = dataset.interactions
-    involved = np.zeros(inter.n_users, dtype=bool)
-    for users in (split.train.users, split.cases.user):
-        ok = (users >= 0) & (users < inter.n_users)
-        if not ok.all():
-            raise LeakageError(f"split refers to user {users[~ok][0]} outside the dataset's users")
-        involved[users] = True
-    _check(split, _order_rows(inter, involved))
-
-
-def _check(split: Split, od: _Ordered) -> None:
-    train, cases = split.train, split.cases
-    problems: list[str] = []
-
-    def note(mask: np.ndarray, what: str, users: np.ndarray) -> None:
-        if np.any(mask):
-            problems.append(f"{int(np.count_nonzero(mask))} {what} (e.g. user {int(users[mask][0])})")
-
-    n_cases = len(cases.user)
-    _, first = np.unique(cases.user, return_index=True)
-    dup = np.ones(n_cases, dtype=bool)
-    dup[first] = False
-    note(dup, "users with more than one test case", cases.user)
-    unseen = cases.user[~cases.overlapped]
-    note(np.isin(unseen, train.users), "unseen test users with training interactions", unseen)
-    ov_users = cases.user[cases.overlapped]
-    note(~np.isin(ov_users, train.users), "overlapped test users missing from training", ov_users)
-
-    k = np.searchsorted(od.users, cases.user)
-    k = np.minimum(k, max(len(od.users) - 1, 0))
-    found = (od.users[k] == cases.user) if len(od.users) else np.zeros(n_cases, dtype=bool)
-    note(~found, "test users without interactions in the dataset", cases.user)
-    if problems:
-        raise LeakageError("split leakage: " + "; ".join(problems))
-
-    last = od.last[k]
-    note(od.item[last] != cases.target, "targets that are not the user's last interaction", cases.user)
-    note(cases.query == cases.target, "queries equal to their target", cases.user)
-    hist = split.histories
-    if len(hist) != n_cases:
-        problems.append(f"{len(hist)} histories for {n_cases} cases")
-    else:
-        note(hist.lengths != od.lengths[k] - 1, "histories that are not all the user's items before the target",
-             cases.user)
-        if not problems:
-            rows = _ranges(od.starts[k], od.lengths[k] - 1)
-            owner = np.repeat(np.arange(n_cases), od.lengths[k] - 1)
-            wrong = np.bincount(owner[od.item[rows] != hist.items], minlength=n_cases) > 0
-            note(wrong, "histories that differ from the user's time-ordered items", cases.user)
-
-    # Query precedes target: (user, query) occurs among the user's rows before the last one.
-    before = od.lengths[k] - 1
-    case_of = np.repeat(np.arange(n_cases, dtype=np.int64), before)
-    hit = od.item[_ranges(od.starts[k], before)] == cases.query[case_of]
-    query_ok = np.bincount(case_of[hit], minlength=n_cases) > 0
-    note(~query_ok, "queries that are not an earlier interaction of the user", cases.user)
-
-    # Held-out rows not in training: training rows of overlapped users must fit in their
-    # non-target rows, counted as a multiset of (user, item, day).
-    ov = np.flatnonzero(cases.overlapped)
-    if len(ov) and not problems:
-        a_pos = _ranges(od.starts[k[ov]], before[ov])
-        a_user = np.repeat(cases.user[ov], before[ov])
-        sorter = np.argsort(train.users, kind="stable")
-        t = sorter[np.searchsorted(train.users, cases.user[ov], sorter=sorter)]
-        t_len = train.offsets[t + 1] - train.offsets[t]
-        b_pos = _ranges(train.offsets[t], t_len)
-        b_user = np.repeat(cases.user[ov], t_len)
-        excess = _multiset_excess(
-            (
-                np.r_[a_user, b_user],
-                np.r_[od.item[a_pos], train.items[b_pos]],
-                np.r_[od.day[a_pos], train.day[b_pos]],
-            ),
-            np.r_[np.ones(len(a_pos), np.int64), -np.ones(len(b_pos), np.int64)],
-        )
-        note(
-            excess[0],
-            "overlapped users whose held-out interaction (or an unknown row) is in training",
-            excess[1],
-        )
-    if problems:
-        raise LeakageError("split leakage: " + "; ".join(problems))
-
-
-def _multiset_excess(cols: tuple[np.ndarray, ...], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Groups of equal rows (cols) whose weights sum below zero; returns (mask, first column)."""
-    if len(weight) == 0:
-        return np.zeros(0, dtype=bool), np.zeros(0, np.int64)
-    order = np.lexsort(tuple(reversed(cols)))
-    sc = [c[order] for c in cols]
-    change = np.zeros(len(order), dtype=bool)
-    change[0] = True
-    for c in sc:
-        change[1:] |= c[1:] != c[:-1]
-    starts = np.flatnonzero(change)
-    total = np.add.reduceat(weight[order], starts)
-    return total < 0, sc[0][starts]
-
-
-# --------------------------------------------------------------------------- save / load
-
-
-def save_split(split: Split, path: Path) -> None:
-    """Write the split as one uncompressed .npz (arrays + a JSON meta entry), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"split_version": SPLIT_VERSION, "manifest_hash": split.manifest_hash, "meta": split.meta}
-    arrays = _named_arrays(split.train, split.cases, split.histories, split.item_train_count, split.item_head)
-    arrays[_META_KEY] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def load_split(path: Path) -> Split:
-    """Read a split written by :func:`save_split`; verify its version and content hash.
-
-    A missing, truncated or altered file raises a one-line :class:`DataError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("split file not found", path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            header = json.loads(bytes(npz[_META_KEY]).decode())
-            arrays = {name: npz[name] for name in _DTYPES}
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"split file is corrupt or truncated ({reason}); delete it to rebuild", path
-        ) from None
-    if header.get("split_version") != SPLIT_VERSION:
-        raise DataError(
-            f"split file has version {header.get('split_version')}, this code writes {SPLIT_VERSION}; rebuild it",
-            path,
-        )
-    try:
-        train = Sequences(**{f: arrays[f"train.{f}"] for f in _TRAIN_FIELDS})
-        cases = TestCases(**{f: arrays[f"cases.{f}"] for f in _CASE_FIELDS})
-        histories = Histories(offsets=arrays["histories.offsets"], items=arrays["histories.items"])
-        meta = header["meta"]
-        digest = compute_manifest_hash(
-            train, cases, histories, arrays["item_train_count"], arrays["item_head"], meta["settings"]
-        )
-    except (KeyError, TypeError, ValueError, DataError) as exc:
-        raise DataError(f"split file is malformed ({exc}); delete it to rebuild", path) from None
-    if digest != header.get("manifest_hash"):
-        raise DataError("split file content does not match its manifest hash; delete it to rebuild", path)
-    return Split(
-        train=train,
-        cases=cases,
-        histories=histories,
-        item_train_count=arrays["item_train_count"],
-        item_head=arrays["item_head"],
-        manifest_hash=digest,
-        meta=meta,
-    )
 
 
 def split_cache_key(dataset: Dataset, seed: int = 0, **settings: object) -> str:
