@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+import benchmark.data.split as split_module
 from benchmark.data.model import Dataset, Interactions, Items
+from benchmark.data.simulator import VERSION as SIM_VERSION
 from benchmark.data.split import build_split, cached_split, head_mask, train_view
 from benchmark.data.split_leakage import LeakageError, check_no_leakage
 from benchmark.data.split_manifest import SPLIT_VERSION, compute_manifest_hash, load_split, save_split
@@ -281,3 +285,24 @@ def test_train_view_and_settings_validation(hand):
         build_split(hand, test_user_frac=1.0)
     with pytest.raises(DataError, match="no user"):
         build_split(hand, min_interactions=10)
+
+
+def test_build_split_runs_its_own_leakage_guard(hand, monkeypatch):
+    """build_split must check what it built (a split that skipped the guard could ship a leak)."""
+    seen = []
+
+    def guard(split, ordered):
+        seen.append(len(split.cases))
+        raise LeakageError("planted: the guard ran")
+
+    monkeypatch.setattr(split_module, "_check", guard)
+    with pytest.raises(LeakageError, match="planted"):
+        build_split(hand, seed=0, test_user_frac=0.0, overlapped_frac=1.0)
+    assert seen and seen[0] > 0
+
+
+def test_twin_card_names_the_generator_version():
+    """datasets/xmarket-sim.yaml states the generator version the code writes (the card is what users read)."""
+    card = yaml.safe_load((Path(__file__).resolve().parents[1] / "datasets" / "xmarket-sim.yaml").read_text())
+    assert card["generator"]["name"] == "xmarket-sim"
+    assert card["generator"]["version"] == SIM_VERSION

@@ -11,7 +11,7 @@ Every parameter is calibrated from XMarket's published statistics (docs/protocol
 domain item shares, 65.90/30.35/3.75 % users in 1/2/3 domains, tail-50% items = 10.9 % of
 interactions, 15M interactions / 2.65M users), never from any method's results. The output is
 labelled synthetic (``SIMULATED.json``). Deterministic per seed: same seed and out_dir ->
-byte-identical files (gzip mtime = 0; image URLs hold the absolute out_dir path).
+byte-identical files (gzip mtime = 0; image URLs are relative to out_dir, so a copied twin keeps its bytes).
 
 One job per module: the knobs (``sim_config``), the item catalogue (``sim_catalogue``), users and
 their walk (``sim_behaviour``), item text (``sim_text``) and images (``sim_images``), the raw files
