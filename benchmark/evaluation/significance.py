@@ -59,6 +59,12 @@ def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return means
 
 
+def _percentile_interval(means: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The (1 - alpha) percentile interval of bootstrap means: both bootstrap CIs share this one rule."""
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     values: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
@@ -69,8 +75,7 @@ def bootstrap_ci(
     if len(values) == 0:
         return float("nan"), float("nan")
     means = _bootstrap_means(values, n_boot, seed)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return _percentile_interval(means, alpha)
 
 
 def bootstrap_ci_hits(hits: int, n: int, n_boot: int = 2000, alpha: float = 0.05,
@@ -92,8 +97,7 @@ def bootstrap_ci_hits(hits: int, n: int, n_boot: int = 2000, alpha: float = 0.05
     if n == 0:
         return float("nan"), float("nan")
     means = np.random.default_rng(seed).binomial(n, hits / n, size=n_boot) / n
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return _percentile_interval(means, alpha)
 
 
 def paired_test(
