@@ -13,6 +13,7 @@ preset at that scale. Every value a preset changes is recorded in the resolved c
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]] | tuple[type, ...]] = {
         "min_interactions": (int,),
     },
     "features": {"text_encoder": (str, type(None)), "image_encoder": (str, type(None)), "batch_size": (int,),
-                 "word_drop": (float,), "degrade": (dict,), "device": (str,), "max_tokens": (int, type(None))},
+                 "word_drop": (float,), "degrade": (dict,), "device": (str,), "max_tokens": (int, type(None)),
+                 "text_backend": (str, type(None))},
     "evaluation": {"candidate_pool": (str,), "block_queries": (int,), "block_items": (int,),
                    "exclude_history": (bool,), "rank_cap": (int, type(None))},
     "methods_config": (dict,),
@@ -95,6 +97,38 @@ MAX_WORK = {"epochs": 10_000, "iter": 100_000, "resamples": 10_000}
 #: Encoder names the features stage knows (benchmark/features/registry.py), checked before any data loads.
 ENCODER_FORMS = {"text": ("minilm", "hf:<model-or-path>", "clip:<arch>/<pretrained>"),
                  "image": ("offline-descriptor", "clip:<arch>/<pretrained>")}
+#: How the minilm text encoder can run (features.text_backend; absent = torch, the fp32 reference,
+#: so runs made before backends existed keep their keys). benchmark/features/text.py runs them.
+TEXT_BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+ONNX_EXTRA = "pip install 'uie-bench[onnx]'"
+
+
+def onnx_runtime_missing() -> str | None:
+    """None when the ONNX backends can run here, else what is missing (naming the extra)."""
+    missing = [m for m in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    return f"needs {', '.join(missing)} ({ONNX_EXTRA})" if missing else None
+
+
+def check_text_backend(features: dict, where: str = "features") -> None:
+    """A known backend, for minilm, on cpu for ONNX, with ONNX Runtime installed: before any data loads."""
+    backend = features.get("text_backend")
+    if backend is None or backend == "torch":
+        return
+    if backend not in TEXT_BACKENDS:
+        raise ConfigError(f"{where}.text_backend={backend!r}: unknown; known: {', '.join(TEXT_BACKENDS)}")
+    encoder = features.get("text_encoder")
+    if encoder != "minilm":
+        raise ConfigError(f"{where}.text_backend={backend!r} applies to the minilm text encoder only "
+                          f"(text_encoder is {encoder!r})")
+    if backend.startswith("onnx"):
+        device = features.get("device") or "cpu"
+        if device != "cpu":
+            raise ConfigError(f"{where}.text_backend={backend!r} runs on cpu only (features.device={device!r})")
+        missing = onnx_runtime_missing()
+        if missing:
+            raise ConfigError(f"{where}.text_backend={backend!r} {missing}")
+
+
 #: Integer method settings that count something (epochs, sizes, lengths): a default >= 1 stays >= 1.
 _COUNT_WORDS = ("epoch", "dim", "size", "len", "hidden", "heads", "layers", "workers", "window", "threads",
                 "experts", "stride", "inner", "ffn", "batch")
@@ -143,6 +177,7 @@ def _check_ranges(base: dict) -> None:
     _check_rank_cap(base["evaluation"])
     check_encoder(base["features"].get("text_encoder"), "text")
     check_encoder(base["features"].get("image_encoder"), "image")
+    check_text_backend(base["features"])
     flat = flatten(base)
     for key, (low, high, low_ok) in RANGES.items():
         value = flat.get(key)
@@ -451,6 +486,10 @@ def resolve(
                 if not _type_ok(value, (int,)):
                     raise ConfigError(f"--set {key}={value!r}: expected int (a token count) or null")
                 base["features"]["max_tokens"] = value
+        elif key == "features.text_backend":  # absent = torch, so fp32 runs keep their run keys
+            base["features"].pop("text_backend", None)
+            if value not in (None, "torch"):
+                base["features"]["text_backend"] = str(value)
         elif key in OPTIONAL_DATASET_KEYS:  # a dataset card's defaults; absent keys keep older run keys
             base["dataset"].pop(key.split(".")[1], None)
             if value is not None:
@@ -467,6 +506,8 @@ def resolve(
         raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
     if "degrade" in base["features"]:
         base["features"]["degrade"] = check_degrade(base["features"]["degrade"])
+    if base["features"].get("text_backend", "torch") in (None, "torch"):  # the reference: keys as before
+        base["features"].pop("text_backend", None)
     _check_ranges(base)
     for name, cfg in method_cfgs.items():
         _check_method_ranges(name, cfg, defaults_for[name])

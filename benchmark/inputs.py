@@ -135,7 +135,8 @@ def _prepare_cached(dataset_key: str, split_key: str, features_key: str, data_di
             image_encoder=features_cfg["image_encoder"] if dataset.items.has_images else None,
             cache_dir=cache_root(root) / "features", batch_size=features_cfg["batch_size"], progress=progress,
             word_drop=float(features_cfg.get("word_drop", 0.0)), device=features_cfg.get("device") or "cpu",
-            max_tokens=features_cfg.get("max_tokens"),
+            max_tokens=features_cfg.get("max_tokens"), text_backend=features_cfg.get("text_backend"),
+            export_root=cache_root(root) / "onnx",
         )
         features = degrade_features(features, features_cfg.get("degrade"))  # the one place (features.degrade)
     else:

@@ -134,6 +134,8 @@ def compute_features(
     word_drop: float = 0.0,
     device: str = "cpu",
     max_tokens: int | None = None,
+    text_backend: str | None = None,
+    export_root: Path | None = None,
 ) -> ItemFeatures:
     """Frozen text and image vectors for every item (docs/protocol.md 1.4 step 7; UniEmbedding 4.3).
 
@@ -143,7 +145,9 @@ def compute_features(
     come from the same CLIP model. ``word_drop`` > 0 also encodes the word-drop text view
     (``ItemFeatures.text_word_drop``), cached like any feature. ``device``: where encoders given by
     name run their torch models (``features.device``; checked before any work by the runner);
-    ``max_tokens`` their prompt truncation (``features.max_tokens``, part of the encoder id).
+    ``max_tokens`` their prompt truncation (``features.max_tokens``, part of the encoder id);
+    ``text_backend`` how ``minilm`` runs (``features.text_backend``: torch, torch-bf16, onnx,
+    onnx-int8; part of the encoder id unless torch), its ONNX exports cached under ``export_root``.
     """
     if not 0.0 <= float(word_drop) < 1.0:
         raise BenchmarkError(f"features.word_drop must be in [0, 1), got {word_drop!r}")
@@ -158,7 +162,8 @@ def compute_features(
             raise MissingRequirementError(
                 f"dataset has no item text/metadata: text encoder {name!r} needs item titles"
             )
-        enc = get_text_encoder(text_encoder, device, max_tokens) if isinstance(text_encoder, str) else text_encoder
+        enc = (get_text_encoder(text_encoder, device, max_tokens, text_backend, export_root)
+               if isinstance(text_encoder, str) else text_encoder)
         prompts = build_prompts(items)
         text, _ = _cached(
             cache,

