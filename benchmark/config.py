@@ -15,13 +15,17 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from benchmark.backend_choice import read_choice
 from benchmark.errors import ConfigError, did_you_mean
+
+log = logging.getLogger(__name__)
 
 SCALES = ("tiny", "small", "paper")
 #: evaluation.rank_cap default: ranks above it are stored as cap + 1 (evaluation/capped.py)
@@ -64,8 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "dataset": {"domains": "us/Books,us/Electronics,us/Cell_Phones_and_Accessories", "fallback": "xmarket-sim"},
     "split": {"seed": 0, "test_user_frac": 0.1, "overlapped_frac": 0.1, "min_interactions": 2},
     # word_drop > 0: also encode UniSRec's word-drop text view (its seq-seq augmentation; MISSRec's too)
+    # text_backend: how minilm runs; auto = the backend measured fastest on this machine with vectors
+    # at cosine >= 0.99 to torch fp32 (benchmark/backend_choice.py), torch fp32 when none was measured
     "features": {"text_encoder": "minilm", "image_encoder": "offline-descriptor", "batch_size": 64,
-                 "word_drop": 0.0},
+                 "word_drop": 0.0, "text_backend": "auto"},
     # exclude_history: the next-item protocol drops the user's history items from the candidates.
     # rank_cap: ranks above it are stored as rank_cap + 1 ("beyond the cap"; evaluation/capped.py);
     # null or 0 stores every exact rank. Metrics (K <= 50) are the same either way.
@@ -98,7 +104,8 @@ MAX_WORK = {"epochs": 10_000, "iter": 100_000, "resamples": 10_000}
 ENCODER_FORMS = {"text": ("minilm", "hf:<model-or-path>", "clip:<arch>/<pretrained>"),
                  "image": ("offline-descriptor", "clip:<arch>/<pretrained>")}
 #: How the minilm text encoder can run (features.text_backend; absent = torch, the fp32 reference,
-#: so runs made before backends existed keep their keys). benchmark/features/text.py runs them.
+#: so runs made before backends existed keep their keys). benchmark/features/text.py runs them;
+#: ``auto`` is resolved to one of them (or torch) when the config is resolved.
 TEXT_BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 ONNX_EXTRA = "pip install 'uie-bench[onnx]'"
 
@@ -115,7 +122,7 @@ def check_text_backend(features: dict, where: str = "features") -> None:
     if backend is None or backend == "torch":
         return
     if backend not in TEXT_BACKENDS:
-        raise ConfigError(f"{where}.text_backend={backend!r}: unknown; known: {', '.join(TEXT_BACKENDS)}")
+        raise ConfigError(f"{where}.text_backend={backend!r}: unknown; known: {', '.join(TEXT_BACKENDS)}, auto")
     encoder = features.get("text_encoder")
     if encoder != "minilm":
         raise ConfigError(f"{where}.text_backend={backend!r} applies to the minilm text encoder only "
@@ -127,6 +134,22 @@ def check_text_backend(features: dict, where: str = "features") -> None:
         missing = onnx_runtime_missing()
         if missing:
             raise ConfigError(f"{where}.text_backend={backend!r} {missing}")
+
+
+def auto_text_backend(features: dict) -> str:
+    """What ``features.text_backend: auto`` means here: the recorded choice for this machine when it
+    can run with these features, else torch (nothing measured, another encoder, a GPU, no ONNX Runtime)."""
+    recorded = read_choice() if features.get("text_encoder") == "minilm" else None
+    if recorded is None:
+        return "torch"
+    choice, entry = recorded
+    if choice not in TEXT_BACKENDS:
+        return "torch"
+    if choice.startswith("onnx") and ((features.get("device") or "cpu") != "cpu" or onnx_runtime_missing()):
+        log.warning("features.text_backend=auto: this machine's measured choice %s cannot run here (%s); using torch",
+                    choice, onnx_runtime_missing() or f"features.device={features.get('device')}")
+        return "torch"
+    return choice
 
 
 #: Integer method settings that count something (epochs, sizes, lengths): a default >= 1 stays >= 1.
@@ -506,6 +529,8 @@ def resolve(
         raise ConfigError(f"evaluation.candidate_pool must be one of {CANDIDATE_POOLS}")
     if "degrade" in base["features"]:
         base["features"]["degrade"] = check_degrade(base["features"]["degrade"])
+    if base["features"].get("text_backend") == "auto":
+        base["features"]["text_backend"] = auto_text_backend(base["features"])
     if base["features"].get("text_backend", "torch") in (None, "torch"):  # the reference: keys as before
         base["features"].pop("text_backend", None)
     _check_ranges(base)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# A user cache of the session's own: features.text_backend=auto reads this machine's measured choice
+# from the user cache (benchmark/backend_choice.py), and the tests must not follow a developer's record.
+os.environ["UIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="uie-bench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["UIE_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

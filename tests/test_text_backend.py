@@ -7,12 +7,14 @@ download), once per module; int8 quantises that export.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 
 import numpy as np
 import pytest
 
+from benchmark.backend_choice import choose, machine_key, write_choice
 from benchmark.cli import main
 from benchmark.config import load_suite_file, resolve
 from benchmark.errors import BenchmarkError, ConfigError
@@ -38,6 +40,8 @@ def exports(tmp_path_factory):
     """(export root, {backend: encoder}) with both ONNX exports made once into a temporary cache."""
     root = tmp_path_factory.mktemp("onnx")
     encoders = {b: get_text_encoder("minilm", backend=b, export_root=root) for b in ("torch", "onnx", "onnx-int8")}
+    for enc in encoders.values():
+        enc.encode(PROMPTS[:1])  # exports now (the model loads lazily): every test finds both exports
     return root, encoders
 
 
@@ -102,7 +106,8 @@ def test_without_onnxruntime_asking_for_it_is_one_line_naming_the_extra(monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with pytest.raises(BenchmarkError, match=r"uie-bench\[onnx\]"):
         exported_model(tmp_path, "0" * 64, "onnx-int8", tmp_path)
-    code = main(["run", "--suite", "xmarket-matching", "--scale", "tiny", "--methods", "clip", "--no-progress",
+    code = main(["run", "--suite", "xmarket-matching", "--scale", "tiny", "--dataset", "xmarket-sim", "--methods", "clip",
+                 "--no-progress",
                  "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results"),
                  "--reports-dir", str(tmp_path / "reports"),
                  "--set", "features.text_backend=onnx-int8"])
@@ -125,3 +130,33 @@ def test_set_text_backend_is_checked_and_torch_keeps_the_config():
         resolve(suite, defaults, methods=["clip"],
                 overrides=["features.text_backend=onnx", "features.text_encoder=hf:bert-base-uncased"])
     assert any("onnx-int8" in summary for _, _, summary in list_encoders())
+
+
+FIGURES = {"torch": {"items_per_s": 10.0, "mean_cosine": 1.0}, "torch-bf16": {"items_per_s": 20.0, "mean_cosine": 0.99999},
+           "onnx": {"items_per_s": 19.0, "mean_cosine": 1.0}, "onnx-int8": {"items_per_s": 34.0, "mean_cosine": 0.994}}
+
+
+def test_choice_is_the_fastest_backend_at_mean_cosine_0_99_and_1_2x():
+    assert choose(FIGURES) == "onnx-int8"
+    assert choose({**FIGURES, "onnx-int8": {"items_per_s": 34.0, "mean_cosine": 0.95}}) == "torch-bf16"
+    slow = {b: {"items_per_s": 11.0, "mean_cosine": 1.0} for b in FIGURES} | {"torch": FIGURES["torch"]}
+    assert choose(slow) == "torch"  # 1.1x is load noise, not a reason to leave the reference
+
+
+def test_auto_runs_this_machines_recorded_choice_and_torch_without_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("UIE_CACHE_DIR", str(tmp_path))
+    suite = load_suite_file(suite_path("xmarket-matching"))
+    defaults = {"clip": get_method("clip").default_config()}
+
+    def backend(*overrides: str) -> str | None:
+        return resolve(suite, defaults, methods=["clip"], overrides=list(overrides))[0].features.get("text_backend")
+
+    assert backend() is None  # nothing measured: torch fp32, the run keys made before backends existed
+    (tmp_path / "text-backends.json").write_text(json.dumps({"another-machine": {"choice": "onnx-int8"}}))
+    assert backend() is None
+    choice, path = write_choice(FIGURES, "test")
+    assert choice == "onnx-int8" and path.parent == tmp_path
+    assert json.loads(path.read_text())[machine_key()]["figures"]["onnx-int8"]["mean_cosine"] == 0.994
+    assert backend() == "onnx-int8" and backend("features.text_backend=auto") == "onnx-int8"
+    assert backend("features.text_backend=torch") is None
+    assert backend("features.text_encoder=hf:bert-base-uncased") is None  # auto applies to minilm only
