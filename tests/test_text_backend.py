@@ -21,6 +21,7 @@ from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.features import compute_features, get_text_encoder, list_encoders
 from benchmark.features.onnx_backend import entry_name, exported_model
 from benchmark.registry import get_method, suite_path
+from methods.clip.model import short_encoder
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                                 reason="onnxruntime is not installed (pip install 'uie-bench[onnx]')")
@@ -71,6 +72,7 @@ def test_each_backend_has_its_own_id_and_feature_cache_entry(exports, tmp_path):
     assert len(set(ids.values())) == 4
     assert "+backend" not in ids["torch"]  # the fp32 reference keeps the id (and caches, run keys) it had
     assert ids["onnx-int8"] == ids["torch"] + "+backend=onnx-int8"
+    assert short_encoder(ids["onnx-int8"]) == "minilm+onnx-int8" and short_encoder(ids["torch"]) == "minilm"  # labels
     from benchmark.data.model import Items
 
     items = Items(domains=("Books",), source_id=np.array(["a", "b"], dtype=object),

@@ -35,10 +35,12 @@ def raw_content_vectors(features: ItemFeatures, use_image: bool = True) -> np.nd
 
 
 def short_encoder(encoder_id: str) -> str:
-    """'minilm:sentence-transformers/...@sha256:..' -> 'minilm'; 'clip:ViT-B-32/openai@..' -> 'clip:ViT-B-32/openai'."""
+    """'minilm:sentence-transformers/...@sha256:..' -> 'minilm'; 'clip:ViT-B-32/openai@..' -> 'clip:ViT-B-32/openai';
+    a text backend other than torch fp32 stays in the label ('minilm+onnx-int8'): those are other vectors."""
+    backend = f"+{encoder_id.split('+backend=', 1)[1].split('+', 1)[0]}" if "+backend=" in encoder_id else ""
     if encoder_id.startswith(("clip:", "hf:")):
-        return encoder_id.split("@", 1)[0]
-    return encoder_id.split(":", 1)[0]
+        return encoder_id.split("@", 1)[0] + backend
+    return encoder_id.split(":", 1)[0] + backend
 
 
 class RawContent(Method):
