@@ -1,4 +1,4 @@
-"""``features.text_backend: auto``: the text backend measured fastest on this machine, read from a record.
+"""The minilm text backends (features.text_backend): which exist, which can run here, and what ``auto`` is.
 
 ``scripts/bench_text_encoders.py --record`` times every backend of ``minilm`` on the same prompts
 and writes its figures and choice to ``text-backends.json`` in the user cache
@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 from pathlib import Path
 
+from benchmark.errors import ConfigError
 from benchmark.fsutil import atomic_write_text, user_cache_dir
 from benchmark.machine import machine_info
 
@@ -91,3 +93,52 @@ def write_choice(figures: dict[str, dict], note: str = "") -> tuple[str, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return choice, path
+
+
+#: How the minilm text encoder can run (features.text_backend; absent = torch, the fp32 reference,
+#: so runs made before backends existed keep their keys). benchmark/features/text.py runs them;
+#: ``auto`` is resolved to one of them (or torch) when the config is resolved.
+TEXT_BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+ONNX_EXTRA = "pip install 'uie-bench[onnx]'"
+
+
+def onnx_runtime_missing() -> str | None:
+    """None when the ONNX backends can run here, else what is missing (naming the extra)."""
+    missing = [m for m in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    return f"needs {', '.join(missing)} ({ONNX_EXTRA})" if missing else None
+
+
+def check_text_backend(features: dict, where: str = "features") -> None:
+    """A known backend, for minilm, on cpu for ONNX, with ONNX Runtime installed: before any data loads."""
+    backend = features.get("text_backend")
+    if backend is None or backend == "torch":
+        return
+    if backend not in TEXT_BACKENDS:
+        raise ConfigError(f"{where}.text_backend={backend!r}: unknown; known: {', '.join(TEXT_BACKENDS)}, auto")
+    encoder = features.get("text_encoder")
+    if encoder != "minilm":
+        raise ConfigError(f"{where}.text_backend={backend!r} applies to the minilm text encoder only "
+                          f"(text_encoder is {encoder!r})")
+    if backend.startswith("onnx"):
+        device = features.get("device") or "cpu"
+        if device != "cpu":
+            raise ConfigError(f"{where}.text_backend={backend!r} runs on cpu only (features.device={device!r})")
+        missing = onnx_runtime_missing()
+        if missing:
+            raise ConfigError(f"{where}.text_backend={backend!r} {missing}")
+
+
+def auto_text_backend(features: dict) -> str:
+    """What ``features.text_backend: auto`` means here: the recorded choice for this machine when it
+    can run with these features, else torch (nothing measured, another encoder, a GPU, no ONNX Runtime)."""
+    recorded = read_choice() if features.get("text_encoder") == "minilm" else None
+    if recorded is None:
+        return "torch"
+    choice, entry = recorded
+    if choice not in TEXT_BACKENDS:
+        return "torch"
+    if choice.startswith("onnx") and ((features.get("device") or "cpu") != "cpu" or onnx_runtime_missing()):
+        log.warning("features.text_backend=auto: this machine's measured choice %s cannot run here (%s); using torch",
+                    choice, onnx_runtime_missing() or f"features.device={features.get('device')}")
+        return "torch"
+    return choice

@@ -13,19 +13,15 @@ preset at that scale. Every value a preset changes is recorded in the resolved c
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchmark.backend_choice import read_choice
+from benchmark.backend_choice import auto_text_backend, check_text_backend
 from benchmark.errors import ConfigError, did_you_mean
-
-log = logging.getLogger(__name__)
 
 SCALES = ("tiny", "small", "paper")
 #: evaluation.rank_cap default: ranks above it are stored as cap + 1 (evaluation/capped.py)
@@ -103,55 +99,6 @@ MAX_WORK = {"epochs": 10_000, "iter": 100_000, "resamples": 10_000}
 #: Encoder names the features stage knows (benchmark/features/registry.py), checked before any data loads.
 ENCODER_FORMS = {"text": ("minilm", "hf:<model-or-path>", "clip:<arch>/<pretrained>"),
                  "image": ("offline-descriptor", "clip:<arch>/<pretrained>")}
-#: How the minilm text encoder can run (features.text_backend; absent = torch, the fp32 reference,
-#: so runs made before backends existed keep their keys). benchmark/features/text.py runs them;
-#: ``auto`` is resolved to one of them (or torch) when the config is resolved.
-TEXT_BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
-ONNX_EXTRA = "pip install 'uie-bench[onnx]'"
-
-
-def onnx_runtime_missing() -> str | None:
-    """None when the ONNX backends can run here, else what is missing (naming the extra)."""
-    missing = [m for m in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    return f"needs {', '.join(missing)} ({ONNX_EXTRA})" if missing else None
-
-
-def check_text_backend(features: dict, where: str = "features") -> None:
-    """A known backend, for minilm, on cpu for ONNX, with ONNX Runtime installed: before any data loads."""
-    backend = features.get("text_backend")
-    if backend is None or backend == "torch":
-        return
-    if backend not in TEXT_BACKENDS:
-        raise ConfigError(f"{where}.text_backend={backend!r}: unknown; known: {', '.join(TEXT_BACKENDS)}, auto")
-    encoder = features.get("text_encoder")
-    if encoder != "minilm":
-        raise ConfigError(f"{where}.text_backend={backend!r} applies to the minilm text encoder only "
-                          f"(text_encoder is {encoder!r})")
-    if backend.startswith("onnx"):
-        device = features.get("device") or "cpu"
-        if device != "cpu":
-            raise ConfigError(f"{where}.text_backend={backend!r} runs on cpu only (features.device={device!r})")
-        missing = onnx_runtime_missing()
-        if missing:
-            raise ConfigError(f"{where}.text_backend={backend!r} {missing}")
-
-
-def auto_text_backend(features: dict) -> str:
-    """What ``features.text_backend: auto`` means here: the recorded choice for this machine when it
-    can run with these features, else torch (nothing measured, another encoder, a GPU, no ONNX Runtime)."""
-    recorded = read_choice() if features.get("text_encoder") == "minilm" else None
-    if recorded is None:
-        return "torch"
-    choice, entry = recorded
-    if choice not in TEXT_BACKENDS:
-        return "torch"
-    if choice.startswith("onnx") and ((features.get("device") or "cpu") != "cpu" or onnx_runtime_missing()):
-        log.warning("features.text_backend=auto: this machine's measured choice %s cannot run here (%s); using torch",
-                    choice, onnx_runtime_missing() or f"features.device={features.get('device')}")
-        return "torch"
-    return choice
-
-
 #: Integer method settings that count something (epochs, sizes, lengths): a default >= 1 stays >= 1.
 _COUNT_WORDS = ("epoch", "dim", "size", "len", "hidden", "heads", "layers", "workers", "window", "threads",
                 "experts", "stride", "inner", "ffn", "batch")

@@ -27,12 +27,13 @@ from benchtools import ensure_twin
 from benchmark.backend_choice import (
     MIN_MEAN_COSINE,
     MIN_SPEEDUP,
+    TEXT_BACKENDS,
     choose,
     machine_key,
+    onnx_runtime_missing,
     record_path,
     write_choice,
 )
-from benchmark.config import TEXT_BACKENDS, onnx_runtime_missing
 from benchmark.data.sources import load_dataset
 from benchmark.features import _encode_texts, build_prompts, get_text_encoder
 from benchmark.machine import machine_info

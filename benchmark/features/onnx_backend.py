@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import compat
-from benchmark.config import TEXT_BACKENDS, onnx_runtime_missing
+from benchmark.backend_choice import TEXT_BACKENDS, onnx_runtime_missing
 from benchmark.errors import BenchmarkError
 from benchmark.fsutil import atomic_write, cache_entry_refusal, file_lock, sha256_file, user_cache_dir
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import TEXT_BACKENDS
+from benchmark.backend_choice import TEXT_BACKENDS
 from benchmark.errors import BenchmarkError
 from benchmark.features.cache import hash_files
 from benchmark.features.hub import TEXT_FALLBACK, hub_reachable
