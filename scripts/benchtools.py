@@ -1,14 +1,21 @@
-"""Helpers the benchmark scripts share: peak memory per stage and the synthetic twin on disk.
+"""Helpers the benchmark scripts share: peak memory per stage, the synthetic twin on disk, and
+RecBole's SASRec as the speed anchor every transformer-based method is compared with.
 
 Scripts import this as ``benchtools`` (Python puts the script's own folder on ``sys.path``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
+import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
+import torch
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -98,3 +105,66 @@ def ensure_twin(data_dir: Path, scale: str, seed: int, progress: bool = True) ->
         if not twin_present(data_dir, scale, seed):
             generate(out, scale=scale, seed=seed, progress=progress)
     return time.perf_counter() - t
+
+
+def recbole_sasrec_epoch(sequences: Iterable[np.ndarray], hidden: int = 64, layers: int = 2, heads: int = 2,
+                         max_len: int = 50, batch: int = 2048, threads: int = 1, inner: int | None = None,
+                         dropout: float = 0.5) -> tuple[int, float]:
+    """(training samples, seconds) of one training epoch of RecBole 1.2.1's SASRec on ``sequences``.
+
+    The anchor for "samples/s beside RecBole's SASRec at equal size" (issue 25): each element of
+    ``sequences`` is one user's item ids in time order (a :class:`benchmark.data.model.Sequences`
+    iterates so). They go to an atomic ``.inter`` file in a temp dir and through RecBole's own
+    Config / Dataset / data_preparation (leave-one-out, so its training part is each user's
+    sequence minus the last two items; one sample = one history -> next item prefix, RecBole's
+    training unit), ``loss_type: CE``, then one ``Trainer._train_epoch`` is timed (data building
+    is not). ``inner`` defaults to 4 x ``hidden`` (RecBole's 256 for 64); dropout is RecBole's 0.5.
+    """
+    from benchmark import compat
+
+    compat.apply()
+    SASRec = compat.recbole_sequential_models().SASRec  # noqa: N806 - RecBole's class; anomaly mode stays off
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # RecBole writes log_tensorboard/ in cwd
+        name = "anchor"
+        (Path(tmp) / name).mkdir()
+        lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+        t = 0
+        for u, seq in enumerate(sequences):
+            for i in np.asarray(seq).tolist():
+                lines.append(f"u{u}\ti{i}\t{t}")
+                t += 1
+        (Path(tmp) / name / f"{name}.inter").write_text("\n".join(lines) + "\n")
+        config = Config(model="SASRec", dataset=name, config_dict={
+            "data_path": tmp, "checkpoint_dir": tmp, "show_progress": False, "use_gpu": False, "device": "cpu",
+            "seed": 0, "reproducibility": True, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "MAX_ITEM_LIST_LENGTH": int(max_len), "train_neg_sample_args": None, "loss_type": "CE",
+            "hidden_size": int(hidden), "inner_size": int(inner or 4 * hidden), "n_layers": int(layers),
+            "n_heads": int(heads), "hidden_dropout_prob": float(dropout), "attn_dropout_prob": float(dropout),
+            "train_batch_size": int(batch), "epochs": 1,
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+        })
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(threads)
+            dataset = create_dataset(config)
+            train_data, _, _ = data_preparation(config, dataset)
+            model = SASRec(config, train_data.dataset)
+            trainer = Trainer(config, model)
+            torch.set_num_threads(threads)  # RecBole's init_seed may reset it
+            t0 = time.perf_counter()
+            trainer._train_epoch(train_data, 0, show_progress=False)
+            return len(train_data.dataset), time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(before)
+
+
+def recbole_sasrec_samples_per_s(sequences: Iterable[np.ndarray], hidden: int = 64, layers: int = 2, heads: int = 2,
+                                 max_len: int = 50, batch: int = 2048, threads: int = 1) -> float:
+    """Training samples/s of RecBole 1.2.1's SASRec at these sizes on ``sequences`` (one timed
+    epoch; see :func:`recbole_sasrec_epoch`). Divide a method's samples/s by this for its ratio."""
+    n, seconds = recbole_sasrec_epoch(sequences, hidden, layers, heads, max_len, batch, threads)
+    return n / max(seconds, 1e-9)
