@@ -1,47 +1,52 @@
-"""Training samples/s of our sequence methods next to RecBole 1.2.1's SASRec, on the same sequences.
+"""Training samples/s of every transformer-based method next to RecBole 1.2.1's SASRec at equal size.
 
 Usage:
-    PYTHONPATH=. python scripts/bench_sequence_methods.py --scale small --users 4000 --data-dir data
+    PYTHONPATH=. python scripts/bench_sequence_methods.py --scale small --users 2000 --data-dir data
 
-A "sample" is one (history -> next item) prefix example, RecBole's training unit. Everything is
-timed in this process on the twin's training sequences (xmarket-sim, SYNTHETIC; ``--users``
-keeps the first N users to bound the time) with ``--threads`` torch threads:
+One run, one table (issue 25): each of ``sasrec`` (ours), ``unisrec``, ``missrec``, ``vqrec``,
+``unim2rec`` and ``transrec`` fits once with its own ``--scale`` preset (the sizes the main job
+trains), one epoch per training stage and no validation carve-out, on the twin's training
+sequences (xmarket-sim, SYNTHETIC; ``--users`` keeps the first N users to bound the time) with
+``--threads`` torch threads. Its samples/s is set beside RecBole's SASRec (the anchor,
+``benchtools.recbole_sasrec_epoch``) at the method's encoder sizes -- hidden, layers, heads,
+feed-forward, max_len -- on the same sequences; an anchor is measured once per distinct size.
 
-- RecBole SASRec: an atomic ``.inter`` file of those sequences in a temp dir, RecBole's own
-  Config / Dataset / data_preparation (leave-one-out split, so its training part is each user's
-  sequence minus the last two items), ``loss_type: CE``, one ``Trainer._train_epoch``.
-- our ``sasrec`` (same sizes: RecBole's defaults) for one epoch, no validation;
-- ``unisrec`` (paper sizes unless ``--unisrec-dim``): one pretraining and one fine-tuning epoch,
-  with ``examples: prefixes`` (the code's data) and ``examples: windows`` (the small preset's);
-- ``vqrec`` if that method is registered: its whole fit with the matching suite's small preset
-  (the paper's d 300 over every prefix takes > 8 min per epoch here), one epoch per stage.
+A "sample" is one (history -> next item) prefix example, RecBole's training unit. Where a method
+counts windows or sequences (UniM2Rec, TransRec), its count is converted to the prefixes those
+windows hold (the table says so). A method's seconds are its whole fit (setup such as VQ-Rec's
+codes, MISSRec's k-means or TransRec's item encoders included); the anchor's are one epoch of
+``Trainer._train_epoch``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from benchtools import recbole_sasrec_epoch
 
+from benchmark import registry
 from benchmark.data.model import Sequences, TrainView
+from benchmark.data.sources import load_dataset
+from benchmark.data.split import cached_split, train_view
+from benchmark.errors import BenchmarkError
+from benchmark.features import compute_features
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import RunContext
+from methods.shared.sequence import sequence_windows
+
+METHODS = ("sasrec", "unisrec", "missrec", "vqrec", "unim2rec", "transrec")
+EPOCH_KEYS = ("epochs", "pretrain_epochs", "finetune_epochs", "stage1_epochs")
 
 
 def twin(scale: str, data_dir: Path, users: int | None) -> tuple[TrainView, ItemFeatures]:
     """The twin's training view (first ``users`` sequences) and cached features, as the runner builds them."""
-    from benchmark.data.sources import load_dataset
-    from benchmark.data.split import cached_split, train_view
-    from benchmark.features import compute_features
-
     dataset = load_dataset("xmarket-sim", data_dir, scale=scale, seed=0, progress=False)
     split = cached_split(dataset, data_dir / ".cache" / "splits", seed=0)
     view = train_view(dataset, split)
@@ -57,127 +62,138 @@ def twin(scale: str, data_dir: Path, users: int | None) -> tuple[TrainView, Item
     return view, features
 
 
-def recbole_sasrec(view: TrainView, cfg: dict[str, Any], threads: int) -> tuple[int, float]:
-    """(training samples, seconds) of one RecBole SASRec epoch on the view's sequences."""
-    from benchmark import compat
-
-    compat.apply()
-    SASRec = compat.recbole_sequential_models().SASRec  # noqa: N806 - RecBole's class; anomaly mode stays off
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.trainer import Trainer
-
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # RecBole writes log_tensorboard/ in cwd
-        name = "twin"
-        (Path(tmp) / name).mkdir()
-        s = view.sequences
-        user = np.repeat(np.arange(len(s)), s.lengths)
-        lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-        lines += [f"u{u}\ti{i}\t{t}" for t, (u, i) in enumerate(zip(user, s.items, strict=True))]
-        (Path(tmp) / name / f"{name}.inter").write_text("\n".join(lines) + "\n")
-        config = Config(model="SASRec", dataset=name, config_dict={
-            "data_path": tmp, "checkpoint_dir": tmp, "show_progress": False, "use_gpu": False, "device": "cpu",
-            "seed": 0, "reproducibility": True, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-            "MAX_ITEM_LIST_LENGTH": int(cfg["max_len"]), "train_neg_sample_args": None, "loss_type": "CE",
-            "hidden_size": int(cfg["dim"]), "inner_size": int(cfg["inner"]), "n_layers": int(cfg["n_layers"]),
-            "n_heads": int(cfg["n_heads"]), "hidden_dropout_prob": float(cfg["dropout"]),
-            "attn_dropout_prob": float(cfg["dropout"]), "train_batch_size": 2048, "epochs": 1,
-            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-        })
-        torch.set_num_threads(threads)
-        dataset = create_dataset(config)
-        train_data, _, _ = data_preparation(config, dataset)
-        model = SASRec(config, train_data.dataset)
-        trainer = Trainer(config, model)
-        torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        trainer._train_epoch(train_data, 0, show_progress=False)
-        return len(train_data.dataset), time.perf_counter() - t0
+def bench_config(method: str, scale: str) -> dict[str, Any]:
+    """The method's defaults + its ``scale`` preset, one epoch per stage (a stage set to 0 stays off), no validation."""
+    cls = registry.get_method(method)
+    cfg = {**cls.default_config(), **dict(cls.scale_presets().get(scale, {})), "valid_fraction": 0.0}
+    for key in EPOCH_KEYS:
+        if key in cfg and int(cfg[key]) > 0:
+            cfg[key] = 1
+    return cfg
 
 
-def ours_sasrec(view: TrainView, features: ItemFeatures, threads: int) -> tuple[int, float]:
-    from methods.sasrec import SASRec
+@dataclass(frozen=True)
+class AnchorSize:
+    """RecBole SASRec sizes equal to a method's sequence encoder."""
 
-    cfg = {**SASRec.default_config(), "epochs": 1, "valid_fraction": 0.0}
-    m = SASRec()
-    with RunContext(seed=0, workers=threads).threads():
-        m.fit(view, features, cfg, RunContext(seed=0, workers=threads))
-    return int(m.stats["positions"]), float(m.stats["seconds_train"])
+    hidden: int
+    layers: int
+    heads: int
+    inner: int
+    max_len: int
 
-
-def ours_unisrec(view: TrainView, features: ItemFeatures, threads: int, examples: str,
-                 dim: int | None) -> dict[str, float]:
-    from methods.unisrec import UniSRec
-
-    cfg = {**UniSRec.default_config(), "pretrain_epochs": 1, "finetune_epochs": 1, "valid_fraction": 0.0,
-           "examples": examples}
-    if dim:
-        cfg["dim"] = dim
-    m = UniSRec()
-    with RunContext(workers=threads).threads():
-        m.fit(view, features, cfg, RunContext(seed=0, workers=threads))
-    return {k: float(m.stats[k]) for k in ("pretrain_examples", "pretrain_seconds", "pretrain_examples_per_s",
-                                           "finetune_examples", "finetune_seconds", "finetune_examples_per_s")}
+    def label(self) -> str:
+        return f"d{self.hidden} L{self.layers} h{self.heads} ff{self.inner} n{self.max_len}"
 
 
-def small_preset(method: str) -> dict[str, Any]:
-    """The method's own small-preset values (its config.yaml ``scales.small``; the paper's sizes take hours here)."""
-    from benchmark import registry
+def anchor_size(method: str, cfg: dict[str, Any]) -> AnchorSize:
+    """MISSRec's encoder is one interest-encoder layer + one item-decoder layer: two layers at its width."""
+    layers = 2 if method == "missrec" else int(cfg["n_layers"])
+    return AnchorSize(int(cfg["dim"]), layers, int(cfg["n_heads"]), int(cfg["inner"]), int(cfg["max_len"]))
 
-    return dict(registry.get_method(method).scale_presets().get("small", {}))
+
+def mean_window_prefixes(sequences: Sequences, max_len: int) -> float:
+    """Prefix examples per causal window (``sequence_windows``: one per sequence with >= 2 items)."""
+    _, _, lengths = sequence_windows(sequences, max_len)
+    return float(lengths.sum()) / max(len(lengths), 1)
+
+
+def mean_cpc_targets(sequences: Sequences, n_targets: int) -> float:
+    """TransRec's stage-2 targets per sequence (``split_sequence``: the last min(l, len - 1) items)."""
+    lengths = sequences.lengths[sequences.lengths >= 2]
+    return float(np.minimum(n_targets, lengths - 1).sum()) / max(len(lengths), 1)
+
+
+def prefixes_seen(method: str, stats: dict[str, Any], cfg: dict[str, Any], sequences: Sequences) -> tuple[int, str]:
+    """(prefix examples the fit trained, how they were counted) from its training budget."""
+    stages = stats["training"]["stages"]
+    if method == "unim2rec":  # budget counts windows
+        per = mean_window_prefixes(sequences, int(cfg["max_len"]))
+        return round(sum(s["examples_seen"] for s in stages) * per), "windows x prefixes/window"
+    if method == "transrec":  # budget counts sequences: stage 1 causal windows, stage 2 CPC targets
+        per1 = mean_window_prefixes(sequences, int(cfg["max_len"]))
+        per2 = mean_cpc_targets(sequences, int(cfg["n_targets"]))
+        n = sum(s["examples_seen"] * (per1 if s["stage"].startswith("stage1") else per2) for s in stages)
+        return round(n), "sequences x prefixes (stage 1) / targets (stage 2)"
+    return int(stats["training"]["examples_seen"]), ""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    samples: int
+    seconds: float
+    anchor: AnchorSize | None
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.samples / max(self.seconds, 1e-9)
+
+
+def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str, threads: int) -> tuple[Row, dict]:
+    """One fit at the bench config; its row (prefixes, wall seconds) and the config used."""
+    cls = registry.get_method(method)
+    cfg = bench_config(method, scale)
+    model = cls()
+    ctx = RunContext(seed=0, workers=threads)
+    t0 = time.perf_counter()
+    with ctx.threads():
+        model.fit(view, features, cfg, ctx)
+    seconds = time.perf_counter() - t0
+    samples, note = prefixes_seen(method, model.stats, cfg, view.sequences)
+    return Row(f"ours {method} ({scale}, 1 ep/stage)", samples, seconds, anchor_size(method, cfg), note), cfg
+
+
+def table(rows: list[Row], anchors: dict[AnchorSize, Row]) -> str:
+    """The printed table: every method's samples/s and its ratio to the anchor of its size."""
+    lines = [f"{'trainer':<38} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'x anchor':>9}  anchor size / note"]
+    for size, row in anchors.items():
+        lines.append(f"{row.name:<38} {row.samples:8d} {row.seconds:8.1f} {row.rate:10,.0f} {'1.00':>9}  {size.label()}")
+    for row in rows:
+        base = anchors.get(row.anchor) if row.anchor is not None else None
+        ratio = f"{row.rate / base.rate:9.2f}" if base is not None else f"{'-':>9}"
+        where = row.anchor.label() if row.anchor is not None else ""
+        note = f"; {row.note}" if row.note else ""
+        lines.append(f"{row.name:<38} {row.samples:8d} {row.seconds:8.1f} {row.rate:10,.0f} {ratio}  {where}{note}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=("tiny", "small"), default="small")
-    parser.add_argument("--users", type=int, default=4000, help="first N training users (0 = all)")
+    parser.add_argument("--users", type=int, default=2000, help="first N training users (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the runner's default is 1)")
-    parser.add_argument("--unisrec-dim", type=int, default=0, help="UniSRec hidden size (0 = the paper's 300)")
-    parser.add_argument("--skip", default="", help="comma list of rows to skip: recbole,sasrec,unisrec,vqrec")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list out of {','.join(METHODS)}")
+    parser.add_argument("--anchor-batch", type=int, default=2048, help="RecBole train_batch_size (its default)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("UIE_DATA_DIR", "data")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    skip = set(filter(None, args.skip.split(",")))
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
     view, features = twin(args.scale, args.data_dir, args.users or None)
     print(f"data: xmarket-sim '{args.scale}' (SYNTHETIC), {len(view.sequences)} users, {view.n_items} items, "
-          f"{len(view.sequences.items)} interactions; torch threads {args.threads}; load {os.getloadavg()[0]:.1f}")
-    rows: list[tuple[str, int, float]] = []
-    from methods.sasrec import SASRec
-
-    if "recbole" not in skip:
-        rows.append(("RecBole 1.2.1 SASRec (CE, prefixes)", *recbole_sasrec(view, SASRec.default_config(), args.threads)))
-    if "sasrec" not in skip:
-        rows.append(("ours sasrec (CE, causal windows)", *ours_sasrec(view, features, args.threads)))
-    if "unisrec" not in skip:
-        for examples in ("prefixes", "windows"):
-            r = ours_unisrec(view, features, args.threads, examples, args.unisrec_dim or None)
-            rows.append((f"ours unisrec pretrain ({examples})", int(r["pretrain_examples"]), r["pretrain_seconds"]))
-            rows.append((f"ours unisrec fine-tune ({examples})", int(r["finetune_examples"]), r["finetune_seconds"]))
-    if "vqrec" not in skip:
-        from benchmark import registry
-
+          f"{len(view.sequences.items)} interactions; torch threads {args.threads}; load {os.getloadavg()[0]:.1f}",
+          flush=True)
+    rows: list[Row] = []
+    anchors: dict[AnchorSize, Row] = {}
+    for method in methods:
         try:
-            cls = registry.get_method("vqrec")
-        except Exception:  # noqa: BLE001 - not registered on this branch
-            cls = None
-        if cls is not None:
-            m = cls()
-            cfg = {**cls.default_config(), **small_preset("vqrec"), "valid_fraction": 0.0}
-            for key in ("epochs", "pretrain_epochs", "finetune_epochs"):
-                if key in cfg:
-                    cfg[key] = 1
-            t0 = time.perf_counter()
-            with RunContext(workers=args.threads).threads():
-                m.fit(view, features, cfg, RunContext(seed=0, workers=args.threads))
-            stats = getattr(m, "stats", {})
-            n = int(stats.get("examples", stats.get("pretrain_examples", 0)))
-            rows.append(("vqrec (small preset, whole fit, 1 ep/stage)", n, time.perf_counter() - t0))
-    print(f"\n{'trainer':<40} {'samples':>9} {'seconds':>9} {'samples/s':>11}")
-    base = next((n / s for name, n, s in rows if name.startswith("RecBole")), None)
-    for name, n, s in rows:
-        rate = n / max(s, 1e-9)
-        ratio = f"  ({rate / base:.1f}x RecBole)" if base else ""
-        print(f"{name:<40} {n:9d} {s:9.1f} {rate:11,.0f}{ratio}")
+            row, _ = fit_method(method, view, features, args.scale, args.threads)
+        except BenchmarkError as exc:  # e.g. VQ-Rec's codes need more training items than --users leaves
+            print(f"  {method}: not measured ({exc})", flush=True)
+            continue
+        rows.append(row)
+        print(f"  {row.name}: {row.samples} samples in {row.seconds:.1f}s", flush=True)
+        size = row.anchor
+        if size is not None and size not in anchors:
+            n, s = recbole_sasrec_epoch(view.sequences, size.hidden, size.layers, size.heads, size.max_len,
+                                        args.anchor_batch, args.threads, inner=size.inner)
+            anchors[size] = Row(f"RecBole 1.2.1 SASRec (CE, {size.hidden}d)", n, s, size)
+            print(f"  anchor {size.label()}: {n} samples in {s:.1f}s", flush=True)
+    print(f"\nload {os.getloadavg()[0]:.1f} at the end\n" + table(rows, anchors))
 
 
 if __name__ == "__main__":

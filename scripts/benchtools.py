@@ -163,8 +163,9 @@ def recbole_sasrec_epoch(sequences: Iterable[np.ndarray], hidden: int = 64, laye
 
 
 def recbole_sasrec_samples_per_s(sequences: Iterable[np.ndarray], hidden: int = 64, layers: int = 2, heads: int = 2,
-                                 max_len: int = 50, batch: int = 2048, threads: int = 1) -> float:
+                                 max_len: int = 50, batch: int = 2048, threads: int = 1,
+                                 inner: int | None = None) -> float:
     """Training samples/s of RecBole 1.2.1's SASRec at these sizes on ``sequences`` (one timed
     epoch; see :func:`recbole_sasrec_epoch`). Divide a method's samples/s by this for its ratio."""
-    n, seconds = recbole_sasrec_epoch(sequences, hidden, layers, heads, max_len, batch, threads)
+    n, seconds = recbole_sasrec_epoch(sequences, hidden, layers, heads, max_len, batch, threads, inner)
     return n / max(seconds, 1e-9)
