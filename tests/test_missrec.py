@@ -288,3 +288,15 @@ def test_bad_config_is_a_config_error():
                 {"dim": 9, "n_heads": 2}, {"pretrain_interest_ratio": 0}):
         with pytest.raises(ConfigError):
             MISSRec.check_config(cfg(**bad))
+
+
+def test_validation_batches_by_length_give_each_history_its_own_vector():
+    """Validation sorts histories by length (speed); every row still gets its own history's vector."""
+    method = fit()
+    hist = Histories.from_lists([[0, 1, 2, 3, 4, 5], [3], [], [4, 5, 6], [7, 8], [1, 2, 3, 4, 5]])
+    plain = method._users(hist, batch=2)
+    by_length = method._users(hist, batch=2, by_length=True)
+    torch.testing.assert_close(by_length, plain, atol=1e-6, rtol=0)
+    assert torch.equal(by_length[2], torch.zeros(8))  # the empty history stays a zero vector
+    one = [method._users(Histories.from_lists([h]))[0] for h in ([0, 1, 2, 3, 4, 5], [3], [4, 5, 6])]
+    torch.testing.assert_close(by_length[[0, 1, 3]], torch.stack(one), atol=1e-6, rtol=0)

@@ -237,12 +237,21 @@ class MISSRec(Method):
 
     # ----------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def _users(self, histories: Histories, batch: int = 1024) -> torch.Tensor:
+    def _users(self, histories: Histories, batch: int = 1024, by_length: bool = False) -> torch.Tensor:
+        """Sequence vectors of ``histories`` (zero for an empty one), ``batch`` rows per forward.
+
+        ``by_length`` [proposal, speed; validation only]: rows sorted by history length (stable),
+        so a batch is padded to its own longest history instead of (nearly always) ``max_len``;
+        2.5x less work on the small twin's validation. The vectors are the same up to the last bit
+        (other GEMM shapes: measured |diff| <= 7e-8), so the test-time user vectors keep the plain order.
+        """
         net = self.net
         net.eval()
         ids, lengths = padded_ids(histories, net.max_len)
         out = torch.zeros(len(ids), net.dim, device=self.device)
-        rows = torch.from_numpy(np.flatnonzero(lengths.numpy() > 0))
+        n = lengths.numpy()
+        order = np.argsort(n, kind="stable") if by_length else np.arange(len(n))
+        rows = torch.from_numpy(order[n[order] > 0])
         for s in range(0, len(rows), batch):
             r = rows[s : s + batch]
             width = max(int(lengths[r].max()), 1)
@@ -258,7 +267,7 @@ class MISSRec(Method):
 
     @torch.no_grad()
     def _valid_ndcg(self, histories: Histories, targets: torch.Tensor, batch: int = 256) -> float:
-        users = self._users(histories)
+        users = self._users(histories, by_length=True)
         parts = self.net.candidate_parts()
         total = 0.0
         for s in range(0, len(users), batch):
