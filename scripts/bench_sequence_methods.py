@@ -7,7 +7,8 @@ One run, one table (issue 25): each of ``sasrec`` (ours), ``unisrec``, ``missrec
 ``unim2rec`` and ``transrec`` fits once with its own ``--scale`` preset (the sizes the main job
 trains), one epoch per training stage and no validation carve-out, on the twin's training
 sequences (xmarket-sim, SYNTHETIC; ``--users`` keeps the first N users to bound the time) with
-``--threads`` torch threads. Its samples/s is set beside RecBole's SASRec (the anchor,
+``--threads`` torch threads (``--validate`` keeps the validation carve-out, so the seconds include
+each epoch's validation as in a run). Its samples/s is set beside RecBole's SASRec (the anchor,
 ``benchtools.recbole_sasrec_epoch``) at the method's encoder sizes -- hidden, layers, heads,
 feed-forward, max_len -- on the same sequences; an anchor is measured once per distinct size.
 
@@ -62,10 +63,13 @@ def twin(scale: str, data_dir: Path, users: int | None) -> tuple[TrainView, Item
     return view, features
 
 
-def bench_config(method: str, scale: str) -> dict[str, Any]:
-    """The method's defaults + its ``scale`` preset, one epoch per stage (a stage set to 0 stays off), no validation."""
+def bench_config(method: str, scale: str, validate: bool = False) -> dict[str, Any]:
+    """The method's defaults + its ``scale`` preset, one epoch per stage (a stage set to 0 stays off);
+    no validation carve-out unless ``validate`` (then each validated stage scores its epoch, as in a run)."""
     cls = registry.get_method(method)
-    cfg = {**cls.default_config(), **dict(cls.scale_presets().get(scale, {})), "valid_fraction": 0.0}
+    cfg = {**cls.default_config(), **dict(cls.scale_presets().get(scale, {}))}
+    if not validate:
+        cfg["valid_fraction"] = 0.0
     for key in EPOCH_KEYS:
         if key in cfg and int(cfg[key]) > 0:
             cfg[key] = 1
@@ -131,10 +135,11 @@ class Row:
         return self.samples / max(self.seconds, 1e-9)
 
 
-def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str, threads: int) -> tuple[Row, dict]:
+def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str, threads: int,
+               validate: bool = False) -> tuple[Row, dict]:
     """One fit at the bench config; its row (prefixes, wall seconds) and the config used."""
     cls = registry.get_method(method)
-    cfg = bench_config(method, scale)
+    cfg = bench_config(method, scale, validate)
     model = cls()
     ctx = RunContext(seed=0, workers=threads)
     t0 = time.perf_counter()
@@ -142,7 +147,8 @@ def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str,
         model.fit(view, features, cfg, ctx)
     seconds = time.perf_counter() - t0
     samples, note = prefixes_seen(method, model.stats, cfg, view.sequences)
-    return Row(f"ours {method} ({scale}, 1 ep/stage)", samples, seconds, anchor_size(method, cfg), note), cfg
+    label = f"ours {method} ({scale}, 1 ep/stage{', validated' if validate else ''})"
+    return Row(label, samples, seconds, anchor_size(method, cfg), note), cfg
 
 
 def table(rows: list[Row], anchors: dict[AnchorSize, Row]) -> str:
@@ -165,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=2000, help="first N training users (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the runner's default is 1)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list out of {','.join(METHODS)}")
+    parser.add_argument("--validate", action="store_true",
+                        help="keep the preset's validation carve-out: fits score each epoch, as in a run")
+    parser.add_argument("--no-anchor", action="store_true", help="methods only (e.g. a before/after of one method)")
     parser.add_argument("--anchor-batch", type=int, default=2048, help="RecBole train_batch_size (its default)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("UIE_DATA_DIR", "data")))
     args = parser.parse_args(argv)
@@ -181,14 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     anchors: dict[AnchorSize, Row] = {}
     for method in methods:
         try:
-            row, _ = fit_method(method, view, features, args.scale, args.threads)
+            row, _ = fit_method(method, view, features, args.scale, args.threads, args.validate)
         except BenchmarkError as exc:  # e.g. VQ-Rec's codes need more training items than --users leaves
             print(f"  {method}: not measured ({exc})", flush=True)
             continue
         rows.append(row)
         print(f"  {row.name}: {row.samples} samples in {row.seconds:.1f}s", flush=True)
         size = row.anchor
-        if size is not None and size not in anchors:
+        if size is not None and size not in anchors and not args.no_anchor:
             n, s = recbole_sasrec_epoch(view.sequences, size.hidden, size.layers, size.heads, size.max_len,
                                         args.anchor_batch, args.threads, inner=size.inner)
             anchors[size] = Row(f"RecBole 1.2.1 SASRec (CE, {size.hidden}d)", n, s, size)
