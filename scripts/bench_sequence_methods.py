@@ -16,7 +16,8 @@ A "sample" is one (history -> next item) prefix example, RecBole's training unit
 counts windows or sequences (UniM2Rec, TransRec), its count is converted to the prefixes those
 windows hold (the table says so). A method's seconds are its whole fit (setup such as VQ-Rec's
 codes, MISSRec's k-means or TransRec's item encoders included); the anchor's are one epoch of
-``Trainer._train_epoch``.
+``Trainer._train_epoch``. Both wall and CPU seconds (this process) are printed: on a shared
+machine the wall figures stretch with the load, samples per CPU-second much less.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchtools import recbole_sasrec_epoch
+from benchtools import cpu_seconds, recbole_sasrec_timed
 
 from benchmark import registry
 from benchmark.data.model import Sequences, TrainView
@@ -127,12 +128,17 @@ class Row:
     name: str
     samples: int
     seconds: float
+    cpu_s: float
     anchor: AnchorSize | None
     note: str = ""
 
     @property
     def rate(self) -> float:
         return self.samples / max(self.seconds, 1e-9)
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.samples / max(self.cpu_s, 1e-9)
 
 
 def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str, threads: int,
@@ -142,26 +148,32 @@ def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str,
     cfg = bench_config(method, scale, validate)
     model = cls()
     ctx = RunContext(seed=0, workers=threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     with ctx.threads():
         model.fit(view, features, cfg, ctx)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
     samples, note = prefixes_seen(method, model.stats, cfg, view.sequences)
     label = f"ours {method} ({scale}, 1 ep/stage{', validated' if validate else ''})"
-    return Row(label, samples, seconds, anchor_size(method, cfg), note), cfg
+    return Row(label, samples, seconds, cpu_s, anchor_size(method, cfg), note), cfg
 
 
 def table(rows: list[Row], anchors: dict[AnchorSize, Row]) -> str:
-    """The printed table: every method's samples/s and its ratio to the anchor of its size."""
-    lines = [f"{'trainer':<38} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'x anchor':>9}  anchor size / note"]
-    for size, row in anchors.items():
-        lines.append(f"{row.name:<38} {row.samples:8d} {row.seconds:8.1f} {row.rate:10,.0f} {'1.00':>9}  {size.label()}")
+    """The printed table: every method's samples per wall and per CPU second, and both ratios to the
+    anchor of its size (per CPU-second is the steadier one on a loaded machine)."""
+    head = (f"{'trainer':<44} {'samples':>8} {'wall s':>7} {'CPU s':>7} {'/s':>7} {'/CPU-s':>7} "
+            f"{'x anchor':>8} {'(CPU)':>6}  anchor size / note")
+
+    def line(row: Row, ratio: str, ratio_cpu: str, where: str) -> str:
+        return (f"{row.name:<44} {row.samples:8d} {row.seconds:7.1f} {row.cpu_s:7.1f} {row.rate:7,.0f} "
+                f"{row.cpu_rate:7,.0f} {ratio:>8} {ratio_cpu:>6}  {where}")
+
+    lines = [head] + [line(row, "1.00", "1.00", size.label()) for size, row in anchors.items()]
     for row in rows:
         base = anchors.get(row.anchor) if row.anchor is not None else None
-        ratio = f"{row.rate / base.rate:9.2f}" if base is not None else f"{'-':>9}"
-        where = row.anchor.label() if row.anchor is not None else ""
-        note = f"; {row.note}" if row.note else ""
-        lines.append(f"{row.name:<38} {row.samples:8d} {row.seconds:8.1f} {row.rate:10,.0f} {ratio}  {where}{note}")
+        ratio = f"{row.rate / base.rate:.2f}" if base is not None else "-"
+        ratio_cpu = f"{row.cpu_rate / base.cpu_rate:.2f}" if base is not None else "-"
+        where = (row.anchor.label() if row.anchor is not None else "") + (f"; {row.note}" if row.note else "")
+        lines.append(line(row, ratio, ratio_cpu, where))
     return "\n".join(lines)
 
 
@@ -195,13 +207,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {method}: not measured ({exc})", flush=True)
             continue
         rows.append(row)
-        print(f"  {row.name}: {row.samples} samples in {row.seconds:.1f}s", flush=True)
+        print(f"  {row.name}: {row.samples} samples in {row.seconds:.1f}s ({row.cpu_s:.1f} CPU-s)", flush=True)
         size = row.anchor
         if size is not None and size not in anchors and not args.no_anchor:
-            n, s = recbole_sasrec_epoch(view.sequences, size.hidden, size.layers, size.heads, size.max_len,
-                                        args.anchor_batch, args.threads, inner=size.inner)
-            anchors[size] = Row(f"RecBole 1.2.1 SASRec (CE, {size.hidden}d)", n, s, size)
-            print(f"  anchor {size.label()}: {n} samples in {s:.1f}s", flush=True)
+            t = recbole_sasrec_timed(view.sequences, size.hidden, size.layers, size.heads, size.max_len,
+                                     args.anchor_batch, args.threads, inner=size.inner)
+            anchors[size] = Row(f"RecBole 1.2.1 SASRec (CE, {size.hidden}d)", t.samples, t.seconds, t.cpu_s, size)
+            print(f"  anchor {size.label()}: {t.samples} samples in {t.seconds:.1f}s ({t.cpu_s:.1f} CPU-s)",
+                  flush=True)
     print(f"\nload {os.getloadavg()[0]:.1f} at the end\n" + table(rows, anchors))
 
 

@@ -54,10 +54,16 @@ def test_bench_config_runs_one_epoch_per_stage_without_validation_and_keeps_stag
 
 def test_table_sets_each_method_beside_the_anchor_of_its_size() -> None:
     small, wide = bench.AnchorSize(64, 2, 2, 256, 50), bench.AnchorSize(300, 2, 4, 256, 50)
-    anchors = {small: bench.Row("RecBole 64", 1000, 10.0, small), wide: bench.Row("RecBole 300", 1000, 20.0, wide)}
-    out = bench.table([bench.Row("ours a", 3000, 10.0, small), bench.Row("ours b", 500, 10.0, wide, "note")], anchors)
+    anchors = {small: bench.Row("RecBole 64", 1000, 10.0, 5.0, small),
+               wide: bench.Row("RecBole 300", 1000, 20.0, 10.0, wide)}
+    rows = [bench.Row("ours a", 3000, 10.0, 2.5, small), bench.Row("ours b", 500, 10.0, 10.0, wide, "note")]
+    out = bench.table(rows, anchors)
     line_a = next(line for line in out.splitlines() if line.startswith("ours a"))
     line_b = next(line for line in out.splitlines() if line.startswith("ours b"))
-    assert "3.00" in line_a and "d64 L2 h2 ff256 n50" in line_a
-    assert "1.00" in line_b and "d300" in line_b and "note" in line_b
+    # a: 300/s vs 100/s wall, 1200 vs 200 per CPU-s; b: 50/s vs 50/s wall, 50 vs 100 per CPU-s
+    def ratios(line: str) -> list[str]:  # the two columns before the anchor size
+        return line.split("  d")[0].split()[-2:]
+
+    assert ratios(line_a) == ["3.00", "6.00"] and "d64 L2 h2 ff256 n50" in line_a
+    assert ratios(line_b) == ["1.00", "0.50"] and "d300" in line_b and line_b.endswith("note")
 
