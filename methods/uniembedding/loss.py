@@ -130,13 +130,60 @@ class MaskedLogSumExp(torch.autograd.Function):
         return grad_q, grad_k, None, None, None
 
 
+class ScoredSets(torch.autograd.Function):
+    """:class:`MaskedLogSumExp` that also returns q_a . k_p of every positive pair (``pos_anchor``,
+    ``pos_col``; the pairs sorted by anchor, as :func:`contrastive_sets` lists them).
+
+    The positives' scores are read from each block's score matrix before it is masked (a
+    positive is always one of its user's items, so masked out of N_a), and their gradient is
+    added into the block's softmax weights, so one pair of matrix products carries both terms:
+    no [pairs, d] gathers, products or scattered gradients. Every row must keep a column.
+    """
+
+    @staticmethod
+    def forward(ctx, queries, keys, excluded, row_owner, pos_anchor, pos_col, block):  # type: ignore[override]
+        n, n_cols = queries.shape[0], keys.shape[0]
+        out = torch.empty(n, dtype=queries.dtype, device=queries.device)
+        s_pos = torch.empty(len(pos_anchor), dtype=queries.dtype, device=queries.device)
+        starts = torch.arange(0, n + block, block, device=queries.device).clamp(max=n)
+        bounds = torch.searchsorted(pos_anchor, starts).tolist()
+        weights, slots = [], []
+        for i, s in enumerate(range(0, n, block)):
+            scores = queries[s:s + block] @ keys.T
+            slot = (pos_anchor[bounds[i]:bounds[i + 1]] - s) * n_cols + pos_col[bounds[i]:bounds[i + 1]]
+            s_pos[bounds[i]:bounds[i + 1]] = scores.view(-1).index_select(0, slot)
+            scores.masked_fill_(excluded[row_owner[s:s + block]], float("-inf"))
+            top = scores.amax(dim=1, keepdim=True)  # finite: every row keeps a negative
+            total = scores.sub_(top).exp_().sum(dim=1, keepdim=True)
+            out[s:s + block] = (top + total.log()).squeeze(1)  # logsumexp, in place
+            weights.append(scores.div_(total))  # softmax over N_a (0 at every positive)
+            slots.append(slot)
+        ctx.save_for_backward(queries, keys)
+        ctx.weights, ctx.slots, ctx.bounds, ctx.block = weights, slots, bounds, block
+        return out, s_pos
+
+    @staticmethod
+    def backward(ctx, grad, grad_pos):  # type: ignore[override]
+        queries, keys = ctx.saved_tensors
+        grad_q, grad_k = torch.empty_like(queries), torch.zeros_like(keys)
+        for i, (weights, slot) in enumerate(zip(ctx.weights, ctx.slots, strict=True)):
+            s = i * ctx.block
+            scaled = weights * grad[s:s + ctx.block, None]
+            scaled.view(-1).index_add_(0, slot, grad_pos[ctx.bounds[i]:ctx.bounds[i + 1]])
+            grad_q[s:s + ctx.block] = scaled @ keys
+            grad_k.addmm_(scaled.T, queries[s:s + ctx.block])
+        return grad_q, grad_k, None, None, None, None, None
+
+
 def multi_domain_contrastive_loss(anchors: torch.Tensor, items: torch.Tensor, sets: ContrastiveSets,
                                   tau: float, form: str = "as_written", block: int = 1024,
-                                  ) -> tuple[torch.Tensor, int]:
+                                  reference: bool = False) -> tuple[torch.Tensor, int]:
     """L_B of Eqn 4 (a sum over anchors) and the number of anchors it sums over.
 
     anchors: E_{u,a} [A, d] in the anchor order of ``sets``; items: E^A of the batch's distinct
     items [U, d]. Anchors with no positive or no negative have no defined term and are skipped.
+    ``reference``: positives' scores as row products (:class:`MaskedLogSumExp`), not read from
+    the score matrix (:class:`ScoredSets`); the same values up to float rounding.
     """
     if form not in FORMS:
         raise ValueError(f"loss_form must be one of {FORMS}, got {form!r}")
@@ -153,8 +200,11 @@ def multi_domain_contrastive_loss(anchors: torch.Tensor, items: torch.Tensor, se
         pos_anchor, pos_col = new_index[pos_anchor[keep_pair]], pos_col[keep_pair]
         anchors, owner, n_pos = anchors[usable], owner[usable], n_pos[usable]
     queries = anchors / tau
-    lse_neg = MaskedLogSumExp.apply(queries, items, sets.owner_items, owner, block)  # log sum_{N_a} exp
-    s_pos = (queries[pos_anchor] * items[pos_col]).sum(1)  # E_{u,a}^T E^A_p / tau
+    if reference:
+        lse_neg = MaskedLogSumExp.apply(queries, items, sets.owner_items, owner, block)  # log sum_{N_a} exp
+        s_pos = (queries[pos_anchor] * items[pos_col]).sum(1)  # E_{u,a}^T E^A_p / tau
+    else:
+        lse_neg, s_pos = ScoredSets.apply(queries, items, sets.owner_items, owner, pos_anchor, pos_col, block)
     if form == "as_written":
         per_pair = lse_neg[pos_anchor] - s_pos
     else:
