@@ -10,6 +10,7 @@ normalised E^A (end of 3.3). Variants (Table 1, section 5.2.1, and our earlier-p
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError, MissingRequirementError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
+from methods.shared.kernels import unfilled_new_tensors
 from methods.shared.training import (
     EarlyStopping,
     TrainingBudget,
@@ -110,6 +112,7 @@ class UniEmbeddingNet(nn.Module):
 
     def __init__(self, input_dims: dict[str, int], n_items: int, n_domains: int, cfg: dict[str, Any]):
         super().__init__()
+        self.reference = False  # True: the chunk-by-chunk reference path (tests and the speed bench)
         d = int(cfg["dim"])
         self.adapter = MultiModalAdapter(
             input_dims, d, n_domains, n_domain_experts=int(cfg["n_domain_experts"]),
@@ -131,6 +134,8 @@ class UniEmbeddingNet(nn.Module):
         """E_{u,a} for every anchor of ``batch`` in its anchor order (Eqn 3); E^A w/o user view."""
         if self.user_view is None:
             return adapted[batch.anchor_col]
+        if self.user_view.encoder.packs and not self.reference:
+            return self.user_view.anchor_views(batch, adapted)
         parts = []
         for chunk in batch.chunks:
             length = batch.length[chunk]
@@ -160,7 +165,8 @@ def batch_loss(net: UniEmbeddingNet, inputs: ItemInputs, batch: Batch, cfg: dict
     if cfg.get("user_view_norm"):
         anchors = F.normalize(anchors, dim=-1)
     sets = batch_sets(batch, cfg, generator)
-    return multi_domain_contrastive_loss(anchors, adapted, sets, float(cfg["tau"]), str(cfg["loss_form"]))
+    return multi_domain_contrastive_loss(anchors, adapted, sets, float(cfg["tau"]), str(cfg["loss_form"]),
+                                         reference=net.reference)
 
 
 def context_fraction(cfg: dict[str, Any]) -> float | None:
@@ -209,7 +215,7 @@ def validation_score(net: UniEmbeddingNet, inputs: ItemInputs, padded: PaddedSeq
 
 def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, Any], ctx: RunContext,
                        device: torch.device | str = "cpu", budget: TrainingBudget | None = None,
-                       carve: ValidationCarve | None = None,
+                       carve: ValidationCarve | None = None, reference: bool = False,
                        ) -> tuple[UniEmbeddingNet, ItemInputs, PaddedSequences]:
     """Pretrain UniEmbedding; deterministic per ``ctx.seed`` (global seeds + a torch generator).
 
@@ -223,6 +229,10 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     embeddings, training stops after ``patience`` validations without gain and the best state is
     restored; ``epochs`` is only the safety cap. Without a carve (or with an empty one) it trains
     the ``epochs`` on ``train`` (stop reason ``max_epochs`` / ``no_validation``).
+
+    ``reference``: the straightforward kernels (chunk-by-chunk encoder and Eqn 3, positives as
+    row products), kept for tests and the speed bench; the default computes the same values with
+    less work (card.md, "Speed"), up to float rounding.
     """
     device = torch.device(device)
     ctx.seed_everything()
@@ -232,6 +242,7 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     padded = training_sequences(view, cfg)
     net = UniEmbeddingNet({m: v.shape[1] for m, v in inputs.vectors.items()}, view.n_items,
                           len(view.domains), cfg).to(device)
+    net.reference = reference
     fraction = context_fraction(cfg)
     n_anchors = padded.n_tokens - (0 if fraction is None else int(context_lengths(padded.length, fraction).sum()))
     ctx.logger.info("uniembedding: modalities %s (%s); %d training sequences, %d anchors per epoch%s; "
@@ -241,7 +252,9 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     if len(padded) < 2:
         ctx.logger.warning("uniembedding: fewer than two usable sequences; the adapter stays untrained")
         return net, inputs, padded
-    optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    # fused: the same Adam update in one kernel per tensor (the last bit may differ from the loop)
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
+                                 fused=None if reference or device.type != "cpu" else True)
     if budget is not None:
         budget.watch(optimizer)
     epochs = int(cfg["epochs"])
@@ -252,31 +265,32 @@ def train_uniembedding(train: TrainView, features: ItemFeatures, cfg: dict[str, 
     if validate:
         queries, targets = validation_cases(carve)
     every = int(cfg.get("valid_every") or 1)
-    for epoch in ctx.progress(range(epochs), desc="uniembedding epochs", total=epochs):
-        net.train()
-        started, total, anchors = time.perf_counter(), 0.0, 0
-        for rows in epoch_batches(len(padded), int(cfg["batch_size"]), generator):
-            batch = make_batch(padded, rows, int(cfg["chunk_tokens"]), context_fraction(cfg)).to(device)
-            loss, n = batch_loss(net, inputs, batch, cfg, generator)
-            if n == 0:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.get("grad_clip"):
-                nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip"]))
-            optimizer.step()
-            total += float(loss.detach())
-            anchors += n
-        if budget is not None:
-            budget.saw(anchors)
-            budget.epoch_done(epoch)
-        ctx.log_metric("uniembedding_loss", total / max(anchors, 1), epoch)
-        ctx.log_metric("uniembedding_epoch_seconds", time.perf_counter() - started, epoch)
-        if validate and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-            score = validation_score(net, inputs, padded, cfg, queries, targets)
-            ctx.log_metric("uniembedding_valid_ndcg10", score, epoch)
-            if stopper.update(score, net, epoch):
-                break
+    with contextlib.nullcontext() if reference else unfilled_new_tensors():
+        for epoch in ctx.progress(range(epochs), desc="uniembedding epochs", total=epochs):
+            net.train()
+            started, total, anchors = time.perf_counter(), 0.0, 0
+            for rows in epoch_batches(len(padded), int(cfg["batch_size"]), generator):
+                batch = make_batch(padded, rows, int(cfg["chunk_tokens"]), context_fraction(cfg)).to(device)
+                loss, n = batch_loss(net, inputs, batch, cfg, generator)
+                if n == 0:
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.get("grad_clip"):
+                    nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip"]))
+                optimizer.step()
+                total += float(loss.detach())
+                anchors += n
+            if budget is not None:
+                budget.saw(anchors)
+                budget.epoch_done(epoch)
+            ctx.log_metric("uniembedding_loss", total / max(anchors, 1), epoch)
+            ctx.log_metric("uniembedding_epoch_seconds", time.perf_counter() - started, epoch)
+            if validate and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+                score = validation_score(net, inputs, padded, cfg, queries, targets)
+                ctx.log_metric("uniembedding_valid_ndcg10", score, epoch)
+                if stopper.update(score, net, epoch):
+                    break
     stopper.restore(net)
     net.eval()
     return net, inputs, padded
@@ -328,6 +342,9 @@ class UniEmbedding(Method):
     uses = frozenset({"image"})
     #: What makes a variant a variant; applied over any suite or --set value (with a warning).
     fixed_config: ClassVar[dict[str, Any]] = {}
+    #: True on an instance: train with the reference kernels (``train_uniembedding(reference=...)``;
+    #: the speed bench's "before"). Not a config key, so never part of a run key.
+    reference_path: bool = False
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -397,7 +414,8 @@ class UniEmbedding(Method):
         try:
             carve = carve_validation(train, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
             budget = TrainingBudget("pretrain", metric="valid NDCG@10 item-to-item (previous item -> held-out item)")
-            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device, budget, carve)
+            net, inputs, padded = train_uniembedding(train, features, cfg, ctx, device, budget, carve,
+                                                     reference=self.reference_path)
             self.stats = {"unit": "anchors", **carve.describe(), "training": combine_budgets(budget)}
             self._emb = evaluation_embeddings(net, inputs, padded, cfg)
         finally:
