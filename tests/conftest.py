@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -39,3 +40,13 @@ def tiny_suite_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
     run = run_suite("xmarket-matching", scale="tiny", methods=["clip", "item2vec", "popularity", "random"],
                     data_dir=tiny_data_dir, results_dir=results, progress=False, echo=lambda s: None)
     return run, results, reports
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the runner gives a method (ctx.workers = 1): tiny tensors run fast and
+    reproducibly without OpenMP contention; the caller's setting comes back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,12 +23,7 @@ from methods.shared.training import STOP_REASONS
 N_ITEMS, D_TEXT, D_IMAGE = 12, 8, 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def cfg(**over) -> dict:

@@ -41,13 +41,7 @@ TINY = {"dim": 8, "epochs": 2, "batch_size": 16, "n_domain_experts": 2, "n_share
         "encoder_ffn": 16, "projection_heads": 2, "max_len": 6, "chunk_tokens": 12}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on the shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_view(seed: int = 0, used: int = N_ITEMS) -> TrainView:

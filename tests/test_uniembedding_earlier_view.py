@@ -31,13 +31,7 @@ HAND_SEQS = [[0, 1, 2, 3, 1, 4], [2, 5, 6, 2, 7], [8, 9, 3], [10, 11]]
 DOMAIN = np.arange(N_ITEMS) % 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on the shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def cfg(**over) -> dict:

@@ -34,13 +34,7 @@ SMALL = {"dim": 8, "batch_size": 64, "n_domain_experts": 2, "n_shared_experts": 
          "projection_heads": 2, "max_len": 10, "chunk_tokens": 12, "epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on the shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def random_view(seed: int = 0, users: int = 60) -> TrainView:

@@ -26,13 +26,7 @@ from methods.unisrec.model import UniSRecNet
 N_ITEMS = 30
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as the runner gives a method (ctx.workers = 1): fast and reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_cfg(**over: object) -> dict:
