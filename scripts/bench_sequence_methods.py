@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchtools import cpu_seconds, recbole_sasrec_timed
+from benchtools import Timed, cpu_seconds, recbole_sasrec_timed
 
 from benchmark import registry
 from benchmark.data.model import Sequences, TrainView
@@ -134,11 +134,11 @@ class Row:
 
     @property
     def rate(self) -> float:
-        return self.samples / max(self.seconds, 1e-9)
+        return Timed(self.samples, self.seconds, self.cpu_s).per_s
 
     @property
     def cpu_rate(self) -> float:
-        return self.samples / max(self.cpu_s, 1e-9)
+        return Timed(self.samples, self.seconds, self.cpu_s).per_cpu_s
 
 
 def fit_method(method: str, view: TrainView, features: ItemFeatures, scale: str, threads: int,
