@@ -26,7 +26,7 @@ from benchtools import ensure_twin
 
 from benchmark.backend_choice import (
     MIN_MEAN_COSINE,
-    MIN_SPEEDUP,
+    RULE,
     TEXT_BACKENDS,
     choose,
     machine_key,
@@ -107,8 +107,7 @@ def main() -> None:
         ok = "yes" if cos.mean() >= MIN_MEAN_COSINE else "no"
         print(f"{b:<12}{ips:>9.1f}{ips / base:>9.2f}{cos.mean():>10.5f}{cos.min():>10.5f}  {ok}")
     choice = choose(figures)
-    print(f"\nrecommended for this machine: {choice} (fastest with mean cosine >= {MIN_MEAN_COSINE} and >= "
-          f"{MIN_SPEEDUP}x torch fp32)")
+    print(f"\nrecommended for this machine: {choice} ({RULE})")
     if args.record:
         note = f"{len(prompts)} {args.scale}-twin prompts, batch {args.batch_size}, {args.repeats} repeats"
         _, path = write_choice(figures, note)
