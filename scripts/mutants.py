@@ -149,7 +149,7 @@ MUTANTS: tuple[Mutant, ...] = (
            RUNNER_TESTS, "evaluation.candidate_pool=domain silently ignored"),
     # -- data/split.py, split_leakage.py: the leakage guard -------------------------------------------------------------
     Mutant("split-guard-not-run", "benchmark/data/split.py",
-           "    _check(split, od)\n    bar.update()\n",
+           "    check_leakage(split, od)\n    bar.update()\n",
            "    bar.update()\n",
            SPLIT_TESTS, "build_split no longer checks its own output"),
     Mutant("split-guard-heldout-skipped", "benchmark/data/split_leakage.py",

@@ -413,8 +413,8 @@ def test_out_of_range_settings_fail_before_any_data(tmp_path, capsys, setting, m
 def test_hostile_metadata_lines_are_one_line_errors_with_their_line(tmp_path) -> None:
     import gzip
 
-    from benchmark.data.xmarket_meta import _parse_meta_line, _read_metadata
-    from benchmark.data.xmarket_ratings import _read_ratings
+    from benchmark.data.xmarket_meta import _parse_meta_line, read_metadata
+    from benchmark.data.xmarket_ratings import read_ratings
     from benchmark.errors import DataError
 
     for line in ('{"asin": "A", "price": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000):
@@ -424,12 +424,12 @@ def test_hostile_metadata_lines_are_one_line_errors_with_their_line(tmp_path) ->
     with gzip.open(meta, "wb") as f:
         f.write(b'{"asin": "A1", "title": "x"}\n' * 500 + b'{"asin": "A2", "title": "\xff\xfe"}\n')
     with pytest.raises(DataError, match=r"metadata_us_Books.json.gz:501: not UTF-8"):
-        _read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
+        read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
     ratings = tmp_path / "ratings_us_Books.txt.gz"
     with gzip.open(ratings, "wb") as f:
         f.write(b"U1 A1 5.0 2014-03-02\n" * 3 + b"U\xff2 A1 5.0 2014-03-02\n")
     with pytest.raises(DataError, match=r"ratings_us_Books.txt.gz:4: not UTF-8"):
-        _read_ratings(ratings, "Books", progress=False)
+        read_ratings(ratings, "Books", progress=False)
 
 
 def test_an_unwritable_data_dir_is_a_one_line_error(tmp_path, capsys) -> None:

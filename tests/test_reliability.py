@@ -24,7 +24,7 @@ from benchmark.data.recbole_source import load_recbole
 from benchmark.data.sources import load_dataset, sim_dir
 from benchmark.data.split import cached_split
 from benchmark.data.xmarket import load_xmarket
-from benchmark.data.xmarket_meta import _read_metadata
+from benchmark.data.xmarket_meta import read_metadata
 from benchmark.errors import DataError
 from benchmark.evaluation.exact import normalise_rows, target_ranks
 from benchmark.features.cache import FeatureCache
@@ -188,7 +188,7 @@ def test_other_loaders_and_metadata_numbers_are_range_checked_too(tmp_path) -> N
         meta.write_bytes(gzip.compress(b'{"asin": "A1", "title": "x"}\n'
                                        + json.dumps({"asin": "A2", "title": "y", field: value}).encode() + b"\n"))
         with pytest.raises(DataError, match=rf"^{meta}:2: {field} '.*' is not a finite number"):
-            _read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
+            read_metadata(meta, {"A1", "A2"}, "Books", progress=False)
 
 
 # -- 5, 9. every CLI value is checked before any data loads ---------------------------------------

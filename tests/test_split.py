@@ -295,7 +295,7 @@ def test_build_split_runs_its_own_leakage_guard(hand, monkeypatch):
         seen.append(len(split.cases))
         raise LeakageError("planted: the guard ran")
 
-    monkeypatch.setattr(split_module, "_check", guard)
+    monkeypatch.setattr(split_module, "check_leakage", guard)
     with pytest.raises(LeakageError, match="planted"):
         build_split(hand, seed=0, test_user_frac=0.0, overlapped_frac=1.0)
     assert seen and seen[0] > 0

@@ -14,8 +14,8 @@ import numpy as np
 from scipy.special import erfinv
 from tqdm.auto import tqdm
 
-from benchmark.data.sim_catalogue import _counts, _Sampler, _World
-from benchmark.data.sim_config import EPOCH, SimConfig, _rng
+from benchmark.data.sim_catalogue import Sampler, World, largest_remainder_counts
+from benchmark.data.sim_config import EPOCH, SimConfig, component_rng
 from benchmark.errors import ConfigError, DataError
 
 
@@ -48,8 +48,8 @@ class _Users:
     n_pref: np.ndarray  # int32 [U]
 
 
-def _build_users(cfg: SimConfig, world: _World, seed: int) -> _Users:
-    rng = _rng(seed, 3)
+def build_users(cfg: SimConfig, world: World, seed: int) -> _Users:
+    rng = component_rng(seed, 3)
     u_n, n_d = cfg.n_users, len(cfg.domains)
     lam = _lomax_scale(cfg)
     x = lam * (rng.random(u_n) ** (-1.0 / cfg.seq_len_tail) - 1.0)
@@ -58,7 +58,7 @@ def _build_users(cfg: SimConfig, world: _World, seed: int) -> _Users:
     rank = np.argsort(np.argsort(length + rng.random(u_n), kind="stable"), kind="stable")
     z = np.sqrt(2.0) * _erfinv(2.0 * (rank + 0.5) / u_n - 1.0)
     score = cfg.len_domains_corr * z + math.sqrt(1.0 - cfg.len_domains_corr**2) * rng.normal(size=u_n)
-    k_counts = _counts(u_n, cfg.user_domains_share[:n_d])
+    k_counts = largest_remainder_counts(u_n, cfg.user_domains_share[:n_d])
     n_domains = np.empty(u_n, dtype=np.int8)
     n_domains[np.argsort(score, kind="stable")] = np.repeat(np.arange(1, len(k_counts) + 1), k_counts)
     length = np.maximum(length, n_domains).astype(np.int32)
@@ -107,7 +107,7 @@ def _erfinv(y: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Rows:
+class Rows:
     user: np.ndarray  # int64 [M], original user index
     item: np.ndarray  # int32 [M]
     rating: np.ndarray  # int8 [M]
@@ -115,9 +115,9 @@ class _Rows:
     step: np.ndarray  # int32 [M]
 
 
-def _simulate(cfg: SimConfig, world: _World, users: _Users, seed: int, progress: bool) -> _Rows:
+def simulate(cfg: SimConfig, world: World, users: _Users, seed: int, progress: bool) -> Rows:
     """The walk, one step for all active users at once (users sorted by length, longest first)."""
-    rng = _rng(seed, 4)
+    rng = component_rng(seed, 4)
     n_d, t_n = len(cfg.domains), cfg.n_themes
     order = np.argsort(-users.length, kind="stable")
     length = users.length[order]
@@ -127,7 +127,7 @@ def _simulate(cfg: SimConfig, world: _World, users: _Users, seed: int, progress:
     fpos, fdom = users.forced_pos[order], users.forced_dom[order]
     u_n = len(order)
     cell = world.theme.astype(np.int64) * n_d + world.domain
-    sampler = _Sampler(cell, world.pop, t_n * n_d)
+    sampler = Sampler(cell, world.pop, t_n * n_d)
     dom_share = (world.cell_count / world.cell_count.sum(1, keepdims=True)).astype(np.float64)
     latent = world.latent
     sqnorm = np.einsum("nd,nd->n", latent, latent)
@@ -210,7 +210,7 @@ def _simulate(cfg: SimConfig, world: _World, users: _Users, seed: int, progress:
     rating, dom = cat["rating"][um].astype(np.int8), cat["dom"][um]
     item = _repair_repeats(user, item, world, sampler, dom, cfg, rng)
     day = _place_dates(user, gap, cfg, rng)
-    return _Rows(user, item, rating, day, step)
+    return Rows(user, item, rating, day, step)
 
 
 def _member(sorted_keys: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -240,10 +240,10 @@ def _repair_repeats(user, item, world, sampler, dom, cfg: SimConfig, rng) -> np.
             grp = world.theme[item[pending]].astype(np.int64) * n_d + grp_dom
             item[pending] = sampler.draw(grp, rng.random(len(pending)))
         elif round_ < 40:
-            dom_sampler = dom_sampler or _Sampler(world.domain.astype(np.int64), world.pop, n_d)
+            dom_sampler = dom_sampler or Sampler(world.domain.astype(np.int64), world.pop, n_d)
             item[pending] = dom_sampler.draw(grp_dom, rng.random(len(pending)))
         else:  # a heavy user exhausted the popular items: any item of the domain
-            flat_sampler = flat_sampler or _Sampler(world.domain.astype(np.int64), np.ones(n_items), n_d)
+            flat_sampler = flat_sampler or Sampler(world.domain.astype(np.int64), np.ones(n_items), n_d)
             item[pending] = flat_sampler.draw(grp_dom, rng.random(len(pending)))
         nk = user[pending] * n_items + item[pending]
         first = np.zeros(len(nk), dtype=bool)

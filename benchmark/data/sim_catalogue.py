@@ -2,7 +2,7 @@
 
 The "world" every user walks through: each item has a domain, a theme, a latent vector near its
 theme's centre and a heavy-tailed popularity; each user segment has a complementary-theme map.
-:class:`_Sampler` draws items of a group in proportion to popularity (alias tables).
+:class:`Sampler` draws items of a group in proportion to popularity (alias tables).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.data import sim_text
-from benchmark.data.sim_config import SimConfig, _rng
+from benchmark.data.sim_config import SimConfig, component_rng
 from benchmark.errors import ConfigError
 
 
 @dataclass
-class _World:
+class World:
     domain: np.ndarray  # int8 [N]
     theme: np.ndarray  # int32 [N]
     latent: np.ndarray  # float32 [N, d]
@@ -29,7 +29,7 @@ class _World:
     asin: np.ndarray  # uint8 [N, 10]
 
 
-class _Sampler:
+class Sampler:
     """Draw an item of a group (cell or domain) in proportion to popularity, vectorised.
 
     Walker/Vose alias tables, one per group, laid side by side: a draw costs two gathers
@@ -69,7 +69,7 @@ class _Sampler:
         return self.perm[slot]
 
 
-def _counts(total: int, shares: tuple[float, ...] | np.ndarray) -> np.ndarray:
+def largest_remainder_counts(total: int, shares: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """Integer counts summing to ``total`` in the given proportions (largest remainder)."""
     s = np.asarray(shares, dtype=np.float64)
     raw = s / s.sum() * total
@@ -104,9 +104,9 @@ def _asins(domain: np.ndarray, books: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def _build_world(cfg: SimConfig, seed: int) -> _World:
+def build_world(cfg: SimConfig, seed: int) -> World:
     """Themes spanning domains, items (domain, theme, latent, popularity), complement maps."""
-    rng = _rng(seed, 1)
+    rng = component_rng(seed, 1)
     n_d = len(cfg.domains)
     t_n = cfg.n_themes
     if not 1 <= t_n <= sim_text.N_THEMES_AVAILABLE:
@@ -115,7 +115,7 @@ def _build_world(cfg: SimConfig, seed: int) -> _World:
     theme_size = rng.lognormal(0.0, cfg.theme_size_sigma, t_n)
     share = np.asarray(cfg.domain_item_share, dtype=np.float64)
     mix = rng.dirichlet(cfg.theme_domain_concentration * share / share.sum(), size=t_n)  # [T, D]
-    per_domain = _counts(cfg.n_items, share)
+    per_domain = largest_remainder_counts(cfg.n_items, share)
     if per_domain.min() < max(t_n, cfg.max_seq_len):
         raise ConfigError(
             f"n_items={cfg.n_items} too small for {t_n} themes and max_seq_len={cfg.max_seq_len} in every domain"
@@ -155,5 +155,5 @@ def _build_world(cfg: SimConfig, seed: int) -> _World:
                 pool = np.array([a])
             w = theme_size[pool]
             complement[s, a] = rng.choice(pool, p=w / w.sum())
-    asin = _asins(domain, cfg.domains.index("Books") if "Books" in cfg.domains else -1, _rng(seed, 2))
-    return _World(domain, theme, latent, centre, pop, cell_count, theme_ids, complement, asin)
+    asin = _asins(domain, cfg.domains.index("Books") if "Books" in cfg.domains else -1, component_rng(seed, 2))
+    return World(domain, theme, latent, centre, pop, cell_count, theme_ids, complement, asin)

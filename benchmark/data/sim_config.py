@@ -75,6 +75,6 @@ PRESETS: dict[str, SimConfig] = {
 }
 
 
-def _rng(seed: int, part: int) -> np.random.Generator:
+def component_rng(seed: int, part: int) -> np.random.Generator:
     """One independent stream per component, so changing one part never shifts another."""
     return np.random.default_rng(np.random.SeedSequence([seed, part]))

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.sim_behaviour import _Rows
-from benchmark.data.sim_catalogue import _Sampler, _World
-from benchmark.data.sim_config import EPOCH, SimConfig, _rng
+from benchmark.data.sim_behaviour import Rows
+from benchmark.data.sim_catalogue import Sampler, World
+from benchmark.data.sim_config import EPOCH, SimConfig, component_rng
 
 
-def _user_ids(n: int, rng: np.random.Generator) -> np.ndarray:
+def reviewer_ids(n: int, rng: np.random.Generator) -> np.ndarray:
     """Amazon-reviewer-like ids: 'A' + 27 uppercase alphanumerics, unique, as uint8 [n, 28]."""
     alnum = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
     out = np.empty((n, 28), dtype=np.uint8)
@@ -32,7 +32,7 @@ def _user_ids(n: int, rng: np.random.Generator) -> np.ndarray:
         out[dup, 1:] = alnum[rng.integers(0, 36, size=(len(dup), 27))]
 
 
-def _file_order(user: np.ndarray, day: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def file_order(user: np.ndarray, day: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A deterministic shuffle (real files are not sorted by date) that keeps each user's
     same-day rows in walk order, so sorting by (date, file line) recovers the planted sequence."""
     key = rng.random(len(user))
@@ -49,7 +49,7 @@ def _gzip_open(path: Path, level: int):
     return raw, gzip.GzipFile(filename=path.name[:-3], mode="wb", fileobj=raw, compresslevel=level, mtime=0)
 
 
-def _write_ratings(
+def write_ratings(
     path: Path, uid: np.ndarray, asin: np.ndarray, rating: np.ndarray, day: np.ndarray, level: int
 ) -> None:
     """``userId itemId rating date``: ratings written as integers, like XMarket's own sample
@@ -77,7 +77,7 @@ def _write_ratings(
         raw.close()
 
 
-def _write_metadata(path: Path, records: list[dict], level: int) -> None:
+def write_metadata(path: Path, records: list[dict], level: int) -> None:
     raw, gz = _gzip_open(path, level)
     try:
         for a in range(0, len(records), 20_000):
@@ -87,8 +87,8 @@ def _write_metadata(path: Path, records: list[dict], level: int) -> None:
         raw.close()
 
 
-def _metadata(
-    cfg: SimConfig, world: _World, rows: _Rows, texts: dict, has_img: np.ndarray, seed: int
+def item_metadata(
+    cfg: SimConfig, world: World, rows: Rows, texts: dict, has_img: np.ndarray, seed: int
 ) -> list[dict]:
     """One record per item with every key of XMarket's official sample (docs/protocol.md 1.3).
 
@@ -96,7 +96,7 @@ def _metadata(
     resolves them against wherever the dataset lies), so the files' bytes, the dataset fingerprint
     and every run key are the same wherever the twin is generated, copied or moved.
     """
-    rng = _rng(seed, 6)
+    rng = component_rng(seed, 6)
     n = len(world.domain)
     asin = world.asin.view("S10").ravel().astype(str)
     star = np.bincount(rows.item.astype(np.int64) * 5 + rows.rating - 1, minlength=n * 5).reshape(n, 5)
@@ -108,7 +108,7 @@ def _metadata(
     price = np.round(base_price * rng.lognormal(0.0, 0.6, n), 0) - 0.01
     price_ok = rng.random(n) >= cfg.price_missing
     cell = world.theme.astype(np.int64) * len(cfg.domains) + world.domain
-    uniform = _Sampler(cell, np.ones(n), cfg.n_themes * len(cfg.domains))
+    uniform = Sampler(cell, np.ones(n), cfg.n_themes * len(cfg.domains))
     viewed = uniform.draw(np.repeat(cell[:, None], 6, 1), rng.random((n, 6)))
     books = cfg.domains.index("Books") if "Books" in cfg.domains else -1
     out = []

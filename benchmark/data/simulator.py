@@ -35,10 +35,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.data import sim_images, sim_text
-from benchmark.data.sim_behaviour import _build_users, _simulate
-from benchmark.data.sim_catalogue import _build_world
-from benchmark.data.sim_config import PRESETS, SimConfig, _rng
-from benchmark.data.sim_files import _file_order, _metadata, _user_ids, _write_metadata, _write_ratings
+from benchmark.data.sim_behaviour import build_users, simulate
+from benchmark.data.sim_catalogue import build_world
+from benchmark.data.sim_config import PRESETS, SimConfig, component_rng
+from benchmark.data.sim_files import file_order, item_metadata, reviewer_ids, write_metadata, write_ratings
 from benchmark.errors import ConfigError, DataError
 from benchmark.fsutil import pid_alive
 
@@ -48,13 +48,13 @@ MARKER = "SIMULATED.json"
 
 
 def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, progress: bool) -> None:
-    world = _build_world(cfg, seed)
-    users = _build_users(cfg, world, seed)
-    rows = _simulate(cfg, world, users, seed, progress)
-    uid = _user_ids(cfg.n_users, _rng(seed, 5))
+    world = build_world(cfg, seed)
+    users = build_users(cfg, world, seed)
+    rows = simulate(cfg, world, users, seed, progress)
+    uid = reviewer_ids(cfg.n_users, component_rng(seed, 5))
 
     # Item content: text and images carry the latent through two noisy channels.
-    rng_c = _rng(seed, 7)
+    rng_c = component_rng(seed, 7)
     word_vecs = rng_c.normal(0.0, 1.0, (cfg.n_themes, 12, cfg.latent_dim)).astype(np.float32)
     offset = world.latent - world.centre[world.theme]
     texts = sim_text.make_texts(
@@ -68,7 +68,7 @@ def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, progress: bool)
         text_noise=cfg.text_noise,
         rng=rng_c,
     )
-    rng_i = _rng(seed, 8)
+    rng_i = component_rng(seed, 8)
     has_img = rng_i.random(len(world.domain)) < cfg.image_share
     proj = rng_i.normal(0.0, 1.0, (cfg.latent_dim, 6)).astype(np.float32)
     layout = np.tanh(offset @ proj / (cfg.item_spread * math.sqrt(cfg.latent_dim)))
@@ -93,15 +93,15 @@ def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, progress: bool)
             on_batch=bar.update,
         )
 
-    records = _metadata(cfg, world, rows, texts, has_img, seed)
-    order = _file_order(rows.user, rows.day, _rng(seed, 9))
+    records = item_metadata(cfg, world, rows, texts, has_img, seed)
+    order = file_order(rows.user, rows.day, component_rng(seed, 9))
     item_dom = world.domain[rows.item]
     files = tqdm(total=2 * len(cfg.domains), desc="xmarket-sim: files", unit="file", disable=not progress)
     for d, name in enumerate(cfg.domains):
         folder = tmp / "us" / name
         folder.mkdir(parents=True)
         o = order[item_dom[order] == d]
-        _write_ratings(
+        write_ratings(
             folder / f"ratings_us_{name}.txt.gz",
             uid[rows.user[o]],
             world.asin[rows.item[o]],
@@ -109,7 +109,7 @@ def _write_all(cfg: SimConfig, scale: str, seed: int, tmp: Path, progress: bool)
             rows.day[o],
             cfg.gzip_level,
         )
-        _write_metadata(
+        write_metadata(
             folder / f"metadata_us_{name}.json.gz",
             [records[i] for i in np.flatnonzero(world.domain == d)],
             cfg.gzip_level,

@@ -26,9 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmark.data.model import Dataset, Histories, Sequences, Split, TestCases, TrainView
-from benchmark.data.split_leakage import _check
+from benchmark.data.split_leakage import check_leakage
 from benchmark.data.split_manifest import SPLIT_VERSION, compute_manifest_hash, load_split, save_split
-from benchmark.data.split_order import _order_rows, _ranges
+from benchmark.data.split_order import concat_ranges, order_rows
 from benchmark.errors import ConfigError, DataError
 from benchmark.fsutil import cache_entry_refusal
 
@@ -94,7 +94,7 @@ def build_split(
 
     user_count = np.bincount(inter.user, minlength=inter.n_users)
     keep_user = user_count >= min_interactions
-    od = _order_rows(inter, keep_user)
+    od = order_rows(inter, keep_user)
     bar.update()
     n_kept = len(od.users)
     if n_kept == 0:
@@ -163,7 +163,7 @@ def build_split(
     history_len = od.lengths[cp] - 1
     histories = Histories(
         offsets=np.r_[0, np.cumsum(history_len)].astype(np.int64),
-        items=od.item[_ranges(od.starts[cp], history_len)].astype(np.int32),
+        items=od.item[concat_ranges(od.starts[cp], history_len)].astype(np.int32),
     )
 
     counts = {
@@ -211,7 +211,7 @@ def build_split(
         manifest_hash=compute_manifest_hash(train, cases, histories, item_train_count, item_head, settings),
         meta=meta,
     )
-    _check(split, od)
+    check_leakage(split, od)
     bar.update()
     bar.close()
     return split

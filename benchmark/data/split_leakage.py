@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.data.model import Dataset, Split
-from benchmark.data.split_order import _order_rows, _Ordered, _ranges
+from benchmark.data.split_order import Ordered, concat_ranges, order_rows
 
 
 class LeakageError(AssertionError):
@@ -32,10 +32,10 @@ def check_no_leakage(split: Split, dataset: Dataset) -> None:
         if not ok.all():
             raise LeakageError(f"split refers to user {users[~ok][0]} outside the dataset's users")
         involved[users] = True
-    _check(split, _order_rows(inter, involved))
+    check_leakage(split, order_rows(inter, involved))
 
 
-def _check(split: Split, od: _Ordered) -> None:
+def check_leakage(split: Split, od: Ordered) -> None:
     train, cases = split.train, split.cases
     problems: list[str] = []
 
@@ -70,7 +70,7 @@ def _check(split: Split, od: _Ordered) -> None:
         note(hist.lengths != od.lengths[k] - 1, "histories that are not all the user's items before the target",
              cases.user)
         if not problems:
-            rows = _ranges(od.starts[k], od.lengths[k] - 1)
+            rows = concat_ranges(od.starts[k], od.lengths[k] - 1)
             owner = np.repeat(np.arange(n_cases), od.lengths[k] - 1)
             wrong = np.bincount(owner[od.item[rows] != hist.items], minlength=n_cases) > 0
             note(wrong, "histories that differ from the user's time-ordered items", cases.user)
@@ -78,7 +78,7 @@ def _check(split: Split, od: _Ordered) -> None:
     # Query precedes target: (user, query) occurs among the user's rows before the last one.
     before = od.lengths[k] - 1
     case_of = np.repeat(np.arange(n_cases, dtype=np.int64), before)
-    hit = od.item[_ranges(od.starts[k], before)] == cases.query[case_of]
+    hit = od.item[concat_ranges(od.starts[k], before)] == cases.query[case_of]
     query_ok = np.bincount(case_of[hit], minlength=n_cases) > 0
     note(~query_ok, "queries that are not an earlier interaction of the user", cases.user)
 
@@ -86,12 +86,12 @@ def _check(split: Split, od: _Ordered) -> None:
     # non-target rows, counted as a multiset of (user, item, day).
     ov = np.flatnonzero(cases.overlapped)
     if len(ov) and not problems:
-        a_pos = _ranges(od.starts[k[ov]], before[ov])
+        a_pos = concat_ranges(od.starts[k[ov]], before[ov])
         a_user = np.repeat(cases.user[ov], before[ov])
         sorter = np.argsort(train.users, kind="stable")
         t = sorter[np.searchsorted(train.users, cases.user[ov], sorter=sorter)]
         t_len = train.offsets[t + 1] - train.offsets[t]
-        b_pos = _ranges(train.offsets[t], t_len)
+        b_pos = concat_ranges(train.offsets[t], t_len)
         b_user = np.repeat(cases.user[ov], t_len)
         excess = _multiset_excess(
             (

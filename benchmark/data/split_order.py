@@ -15,7 +15,7 @@ from benchmark.data.model import Interactions
 
 
 @dataclass(frozen=True)
-class _Ordered:
+class Ordered:
     """Rows of the kept users sorted by (user, day, line): the mixed-domain sequences."""
 
     users: np.ndarray  # int32 [K] ascending user index
@@ -30,7 +30,7 @@ class _Ordered:
         return self.starts + self.lengths - 1
 
 
-def _order_rows(inter: Interactions, keep_user: np.ndarray) -> _Ordered:
+def order_rows(inter: Interactions, keep_user: np.ndarray) -> Ordered:
     """Sort the rows of the kept users by (user, day, line) with one stable integer sort.
 
     ``line`` is the original file order, the deterministic same-day tie rule (docs/protocol.md 0.2).
@@ -53,7 +53,7 @@ def _order_rows(inter: Interactions, keep_user: np.ndarray) -> _Ordered:
     user = inter.user[rows]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(rows) else np.zeros(0, np.int64)
     lengths = np.diff(np.r_[starts, len(rows)])
-    return _Ordered(
+    return Ordered(
         users=user[starts].astype(np.int32),
         starts=starts.astype(np.int64),
         lengths=lengths.astype(np.int64),
@@ -63,7 +63,7 @@ def _order_rows(inter: Interactions, keep_user: np.ndarray) -> _Ordered:
     )
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
     lengths = lengths.astype(np.int64)
     total = int(lengths.sum())

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from benchmark.data.model import Dataset, Interactions, Items
 from benchmark.data.numbers import XMARKET_RATING_RANGE, first_bad
-from benchmark.data.xmarket_meta import _read_metadata
-from benchmark.data.xmarket_ratings import _DomainRatings, _read_ratings, factorize_ids
+from benchmark.data.xmarket_meta import read_metadata
+from benchmark.data.xmarket_ratings import DomainRatings, factorize_ids, read_ratings
 from benchmark.errors import ConfigError, DataError
 from benchmark.fsutil import verify_checked, write_checked
 
@@ -249,16 +249,16 @@ def load_xmarket(
 
 
 def _parse(domains, labels, rpaths, mpaths, progress, name, fingerprint) -> Dataset:
-    per: list[_DomainRatings] = []
+    per: list[DomainRatings] = []
     steps = len(domains) * (2 if mpaths else 1)
     with tqdm(total=steps, desc=f"load {name}", unit="file", disable=not progress) as bar:
         for label, path in zip(labels, rpaths, strict=True):
-            per.append(_read_ratings(path, label, progress))
+            per.append(read_ratings(path, label, progress))
             bar.update()
         meta_recs: list[dict | None] = [None] * len(domains)
         if mpaths:
             for d, (label, path) in enumerate(zip(labels, mpaths, strict=True)):
-                meta_recs[d] = _read_metadata(path, set(per[d].asins.tolist()), label, progress)
+                meta_recs[d] = read_metadata(path, set(per[d].asins.tolist()), label, progress)
                 bar.update()
 
     sizes = [len(r.asins) for r in per]

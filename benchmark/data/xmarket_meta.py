@@ -80,7 +80,7 @@ def _parse_meta_line(path: Path, line: str, lineno: int) -> list[dict]:
     return recs
 
 
-def _read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> dict[str, tuple]:
+def read_metadata(path: Path, wanted: set[str], label: str, progress: bool) -> dict[str, tuple]:
     """asin -> (title, categories, description, features, image_url, price, avg_rating), wanted asins only."""
     out: dict[str, tuple] = {}
     lineno = 0

@@ -28,7 +28,7 @@ _CHUNK_ROWS = 1_000_000
 
 
 @dataclass
-class _DomainRatings:
+class DomainRatings:
     users: pa.ChunkedArray  # string [m]
     item_codes: np.ndarray  # int32 [m], domain-local
     asins: np.ndarray  # object[str] [n_d]
@@ -120,7 +120,7 @@ def _diagnose_rating(path: Path, exc: ValueError) -> DataError:
     return DataError(f"cannot parse ratings ({exc})", path)
 
 
-def _read_ratings_strict(path: Path, label: str, progress: bool) -> _DomainRatings:
+def _read_ratings_strict(path: Path, label: str, progress: bool) -> DomainRatings:
     """The reference reader (pandas C engine, in chunks): any malformed line is a DataError naming it.
 
     Used when the fast path declines a file, so bad input is always reported by line.
@@ -164,7 +164,7 @@ def _read_ratings_strict(path: Path, label: str, progress: bool) -> _DomainRatin
     if start == 0:
         raise DataError("ratings file is empty", path)
     codes, asins = pd.factorize(np.concatenate(items))
-    return _DomainRatings(
+    return DomainRatings(
         users=pa.chunked_array([pa.array(u, type=pa.string()) for u in users]),
         item_codes=codes.astype(np.int32),
         asins=np.asarray(asins, dtype=object),
@@ -173,7 +173,7 @@ def _read_ratings_strict(path: Path, label: str, progress: bool) -> _DomainRatin
     )
 
 
-def _read_ratings_fast(path: Path) -> _DomainRatings | None:
+def _read_ratings_fast(path: Path) -> DomainRatings | None:
     """pyarrow's multi-threaded CSV reader with the same dialect; None = let the strict reader decide.
 
     It rejects wrong column counts, non-numeric ratings and non-ISO dates itself; empty ids are
@@ -203,7 +203,7 @@ def _read_ratings_fast(path: Path) -> _DomainRatings | None:
     if t.num_rows == 0 or any(pc.min(pc.utf8_length(t[c])).as_py() == 0 for c in ("userId", "itemId")):
         return None
     codes, asins = factorize_ids([t["itemId"]])
-    return _DomainRatings(
+    return DomainRatings(
         users=t["userId"],
         item_codes=codes.astype(np.int32),
         asins=np.char.decode(asins, "utf-8").astype(object),
@@ -226,7 +226,7 @@ def _raw_field(path: Path, line: int, column: int) -> str | None:
     return None
 
 
-def _read_ratings(path: Path, label: str, progress: bool) -> _DomainRatings:
+def read_ratings(path: Path, label: str, progress: bool) -> DomainRatings:
     """One ratings file: the fast columnar reader, or the strict one for anything it declines.
 
     Ratings must be finite star ratings (``nan``, ``inf`` or a 5000-digit number parse as floats
