@@ -77,15 +77,27 @@ def metric_key(group: str, metric: str) -> str:
     return _KEY_BAD.sub("_", f"{group}/{metric.replace('@', '_')}")
 
 
+# what a run reads: editing a report, a doc or a test leaves the code version clean
+CODE_PATHS = ("benchmark", "methods", "datasets", "pyproject.toml", "constraints.txt")
+
+
 @cache
 def code_version() -> str:
-    """Package version plus the git commit of the checkout (and '+dirty' when modified)."""
-    root = Path(__file__).resolve().parent.parent
+    """Package version plus the git commit of the checkout (and '.dirty' when its code is modified)."""
+    return checkout_version(Path(__file__).resolve().parent.parent)
+
+
+def checkout_version(root: Path) -> str:
+    """``<version>+g<sha>``, with ``.dirty`` only when a tracked file under CODE_PATHS differs.
+
+    Reports regenerated in a clone rewrite tracked files under ``reports/``; they are outputs,
+    not code, so they must not mark the runs made there as made by modified code.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
