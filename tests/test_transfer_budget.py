@@ -12,7 +12,7 @@ from benchmark.features.model import ItemFeatures
 from benchmark.grid.plan import plan
 from benchmark.plugin import RunContext
 from benchmark.reporting.transfer_budget import capped_shares, condition_stop, share_table
-from benchmark.tasks.transfer.stages import Condition, _TransRecFamily, domain_view, share_cap
+from benchmark.tasks.transfer.stages import Condition, ShareViews, _TransRecFamily, share_cap
 from methods.transrec.model import TransRec
 
 # items 0-7 Books (0), 8-11 Electronics (1), 12-15 Cell (2)
@@ -43,6 +43,11 @@ def _family(cap: int = 4, batch: int = 2) -> tuple[_TransRecFamily, TrainView]:
     return fam, view
 
 
+def _side(view: TrainView, codes: list[int], stream: int) -> ShareViews:
+    """A side under the per-share rule (``validation: share``): each share is its own view."""
+    return ShareViews(view, codes, seed=0, stream=stream, fraction=0.0, max_cases=100, fixed=False)
+
+
 def _source_seen(model: TransRec) -> int:
     return sum(s["examples_seen"] for s in model.stats["training"]["stages"] if s["stage"].endswith("-source"))
 
@@ -56,28 +61,28 @@ def test_two_source_shares_train_on_different_amounts_under_a_cap_both_exceed():
     """A cap of 4 steps x 2 sequences, below both shares' source sequences: 50 % trains on half as many per epoch."""
     fam, view = _family(cap=4, batch=2)
     src_pool, tgt_pool = np.arange(12), np.arange(12, 16)
-    source = lambda f: domain_view(view, [0, 1], f, seed=0, stream=1)  # noqa: E731
-    target = domain_view(view, [2], 1.0, seed=0, stream=2)
-    assert len(source(0.5).sequences) > 2 * 4  # both shares hold more than the 100 % cap's 8 sequences
+    source, target = _side(view, [0, 1], 1), _side(view, [2], 2)
+    assert len(source.share(0.5).sequences) > 2 * 4  # both shares hold more than the 100 % cap's 8 sequences
     seen = {}
     for share in (0.5, 1.0):
-        m = fam.train(Condition("transrec", 0, share, 1.0, False), source, target, src_pool, tgt_pool)
+        m = fam.train(Condition("transrec", 0, share, 1.0, False), source, target, src_pool, tgt_pool,
+                      fixed_validation=False)
         stage1 = next(s for s in m.stats["stages"] if s["stage"] == 1)
         seen[share] = (stage1["max_steps_per_epoch"], stage1["examples_per_epoch"], _source_seen(m))
     assert seen[0.5] == (2, 4, 4 + 4)  # stage 1 + stage 2, one epoch each, 2 steps x 2 sequences
     assert seen[1.0] == (4, 8, 8 + 8)
     # the target cap scales with the target share the same way
-    m = fam.train(Condition("tfs", 0, None, 0.5, False), source, domain_view(view, [2], 0.5, 0, 2), src_pool, tgt_pool)
+    m = fam.train(Condition("tfs", 0, None, 0.5, False), source, target, src_pool, tgt_pool, fixed_validation=False)
     assert m.stats["stages"][-1]["max_steps_per_epoch"] == 2
 
 
 def test_a_condition_reusing_the_source_pretraining_reports_its_source_steps():
     fam, view = _family()
-    source = lambda f: domain_view(view, [0, 1], f, seed=0, stream=1)  # noqa: E731
+    source, target = _side(view, [0, 1], 1), _side(view, [2], 2)
     budgets = []
     for tf in (1.0, 0.5):
-        m = fam.train(Condition("transrec", 0, 1.0, tf, False), source, domain_view(view, [2], tf, 0, 2),
-                      np.arange(12), np.arange(12, 16))
+        m = fam.train(Condition("transrec", 0, 1.0, tf, False), source, target, np.arange(12), np.arange(12, 16),
+                      fixed_validation=False)
         budgets.append([(s["stage"], s["optimizer_steps"]) for s in m.stats["training"]["stages"]])
     assert budgets[0][:2] == budgets[1][:2] and [s for s, _ in budgets[1]] == ["stage1-source", "stage2-source",
                                                                              "stage2-target"]

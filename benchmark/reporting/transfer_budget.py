@@ -104,8 +104,10 @@ def share_data(records: list[dict], kind: str, fraction: float, number: int = 2)
     per_epoch = int(st.get("examples_per_epoch", min(int(n), int(cap) * batch)))
     seen = [sum(int(s.get("examples_seen") or 0) for s in (training(r).get("stages") or []) if str(s.get("stage", "")).endswith(tag))
             for r in recs]
+    every = st.get("valid_every_steps")  # absent before the fixed validation rule: every epoch of the share
     return {"share": fraction, "sequences": int(n), "cap": int(cap), "batch": batch, "per_epoch": per_epoch,
-            "capped": int(n) > per_epoch, "examples_seen": seen}
+            "capped": int(n) > per_epoch, "examples_seen": seen, "cases": st.get("cases"),
+            "valid_every": f"{every} steps" if every else "each epoch"}
 
 
 def capped_shares(records: list[dict], kind: str, fractions: list[float]) -> str:
@@ -131,12 +133,13 @@ def share_table(records: list[dict], kind: str, fractions: list[float]) -> list[
     if not rows:
         return [f"Data per {data_words} share: not recorded by these runs.", ""]
     header = [f"{data_words} share", "sequences", "step cap / epoch", "sequences / epoch",
-              f"{data_words} examples seen (per seed)"]
+              f"{data_words} examples seen (per seed)", "validation cases", "validated every"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([f"{100 * d['share']:g}%", str(d["sequences"]),
                                  str(d["cap"]) + ("" if d["capped"] else " (not reached)"),
                                  str(d["per_epoch"]) + (" (capped)" if d["capped"] else ""),
-                                 " / ".join(map(str, d["examples_seen"]))]) + " |" for d in rows]
+                                 " / ".join(map(str, d["examples_seen"])),
+                                 "-" if d["cases"] is None else str(d["cases"]), d["valid_every"]]) + " |" for d in rows]
     capped = capped_shares(records, kind, fractions)
     verdict = (f"**Untestable here**: {capped}." if capped else
                f"Checked: every {data_words} share trains on more {data_words} sequences per {stage_words} epoch "

@@ -13,6 +13,7 @@ candidates are the raw item-tower outputs scored by inner product, as the author
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from benchmark.data.model import Histories, TrainView
-from benchmark.data.validation import carve_validation
+from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
 from benchmark.plugin import Method, RunContext
@@ -138,25 +139,38 @@ class TransRec(Method):
                            "trainable_parameters": sum(p.numel() for p in self.net.parameters() if p.requires_grad)})
 
     # -- training ------------------------------------------------------------------------------
-    def train_on(self, view: TrainView, ctx: RunContext, *, stage1: bool, pool: np.ndarray | None = None,
-                 lr: float | None = None, epochs: int | None = None, tag: str = "",
-                 max_steps: int | None = None) -> None:
-        """Stage 1 (when asked) then stage 2 on ``view``; negatives and validation over ``pool`` items.
+    def train_on(self, data: TrainView | ValidationCarve, ctx: RunContext, *, stage1: bool,
+                 pool: np.ndarray | None = None, lr: float | None = None, epochs: int | None = None,
+                 tag: str = "", max_steps: int | None = None, valid_every: int | None = None) -> None:
+        """Stage 1 (when asked) then stage 2; negatives and validation over ``pool`` items.
 
+        ``data``: a view (its validation carve-out is drawn from it), or a carve-out drawn
+        elsewhere, whose ``fit`` trains: the transfer grid draws one from the full (100 %) view and
+        trains each share on its part of ``fit``, so every share validates on the same cases.
         ``max_steps`` caps the steps per epoch of both stages of this call (default
         ``max_steps_per_epoch``): the transfer grid passes a cap scaled with the view's data share,
-        so a smaller share trains on fewer sequences per epoch, never on as many as a larger one."""
+        so a smaller share trains on fewer sequences per epoch, never on as many as a larger one.
+        ``valid_every``: stage 2 validates every this many optimizer steps (rounded up to whole
+        epochs) and counts ``patience`` and the ``epochs`` cap in validations, so a share with short
+        epochs gets the same stopping rule in steps as the full view (default: every epoch)."""
         cfg = self.cfg
         if not self.stats["stages"]:  # budgets follow the stages list (the transfer grid resets it per condition)
             self._budgets: list[TrainingBudget] = []
-        pool = np.arange(view.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
-        carve = carve_validation(view, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        carve = data if isinstance(data, ValidationCarve) else carve_validation(
+            data, float(cfg["valid_fraction"]), ctx.seed, int(cfg["valid_max_cases"]))
+        pool = np.arange(carve.fit.n_items) if pool is None else np.asarray(pool, dtype=np.int64)
         torch.manual_seed(int(ctx.seed) * 1000 + sum(map(ord, tag)))  # dropout: independent of earlier phases
         cap = int(max_steps if max_steps is not None else cfg["max_steps_per_epoch"])
         if stage1 and int(cfg["stage1_epochs"]) > 0:
             self._stage1(carve.fit, ctx, pool, tag, cap)
         self._stage2(carve, ctx, pool, float(lr if lr is not None else cfg["lr"]),
-                     int(epochs if epochs is not None else cfg["epochs"]), tag, cap)
+                     int(epochs if epochs is not None else cfg["epochs"]), tag, cap, valid_every)
+
+    def stage2_steps_per_epoch(self, view: TrainView, max_steps: int | None = None) -> int:
+        """Optimizer steps of one stage-2 epoch on ``view`` (sequences of >= 2 items, batched, capped)."""
+        rows = int((view.sequences.lengths >= 2).sum())
+        cap = int(max_steps if max_steps is not None else self.cfg["max_steps_per_epoch"])
+        return max(1, min(cap, math.ceil(rows / int(self.cfg["batch_size"]))))
 
     def _stage1(self, view: TrainView, ctx: RunContext, pool: np.ndarray, tag: str, max_steps: int) -> None:
         """User-encoder pretraining: causal next-item softmax over pool items; item tower fixed.
@@ -205,10 +219,11 @@ class TransRec(Method):
                                      "seconds": round(time.perf_counter() - t0, 2)})
 
     def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str,
-                max_steps: int) -> None:
-        """End-to-end CPC training to early stopping: next-item NDCG@10 over the pool on the view's
-        validation carve-out, ``patience`` epochs without a gain, best epoch restored; ``epochs`` is
-        only the safety cap."""
+                max_steps: int, valid_every: int | None = None) -> None:
+        """End-to-end CPC training to early stopping: next-item NDCG@10 over the pool on the
+        validation carve-out, ``patience`` validations without a gain, best state restored;
+        ``epochs`` validations are only the safety cap. Validation runs every epoch, or every
+        ``every`` epochs, the fewest whose steps reach ``valid_every``."""
         cfg, net = self.cfg, self.net
         n_targets, n_neg = targets_and_negatives(cfg)
         seqs = carve.fit.sequences
@@ -220,9 +235,11 @@ class TransRec(Method):
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 2)
         rng = ctx.rng(0x7C0 + sum(map(ord, tag)))  # same stream whatever ran before (resumable grids)
         batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
+        per_epoch = self.stage2_steps_per_epoch(carve.fit, max_steps)
+        every = 1 if not valid_every else max(1, math.ceil(int(valid_every) / per_epoch))
         stopper, done = EarlyStopping(patience, f"transrec{tag}", ctx.logger, budget=budget), 0
         t0 = time.perf_counter()
-        for epoch in ctx.progress(range(epochs), desc=f"transrec{tag} stage 2", total=epochs):
+        for epoch in ctx.progress(range(epochs * every), desc=f"transrec{tag} stage 2", total=epochs * every):
             net.train()
             order = rows[torch.randperm(len(rows), generator=gen).numpy()]
             total, steps = 0.0, 0
@@ -243,6 +260,8 @@ class TransRec(Method):
             if len(carve) == 0:
                 budget.stop_reason = "no_validation"
                 continue
+            if done % every:
+                continue
             score = self._validate(carve, pool)
             ctx.log_metric(f"transrec{tag}_valid_ndcg10", score, epoch)
             if stopper.update(score, net, epoch):
@@ -252,6 +271,7 @@ class TransRec(Method):
         self.stats["stages"].append({"stage": 2, "tag": tag, "sequences": len(rows), "epochs": done, "lr": lr,
                                      "max_steps_per_epoch": max_steps, "batch_size": batch,
                                      "examples_per_epoch": min(len(rows), max_steps * batch), "patience": patience,
+                                     "valid_every_epochs": every, "valid_every_steps": every * per_epoch,
                                      "targets": n_targets, "negatives": n_neg, "best_valid_ndcg10": best,
                                      "seconds": round(time.perf_counter() - t0, 2), **carve.describe()})
 

@@ -41,6 +41,7 @@ from benchmark.store.tracking import Tracker, code_version, resolve_tracking_uri
 from benchmark.tasks.transfer.stages import (
     NO_TRANSFER_RECIPE,
     Condition,
+    ShareViews,
     TargetCases,
     _category,
     _key,
@@ -174,8 +175,10 @@ def _compute_condition(g: Grid, cond: Condition, key: str, tmp: Path, families: 
                 del families[seed]  # free other seeds' towers
             fam = families.setdefault(cond.seed, _TransRecFamily(inputs, run, ctx))
             fam.ctx = ctx
-            model = fam.train(cond, lambda f, s=cond.seed: domain_view(inputs.train, g.src_codes, f, s, 1),
-                              target_view, g.src_pool, tc.pool)
+            fixed, mc = g.cfg["validation"] == "full", run.method_config
+            sides = [ShareViews(inputs.train, codes, cond.seed, stream, float(mc["valid_fraction"]),
+                                int(mc["valid_max_cases"]), fixed) for codes, stream in ((g.src_codes, 1), ([g.tgt_code], 2))]
+            model = fam.train(cond, sides[0], sides[1], g.src_pool, tc.pool, fixed_validation=fixed)
             is_text = model.is_text
             display = {"transrec": "TransRec", "tfs": "TFS"}[cond.method]
             stats = copy.deepcopy(model.stats)

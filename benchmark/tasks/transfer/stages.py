@@ -27,8 +27,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import numpy as np
 from benchmark import registry
 from benchmark.config import RunConfig, load_suite_file
 from benchmark.data.model import Histories, Sequences, TrainView
+from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError
 from benchmark.evaluation.breakdown import metrics_by_group
 from benchmark.evaluation.exact import target_ranks
@@ -50,10 +50,13 @@ log = logging.getLogger(__name__)
 TRANSFER_KEYS: dict[str, tuple[type, ...]] = {
     "source_domains": (list,), "target_domain": (str,), "source_fractions": (list,),
     "target_fractions": (list,), "id_baselines": (list,), "finetune_methods": (list,), "min_paired_cases": (int,),
-    "min_seeds": (int,),
+    "min_seeds": (int,), "validation": (str,),
 }
 DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "finetune_methods": [],
-            "min_paired_cases": 20, "min_seeds": 3}
+            "min_paired_cases": 20, "min_seeds": 3, "validation": "full"}
+#: TransRec's and TFS's early stopping across data shares: "full" = every share validates on one
+#: carve-out of its full view, every full-view epoch of steps; "share" = on its own, every own epoch
+VALIDATION_RULES = ("full", "share")
 K_VALUES = (5, 10)
 
 
@@ -91,6 +94,8 @@ def validate_transfer(section: Any, domains: list[str]) -> dict[str, Any]:
             raise ConfigError(f"transfer.{key}: every fraction must lie in (0, 1], got {values!r}")
         if 1.0 not in [float(v) for v in values]:
             raise ConfigError(f"transfer.{key}: must include 1.0 (the full data of Table 6)")
+    if cfg["validation"] not in VALIDATION_RULES:
+        raise ConfigError(f"transfer.validation: expected one of {', '.join(VALIDATION_RULES)}, got {cfg['validation']!r}")
     cfg.update(source_domains=sources, target_domain=target,
                source_fractions=sorted(float(v) for v in cfg["source_fractions"]),
                target_fractions=sorted(float(v) for v in cfg["target_fractions"]))
@@ -114,16 +119,55 @@ def _subset_sequences(seqs: Sequences, rows: np.ndarray) -> Sequences:
                      rating=seqs.rating[flat])
 
 
-def domain_view(train: TrainView, codes: list[int], fraction: float, seed: int, stream: int) -> TrainView:
-    """The single-domain sequences of ``codes``, a seeded nested ``fraction`` of them."""
+def domain_rows(train: TrainView, codes: list[int], fraction: float, seed: int, stream: int) -> np.ndarray:
+    """Rows (of ``train.single_domain_sequences()``) of a seeded nested ``fraction`` of the ``codes``
+    domains' sequences, sorted: the rows of 20 % are among those of 50 %, all among 100 %."""
     per_domain = train.single_domain_sequences()
     first = train.item_domain[per_domain.items[per_domain.offsets[:-1]]]
     rows = np.flatnonzero(np.isin(first, codes))
     order = np.random.default_rng([int(seed), int(stream), 0x7F]).permutation(len(rows))
-    keep = np.sort(rows[order[: max(1, int(round(fraction * len(rows))))]])
-    seqs = _subset_sequences(per_domain, keep)
+    return np.sort(rows[order[: max(1, int(round(fraction * len(rows))))]])
+
+
+def _view(train: TrainView, seqs: Sequences) -> TrainView:
     counts = np.bincount(seqs.items, minlength=train.n_items).astype(np.int64)
     return TrainView(sequences=seqs, items=train.items, item_train_count=counts)
+
+
+def domain_view(train: TrainView, codes: list[int], fraction: float, seed: int, stream: int) -> TrainView:
+    """The single-domain sequences of ``codes``, a seeded nested ``fraction`` of them."""
+    keep = domain_rows(train, codes, fraction, seed, stream)
+    return _view(train, _subset_sequences(train.single_domain_sequences(), keep))
+
+
+class ShareViews:
+    """One side of a seed (source or target): its full view, one validation carve-out of it, and shares.
+
+    Every share trains on its part of the carve-out's ``fit`` and validates on the same cases (those
+    of the full view), so a smaller share is not also judged on fewer, noisier validation cases
+    (``validation: full``). ``full_epoch_steps`` is the stage-2 epoch of the 100 % share, the
+    validation interval every share uses. ``validation: share`` keeps the rule before it: each share
+    carves its own cases (None here; the method carves from the share's view) and validates per epoch.
+    """
+
+    def __init__(self, train: TrainView, codes: list[int], seed: int, stream: int, fraction: float,
+                 max_cases: int, fixed: bool) -> None:
+        self.train, self.codes, self.seed, self.stream, self.fixed = train, codes, seed, stream, fixed
+        self.rows = domain_rows(train, codes, 1.0, seed, stream)
+        full = _view(train, _subset_sequences(train.single_domain_sequences(), self.rows))
+        self.carve = carve_validation(full, fraction, seed, max_cases) if fixed else None
+
+    def share(self, fraction: float) -> TrainView | ValidationCarve:
+        """The share's training data: its part of the fixed carve-out (or, unfixed, its own view)."""
+        if self.carve is None:
+            return domain_view(self.train, self.codes, fraction, self.seed, self.stream)
+        keep = np.searchsorted(self.rows, domain_rows(self.train, self.codes, fraction, self.seed, self.stream))
+        return replace(self.carve, fit=_view(self.train, _subset_sequences(self.carve.fit.sequences, keep)))
+
+    def full_fit(self) -> TrainView:
+        """The 100 % share's training view (what sets the validation interval)."""
+        share = self.share(1.0)
+        return share.fit if isinstance(share, ValidationCarve) else share
 
 
 @dataclass(frozen=True)
@@ -272,20 +316,28 @@ class _TransRecFamily:
             self.models[e2e], self.initial[e2e] = m, copy.deepcopy(m.net.state_dict())
         return self.models[e2e]
 
-    def train(self, cond: Condition, source: Callable[[float], TrainView], target: TrainView,
-              src_pool: np.ndarray, tgt_pool: np.ndarray) -> Any:
+    def train(self, cond: Condition, source: ShareViews, target: ShareViews, src_pool: np.ndarray,
+              tgt_pool: np.ndarray, fixed_validation: bool = True) -> Any:
+        """Train ``cond``'s model: source stages (or a kept source state), then stage 2 on the target share.
+
+        With ``fixed_validation`` each side validates on its full view's cases every full-view
+        epoch (``ShareViews``); else on the share's own cases every share epoch."""
         m = self.model(cond.end_to_end)
         m.stats["stages"] = []  # this condition's stages only
         src_cap = int(m.cfg["max_steps_per_epoch"])
         tgt_cap = int(m.cfg.get("target_max_steps_per_epoch") or src_cap)
+
+        def every(side: ShareViews, cap: int) -> int | None:
+            return m.stage2_steps_per_epoch(side.full_fit(), cap) if fixed_validation else None
+
         if cond.source_fraction is None:
             m.net.load_state_dict(self.initial[cond.end_to_end])
         else:
             key = (cond.end_to_end, cond.source_fraction)
             if key not in self.pretrained:
                 m.net.load_state_dict(self.initial[cond.end_to_end])
-                m.train_on(source(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source",
-                           max_steps=share_cap(src_cap, cond.source_fraction))
+                m.train_on(source.share(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source",
+                           max_steps=share_cap(src_cap, cond.source_fraction), valid_every=every(source, src_cap))
                 self.pretrained[key] = (copy.deepcopy(m.net.state_dict()), copy.deepcopy(m._budgets),
                                         copy.deepcopy(m.stats["stages"]))
                 m.stats["stages"] = copy.deepcopy(self.pretrained[key][2])
@@ -294,8 +346,9 @@ class _TransRecFamily:
             m._budgets = copy.deepcopy(self.pretrained[key][1])
             m.net.load_state_dict(self.pretrained[key][0])
         # TFS "shares the same hyper-parameters as TransRec" [seed 4.2]: both train on the target at finetune_lr
-        m.train_on(target, self.ctx, stage1=False, pool=tgt_pool, lr=float(m.cfg["finetune_lr"]), tag="-target",
-                   max_steps=share_cap(tgt_cap, cond.target_fraction))
+        m.train_on(target.share(cond.target_fraction), self.ctx, stage1=False, pool=tgt_pool,
+                   lr=float(m.cfg["finetune_lr"]), tag="-target", max_steps=share_cap(tgt_cap, cond.target_fraction),
+                   valid_every=every(target, tgt_cap))
         m.finish()
         return m
 
