@@ -25,11 +25,18 @@ def _small_suite(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_seeds_family_is_one_task_and_baselines_are_their_own_heavy_first():
-    grid = [Condition("transrec", 0, 1.0, 1.0), Condition("tfs", 0, None, 1.0), Condition("sasrec", 0, None, 1.0),
-            Condition("transrec", 1, 1.0, 1.0), Condition("tfs", 1, None, 1.0, False),
-            Condition("gru4rec", 1, None, 1.0)]
-    assert split_tasks(grid) == [grid[0:2], grid[3:5], [grid[2]], [grid[5]]]
+def test_one_source_pretraining_is_one_task_the_rest_their_own_heavy_first():
+    grid = [Condition("transrec", 0, 1.0, 0.2), Condition("tfs", 0, None, 0.2), Condition("transrec", 0, 1.0, 1.0),
+            Condition("transrec", 0, 0.2, 1.0), Condition("sasrec", 0, None, 1.0),
+            Condition("transrec", 1, 1.0, 1.0, False), Condition("tfs", 1, None, 1.0, False),
+            Condition("tfs", 1, None, 1.0), Condition("gru4rec", 1, None, 1.0)]
+    tasks = split_tasks(grid)
+    # conditions on the seed-0 source pretraining at 100 % share it; src 20 % is its own pretraining
+    assert tasks[:2] == [[grid[0], grid[2]], [grid[3]]]
+    assert tasks[2:4] == [[grid[1]], [grid[7]]]  # end-to-end TFS, one task each
+    assert tasks[4:6] == [[grid[5]], [grid[6]]]  # frozen last among the heavy ones
+    assert tasks[6:] == [[grid[4]], [grid[8]]]
+    assert sorted(c.label for t in tasks for c in t) == sorted(c.label for c in grid)
     assert split_tasks([]) == []
 
 
@@ -47,7 +54,7 @@ def test_jobs_1_and_2_give_the_same_keys_and_byte_identical_ranks(tiny_data_dir:
         par = run_transfer(suite, results_dir=tmp_path / "r2", jobs=2, **{**kw, "echo": lines.append})
     finally:
         ray.shutdown()
-    assert any("in 3 task(s)" in s for s in lines)  # the TransRec/TFS family + 2 baselines
+    assert any("in 6 task(s)" in s for s in lines)  # TransRec e2e, frozen; TFS e2e, frozen; 2 baselines
     keys = sorted(p.name for p in seq.iterdir() if not p.name.startswith("."))
     assert len(keys) == 4 + 2 and keys == sorted(p.name for p in par.iterdir() if not p.name.startswith("."))
     for key in keys:

@@ -236,15 +236,26 @@ def tracking_info(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_tasks(conds: list[Condition]) -> list[list[Condition]]:
-    """One task per seed's TransRec/TFS family (grid order kept), one per ID-baseline condition; heavy first."""
-    families: dict[int, list[Condition]] = {}
+    """Tasks for ``--jobs``: TransRec's conditions that start from one source pretraining (a seed, a
+    source share, end-to-end or frozen) together, so it is trained once; each TFS condition alone;
+    each ID-baseline condition alone. Heavy first (end-to-end before frozen, TransRec's groups by
+    size), so two workers are not left with one long task at the end (one task per seed's family
+    did that: the third seed ran alone on one of two cores)."""
+    groups: dict[tuple, list[Condition]] = {}
     light: list[list[Condition]] = []
     for cond in conds:
-        if cond.method in HEAVY:
-            families.setdefault(cond.seed, []).append(cond)
+        if cond.method == "transrec":
+            groups.setdefault(("transrec", cond.seed, cond.end_to_end, cond.source_fraction), []).append(cond)
+        elif cond.method in HEAVY:
+            groups[("tfs", *cond.__dict__.values())] = [cond]
         else:
             light.append([cond])
-    return [*families.values(), *light]
+
+    def weight(task: list[Condition]) -> float:
+        source = 1.0 if task[0].source_fraction is not None else 0.0
+        return (source + len(task)) * (1.0 if task[0].end_to_end else 0.25)
+
+    return [*sorted(groups.values(), key=weight, reverse=True), *light]
 
 
 def _remote_conditions(args: dict[str, Any], conds: list[dict], tracking_uri: str) -> list[str]:
