@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from transfer_toy import toy_view
 
-from benchmark.data.model import Items, TrainView
+from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.grid.plan import plan
 from benchmark.plugin import RunContext
@@ -15,24 +16,9 @@ from benchmark.reporting.transfer_budget import capped_shares, condition_stop, s
 from benchmark.tasks.transfer.stages import Condition, ShareViews, _TransRecFamily, share_cap
 from methods.transrec.model import TransRec
 
-# items 0-7 Books (0), 8-11 Electronics (1), 12-15 Cell (2)
-DOMAIN = [0] * 8 + [1] * 4 + [2] * 4
-
-
-def _view(n_users: int = 40) -> TrainView:
-    rng = np.random.default_rng(1)
-    seqs = []
-    for _ in range(n_users):
-        src = rng.integers(0, 12, size=int(rng.integers(2, 5))).tolist()
-        tgt = rng.integers(12, 16, size=int(rng.integers(2, 4))).tolist()
-        seqs.append(src + tgt)
-    items = Items(domains=("Books", "Electronics", "Cell"), source_id=np.array([f"i{k}" for k in range(16)], dtype=object),
-                  domain=np.array(DOMAIN, dtype=np.int16))
-    return TrainView.from_sequences(seqs, DOMAIN, items=items)
-
 
 def _family(cap: int = 4, batch: int = 2) -> tuple[_TransRecFamily, TrainView]:
-    view = _view()
+    view = toy_view()
     feats = ItemFeatures(items=view.items, text=np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32),
                          text_encoder="toy")
     cfg = {**TransRec.default_config(), "dim": 8, "n_layers": 1, "n_heads": 2, "inner": 8, "max_len": 5,

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from transfer_toy import toy_view
 
-from benchmark.data.model import Items, TrainView
+from benchmark.data.model import TrainView
 from benchmark.data.validation import ValidationCarve, carve_validation
 from benchmark.errors import ConfigError
 from benchmark.features.model import ItemFeatures
@@ -27,19 +28,9 @@ from benchmark.tasks.transfer.stages import (
 )
 from methods.transrec.model import TransRec
 
-DOMAIN = [0] * 8 + [1] * 4 + [2] * 8  # items 0-7 Books, 8-11 Electronics, 12-19 Cell
-
 
 def _view(n_users: int = 80) -> TrainView:
-    rng = np.random.default_rng(3)
-    seqs = []
-    for _ in range(n_users):
-        src = rng.integers(0, 12, size=int(rng.integers(2, 5))).tolist()
-        tgt = rng.integers(12, 20, size=int(rng.integers(2, 5))).tolist()
-        seqs.append(src + tgt)
-    items = Items(domains=("Books", "Electronics", "Cell"), source_id=np.array([f"i{k}" for k in range(20)], dtype=object),
-                  domain=np.array(DOMAIN, dtype=np.int16))
-    return TrainView.from_sequences(seqs, DOMAIN, items=items)
+    return toy_view(n_users, n_target=8, seed=3, max_target_len=4)
 
 
 def _by_user(view: TrainView) -> dict[int, list[int]]:
