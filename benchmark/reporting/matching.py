@@ -18,7 +18,7 @@ from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, 
 from benchmark.reporting.significance import competence_lines, significance_lines
 from benchmark.reporting.transfer import load_transfer, transfer_claims
 from benchmark.reporting.writers import report_dir, staged_report, suite_method_list, write_text
-from benchmark.store.tracking import code_version
+from benchmark.store.tracking import code_changes, code_version
 
 ABLATION_SUITE = "xmarket-ablation"
 TRANSFER_SUITE = "xmarket-transfer"
@@ -146,8 +146,8 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
         versions = sorted({r.code_version for r in records})
         parts += ["", "### Provenance", "",
                   f"Built from {len(records)} stored run(s) made by code version(s) {', '.join(versions)}; "
-                  f"report written by code version {code_version()} to `{suite}/{final.name}/`.",
-                  versions_line([r.machine for r in records]), "", *prov]
+                  f"report written by code version {code_version()} to `{suite}/{final.name}/`. "
+                  + code_changes(versions), versions_line([r.machine for r in records]), "", *prov]
         text = "\n".join(parts) + "\n"
         write_text(out / "report.md", text)
         return text

@@ -41,7 +41,7 @@ from benchmark.reporting.significance import format_p
 from benchmark.reporting.tables import to_csv
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import RankingRecord, finished_records
-from benchmark.store.tracking import code_version
+from benchmark.store.tracking import code_changes, code_version
 from benchmark.tasks.ranking.metrics import auc_se, delong_test
 from benchmark.tasks.ranking.models import DISPLAY, MODELS
 from benchmark.tasks.ranking.suite import NONE
@@ -285,6 +285,7 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
         claim_lines = claim_table([claim], paper)
         write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
         data_line, _ = training_data(records)
+        versions = sorted({r.code_version for r in records})
         parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
                  f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
                  "", md, "",
@@ -302,7 +303,8 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
                  "overlapped / unseen = rows of cases whose user is / is not in training; head / tail = rows whose "
                  "candidate item is a head / tail item (top 50% of items by training frequency).", "",
                  *group_md, "", gain_paragraph(groups, names), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
-                 f"Report written by code version {code_version()}.", versions_line([r.machine for r in records]), "",
+                 f"Built from {len(records)} stored cell(s) made by code version(s) {', '.join(versions)}; report written "
+                 f"by code version {code_version()}. " + code_changes(versions), versions_line([r.machine for r in records]), "",
                  "| model | embeddings | seed | run key | MLflow run | embeddings from | code |", "|---|---|---|---|---|---|---|"]
         for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
             src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"

@@ -41,6 +41,7 @@ from benchmark.reporting.transfer_budget import (
 )
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
+from benchmark.store.tracking import code_changes, code_version
 from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,10 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
         write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
                    + "\n".join([*header_lines(r["dataset"] for r in records), *lines]) + "\n")
         write_text(out / "transfer_claims.json", json.dumps([c.__dict__ for c in claims], indent=1))
+        versions = sorted({str(r.get("code_version", "unknown")) for r in records})
         parts += ["### Claims (C10, C11)", "", *lines, "", "### Provenance", "",
+                  f"Built from {len(records)} stored condition(s) made by code version(s) {', '.join(versions)}; "
+                  f"report written by code version {code_version()}. " + code_changes(versions),
                   versions_line([r.get("machine", {}) for r in records]), "",
                   *_md(["condition", "seed", "key", "steps", "epochs", "stop", "seconds"],
                        [[_cond(r), str(r["condition"]["seed"]), r["run_key"], *_budget(r), str(r["seconds"])] for r in records]),

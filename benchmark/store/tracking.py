@@ -79,12 +79,14 @@ def metric_key(group: str, metric: str) -> str:
 
 # what a run reads: editing a report, a doc or a test leaves the code version clean
 CODE_PATHS = ("benchmark", "methods", "datasets", "pyproject.toml", "constraints.txt")
+#: the checkout this package runs from (benchmark/store/tracking.py -> the repository root)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @cache
 def code_version() -> str:
     """Package version plus the git commit of the checkout (and '.dirty' when its code is modified)."""
-    return checkout_version(Path(__file__).resolve().parent.parent)
+    return checkout_version(REPO_ROOT)
 
 
 def checkout_version(root: Path) -> str:
@@ -101,6 +103,47 @@ def checkout_version(root: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_changes(versions: list[str], root: Path | None = None, shown: int = 8) -> str:
+    """One sentence for a report whose runs were made by several code versions: what changed between
+    them in the code a run reads (CODE_PATHS), from this checkout's git history; "" for one version.
+
+    Run keys hash the config, the split and the data, not the code, so a report built from runs of
+    two versions must say what differs between them rather than leave the reader to guess.
+    """
+    root = root or REPO_ROOT
+    shas = {v: v.partition("+g")[2].removesuffix(".dirty") for v in versions}
+    commits = sorted({sha for sha in shas.values() if sha})
+    if len(commits) < 2:
+        changed = ""
+    else:
+        stamps = {sha: _git(root, "show", "-s", "--format=%ct", sha) for sha in commits}
+        if any(stamp is None or not stamp.isdigit() for stamp in stamps.values()):
+            changed = (f"what changed between {', '.join(commits)} cannot be checked here "
+                       "(this checkout's git history does not hold them)")
+        else:
+            ordered = sorted(commits, key=lambda sha: int(stamps[sha] or 0))
+            parts = []
+            for a, b in zip(ordered, ordered[1:], strict=False):
+                names = (_git(root, "diff", "--name-only", a, b, "--", *CODE_PATHS) or "").split()
+                more = f" and {len(names) - shown} more" if len(names) > shown else ""
+                parts.append(f"between {a} and {b} the code a run reads changed in {len(names)} file(s)"
+                             + (f": {', '.join(names[:shown])}{more}" if names else ""))
+            changed = "; ".join(parts)
+    dirty = sorted(v for v in versions if v.endswith(".dirty"))
+    if dirty:
+        changed += ("; " if changed else "") + (f"{', '.join(dirty)} ran with uncommitted changes to that code "
+                                                "(not recorded)")
+    return changed[:1].upper() + changed[1:] + "." if changed else ""
 
 
 class TrackingError(Exception):
