@@ -153,3 +153,15 @@ def test_rows_on_different_training_examples_make_c9_inconclusive_and_the_report
     assert "UniEmb (matching seed 0, run m1): converged" in text
     records[-2].training["train_set"] = "all"
     assert check_c9(records, tmp_path).status == "holds"
+
+
+def test_a_cells_embeddings_name_the_code_version_that_made_them(tmp_path: Path) -> None:
+    from benchmark.reporting.ranking_budget import source_code_version
+
+    cell = _record("din", "uniembedding", 0.8, {})
+    cell.embedding_source = {"suite": "mx", "run_key": "m1", "stop_reason": "converged"}
+    assert source_code_version(cell, tmp_path) is None  # the matching run's record is gone
+    (tmp_path / "mx" / "m1").mkdir(parents=True)
+    (tmp_path / "mx" / "m1" / "result.json").write_text('{"code_version": "0.1.0+g86089c1"}')
+    assert source_code_version(cell, tmp_path) == "0.1.0+g86089c1"
+    assert source_code_version(_record("din", "none", 0.7, {}), tmp_path) is None

@@ -29,6 +29,7 @@ from benchmark.reporting.ranking_budget import (
     budget_table,
     cell_training,
     ranking_curves,
+    source_code_version,
     source_stop_reason,
     sources_line,
     stopping_line,
@@ -286,6 +287,7 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
         write_text(out / "claims.md", f"# Claims check: {suite} on {'; '.join(labels)}{synthetic}\n\n" + "\n".join(claim_lines) + "\n")
         data_line, _ = training_data(records)
         versions = sorted({r.code_version for r in records})
+        made = sorted({v for r in records if (v := source_code_version(r, results_dir))})
         parts = [f"# {suite} on {'; '.join(labels)}{synthetic}", "", *header_lines(r.dataset for r in records),
                  f"Table 4: CTR ranking, test AUC / logloss (mean ± std over seeds {seeds}), {'; '.join(labels)}{synthetic}",
                  "", md, "",
@@ -303,8 +305,10 @@ def write_ranking_reports(suite: str, results_dir: Path, reports_dir: Path, keys
                  "overlapped / unseen = rows of cases whose user is / is not in training; head / tail = rows whose "
                  "candidate item is a head / tail item (top 50% of items by training frequency).", "",
                  *group_md, "", gain_paragraph(groups, names), "", "### Claims", "", *claim_lines, "", "### Provenance", "",
-                 f"Built from {len(records)} stored cell(s) made by code version(s) {', '.join(versions)}; report written "
-                 f"by code version {code_version()}. " + code_changes(versions), versions_line([r.machine for r in records]), "",
+                 f"Built from {len(records)} stored cell(s) made by code version(s) {', '.join(versions)}"
+                 + (f", on embeddings made by {', '.join(made)}" if made else "")
+                 + f"; report written by code version {code_version()}. " + code_changes(sorted({*versions, *made})),
+                 versions_line([r.machine for r in records]), "",
                  "| model | embeddings | seed | run key | MLflow run | embeddings from | code |", "|---|---|---|---|---|---|---|"]
         for r in sorted(records, key=lambda r: (r.model, r.embedding, r.seed)):
             src = r.embedding_source.get("run_key", "-") if r.embedding_source else "-"

@@ -74,6 +74,19 @@ def source_stop_reason(r: RankingRecord, results_dir: Path) -> str:
         return "not recorded"
 
 
+def source_code_version(r: RankingRecord, results_dir: Path) -> str | None:
+    """The code version of the matching run behind a cell's embeddings (None: w/o Emb., or its record is gone)."""
+    src = r.embedding_source or {}
+    if r.embedding == NONE or not src.get("run_key"):
+        return None
+    path = Path(results_dir) / str(src.get("suite", "")) / str(src["run_key"]) / "result.json"
+    try:
+        version = json.loads(path.read_text()).get("code_version")
+    except (OSError, ValueError):
+        return None
+    return str(version) if version else None
+
+
 def sources_line(records: list[RankingRecord], names: dict[str, str], results_dir: Path) -> str:
     """One line: each embedding row's matching run and whether its own training converged."""
     seen: dict[tuple[str, int], str] = {}
