@@ -145,9 +145,9 @@ class ShareViews:
 
     Every share trains on its part of the carve-out's ``fit`` and validates on the same cases (those
     of the full view), so a smaller share is not also judged on fewer, noisier validation cases
-    (``validation: full``). ``full_epoch_steps`` is the stage-2 epoch of the 100 % share, the
-    validation interval every share uses. ``validation: share`` keeps the rule before it: each share
-    carves its own cases (None here; the method carves from the share's view) and validates per epoch.
+    (``validation: full``); the stage-2 epoch of ``full_fit()`` (the 100 % share) is the validation
+    interval every share uses. ``validation: share`` keeps the rule before it: each share carves its
+    own cases (``carve`` is None; the method carves from the share's view) and validates per epoch.
     """
 
     def __init__(self, train: TrainView, codes: list[int], seed: int, stream: int, fraction: float,
