@@ -95,17 +95,15 @@ def checkout_version(root: Path) -> str:
     Reports regenerated in a clone rewrite tracked files under ``reports/``; they are outputs,
     not code, so they must not mark the runs made there as made by modified code.
     """
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    sha = _git(root, "rev-parse", "--short", "HEAD")
+    if not sha:
         return __version__
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
 
 
 def _git(root: Path, *args: str) -> str | None:
+    """``git args`` in ``root``: its stdout, or None when git is absent, fails or hangs."""
     try:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
