@@ -23,6 +23,7 @@ import argparse
 import time
 
 import torch
+from benchtools import gemm_peak
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -48,19 +49,6 @@ def measure(step, params: list[nn.Parameter], reps: int) -> tuple[float, float]:
     for _ in range(reps):
         one()
     return counter.get_total_flops() / 1e9, (time.perf_counter() - t0) / reps
-
-
-def gemm_peak(n: int = 1024, reps: int = 5) -> float:
-    """GFLOP/s of a plain fp32 n x n GEMM, measured now with the same threads: the bound each row is read against
-    (best of ``reps``, so a load spike lowers it less than it lowers a row)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def user_encoder(dim: int = 256) -> SequenceEncoder:

@@ -1,5 +1,5 @@
-"""Helpers the benchmark scripts share: peak memory per stage, the synthetic twin on disk, and
-RecBole's SASRec as the speed anchor every transformer-based method is compared with.
+"""Helpers the benchmark scripts share: peak memory per stage, the machine's fp32 GEMM rate, the
+synthetic twin on disk, and RecBole's SASRec as the speed anchor every transformer-based method is compared with.
 
 Scripts import this as ``benchtools`` (Python puts the script's own folder on ``sys.path``).
 """
@@ -81,6 +81,19 @@ class Stage:
     def as_dict(self) -> dict:
         return {"stage": self.name, "seconds": self.seconds, "cpu_s": self.cpu_s, "peak_rss_gib": self.peak_gib,
                 "per_stage_peak": self.per_stage}
+
+
+def gemm_peak(n: int = 1024, reps: int = 5) -> float:
+    """GFLOP/s of a plain fp32 n x n GEMM, measured now with the same threads: the bound each row is read against
+    (best of ``reps``, so a load spike lowers it less than it lowers a row)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def twin_present(data_dir: Path, scale: str, seed: int) -> bool:
