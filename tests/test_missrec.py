@@ -149,6 +149,33 @@ def test_fusion_is_softmax_over_modalities_and_mean_at_beta_zero():
     assert got[0, 2].item() == pytest.approx(0.9)
 
 
+def _stacked_softmax_fusion(st, sv, present, beta):
+    """The fusion as the paper writes it: a softmax over the stacked modality scores (the reference)."""
+    scores = torch.stack([st, sv], dim=-1)
+    gate = scores * beta
+    missing = ~present.expand_as(sv)
+    gate = torch.stack([gate[..., 0], gate[..., 1].masked_fill(missing, float("-inf"))], dim=-1)
+    weights = torch.softmax(gate, dim=-1)
+    return (weights * scores.masked_fill(torch.stack([torch.zeros_like(missing), missing], -1), 0.0)).sum(-1)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.7, -3.0, 40.0])
+def test_fusion_equals_the_stacked_softmax_in_value_and_gradient(beta):
+    gen = torch.Generator().manual_seed(3)
+    st = torch.randn(6, 50, generator=gen, requires_grad=True)
+    sv = torch.randn(6, 50, generator=gen, requires_grad=True)
+    present = torch.rand(50, generator=gen) < 0.6
+    b = torch.tensor(beta, requires_grad=True)
+    got, ref = fuse_scores(st, sv, present, b), _stacked_softmax_fusion(st, sv, present, b)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    weight = torch.randn(6, 50, generator=gen)
+    grads = torch.autograd.grad((got * weight).sum(), [st, sv, b])
+    refs = torch.autograd.grad((ref * weight).sum(), [st, sv, b])
+    for g, r in zip(grads, refs, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+    assert not grads[1][:, ~present].any()  # a missing image gets no gradient
+
+
 def test_static_candidates_give_the_fused_score_at_beta_zero_and_item_vectors_are_unit():
     feats = features(view())
     net = net_for(feats).eval()

@@ -43,16 +43,18 @@ def fuse_scores(text_scores: torch.Tensor, image_scores: torch.Tensor | None, im
                 beta: torch.Tensor | None) -> torch.Tensor:
     """``sum_m s_m softmax_m(beta s_m)`` over the modalities a candidate has ([..., C] each).
 
-    ``image_present`` [C] masks candidates without an image out of the softmax (text alone).
+    ``image_present`` [C] masks candidates without an image out of the softmax (text alone). With two
+    modalities the softmax is ``w = sigmoid(beta (s_t - s_v))`` and the sum ``s_v + w (s_t - s_v)``: the
+    same function, computed on [B, C] instead of a stacked [B, C, 2] softmax, which took ~40 % of a
+    fine-tuning step and of a validation (issue 25; equal to the stacked form within float rounding, test).
     """
     if image_scores is None:
         return text_scores
-    scores = torch.stack([text_scores, image_scores], dim=-1)
-    gate = scores * (beta if beta is not None else 0.0)
     missing = ~image_present.expand_as(image_scores)
-    gate = torch.stack([gate[..., 0], gate[..., 1].masked_fill(missing, float("-inf"))], dim=-1)
-    weights = torch.softmax(gate, dim=-1)
-    return (weights * scores.masked_fill(torch.stack([torch.zeros_like(missing), missing], -1), 0.0)).sum(-1)
+    image = image_scores.masked_fill(missing, 0.0)
+    gap = text_scores - image
+    w = torch.sigmoid(gap * beta) if beta is not None else torch.full_like(gap, 0.5)
+    return image + w.masked_fill(missing, 1.0) * gap
 
 
 class MISSRecNet(nn.Module):
