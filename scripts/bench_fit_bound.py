@@ -25,11 +25,13 @@ a test; on a shared machine quote them with the load (CPU seconds are steadier t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,7 @@ class Probe:
     v1: int
     v2: int
     cpu: list[float] = field(default_factory=list)
+    optimizers: list[int] = field(default_factory=list)
     flops: list[int] = field(default_factory=list)
     counter: FlopCounterMode | None = None
     start: float = field(default_factory=time.process_time)
@@ -72,6 +75,7 @@ class Probe:
 
     def __call__(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.cpu.append(time.process_time())
+        self.optimizers.append(id(optimizer))
         local = len(self.cpu) - self.before  # the last stage's step number (1-based)
         if local == self.v2 + 1:
             self.counter = FlopCounterMode(display=False)
@@ -96,15 +100,20 @@ class Probe:
         return [self.cpu[s + k] - self.cpu[s + k - 1] for k in range(1, self.v2 + 1)]
 
     def step_and_validation_s(self) -> tuple[float, float, bool]:
-        """(median CPU s of a step, CPU s of a validation, aligned): a validation = the gap after a
-        validation point minus the median step; aligned = both of those gaps exceed 95 % of the others
-        (else the stored steps do not count this hook's optimizer steps one to one)."""
+        """(mean CPU s of a step, CPU s of a validation, aligned).
+
+        The mean over the two timed intervals' other gaps (whole epochs, so length-bucketed batches count
+        as often as they run); a validation = the gap after a validation point minus that mean. aligned =
+        the last stage begins with a new optimizer (when there are earlier stages) and both validation
+        gaps exceed the median step (else the stored steps do not count this hook's steps one to one).
+        """
         gaps = self.gaps()
         at_validation = {self.v1 - 1, self.v2 - 1}
-        others = sorted(g for i, g in enumerate(gaps) if i not in at_validation)
-        step = statistics.median(others)
-        validation = statistics.mean(gaps[i] - step for i in at_validation)
-        aligned = min(gaps[i] for i in at_validation) > others[int(0.95 * (len(others) - 1))]
+        others = [g for i, g in enumerate(gaps) if i not in at_validation]
+        step = statistics.fmean(others)
+        validation = statistics.fmean(gaps[i] - step for i in at_validation)
+        new_stage = self.before == 0 or self.optimizers[self.before] != self.optimizers[self.before - 1]
+        aligned = new_stage and min(gaps[i] for i in at_validation) > statistics.median(others)
         return step, max(validation, 0.0), aligned
 
     def head_cpu(self) -> float:
@@ -115,7 +124,7 @@ class Probe:
     def step_and_validation_flops(self) -> tuple[float, float]:
         deltas = [b - a for a, b in zip(self.flops, self.flops[1:], strict=False)]
         at_validation = self.interval - 1
-        step = statistics.median(d for i, d in enumerate(deltas) if i != at_validation)
+        step = statistics.fmean(d for i, d in enumerate(deltas) if i != at_validation)
         return step, max(deltas[at_validation] - step, 0.0)
 
 
@@ -130,21 +139,27 @@ def last_stage(training: dict) -> tuple[int, dict]:
     return sum(int(s["optimizer_steps"]) for s in stages[:-1]), stages[-1]
 
 
-def probe_fit(run: Any, inputs: Any, before: int, v1: int, v2: int, threads: int) -> Probe:
-    cls = registry.get_method(run.method)
-    method = cls()
-    ctx = RunContext(seed=run.seed, scale=run.scale, logger=logging.getLogger(f"bench.{run.method}"), workers=threads)
-    ctx.seed_everything()
-    probe = Probe(before=before, v1=v1, v2=v2)
+@contextlib.contextmanager
+def probing(probe: Probe) -> Iterator[Probe]:
+    """Run a fit under ``probe`` (a global optimizer-step hook); the fit ends quietly once the probe has its window."""
     handle = register_optimizer_step_post_hook(probe)
     try:
-        with ctx.threads():
-            method.fit(inputs.train, inputs.features, run.method_config, ctx)
+        yield probe
     except _Enough:
         pass
     finally:
         handle.remove()
         probe.close()
+
+
+def probe_fit(run: Any, inputs: Any, before: int, v1: int, v2: int, threads: int) -> Probe:
+    """The method's own fit on the runner's inputs, probed (the fit is cut short after the probe's window)."""
+    method = registry.get_method(run.method)()
+    ctx = RunContext(seed=run.seed, scale=run.scale, logger=logging.getLogger(f"bench.{run.method}"), workers=threads)
+    ctx.seed_everything()
+    probe = Probe(before=before, v1=v1, v2=v2)
+    with probing(probe), ctx.threads():
+        method.fit(inputs.train, inputs.features, run.method_config, ctx)
     return probe
 
 
@@ -203,12 +218,13 @@ def main() -> None:
               f"{100 * step_f / 1e9 / step_s / peak:>5.0f}% {validations:>5} {valid_s:>7.2f} {valid_f / 1e9:>7.1f} "
               f"{100 * validations * valid_s / max(projected, 1e-9):>6.0f}% {projected:>7.0f} {fit_cpu:>8.0f} "
               f"{bound:>7.0f} {100 * bound / max(fit_cpu, 1e-9):>6.0f}%   (probe {time.perf_counter() - t0:.0f} s"
-              f"{'' if aligned else '; NOT ALIGNED: a validation gap is not among the largest'})",
+              f"{'' if aligned else '; NOT ALIGNED: no new optimizer at the stored stage boundary, or a validation gap below the median step'})",
               flush=True)
     print(f"total: stored fits {total_stored:.0f} CPU s = {total_stored / args.cores / 60:.1f} min on {args.cores} "
           f"cores; their counted FLOPs at the GEMM rate {total_bound:.0f} s = {total_bound / args.cores / 60:.1f} min "
           f"(the target: {args.target_min:.0f} min for the whole job, features included)")
-    print("s/step, s/valid: CPU seconds of the last stage (median step; a validation = its step gap minus the median). "
+    print("s/step, s/valid: CPU seconds of the last stage (mean step; a validation = its step gap minus the mean, "
+          "so it holds any other epoch-boundary work too). "
           "GF: counted GFLOP (matrix products and convolutions). proj s: the fit as timed here to the last stage's "
           "second validation + the stored steps and validations after it x s/step and s/valid, beside the stored "
           "fit's CPU s. bound s: the fit's counted FLOPs at "
