@@ -45,6 +45,15 @@ from benchmark import registry
 from benchmark.grid.plan import plan, run_key
 from benchmark.inputs import features_needed, prepare_inputs
 from benchmark.plugin import RunContext
+from methods.missrec.model import MISSRecNet
+from methods.uniembedding import UniEmbedding
+
+#: method -> (class, attribute) that switches its fit to the reference code (the "before" of a speed-up; not a
+#: config key, so never part of a run key)
+REFERENCE: dict[str, tuple[type, str]] = {
+    "missrec": (MISSRecNet, "reference_fusion"), "missrec-transductive": (MISSRecNet, "reference_fusion"),
+    "uniembedding": (UniEmbedding, "reference_path"), "uniembedding-text": (UniEmbedding, "reference_path"),
+}
 
 
 class _Enough(Exception):
@@ -64,7 +73,7 @@ class Probe:
     v1: int
     v2: int
     cpu: list[float] = field(default_factory=list)
-    optimizers: list[int] = field(default_factory=list)
+    optimizers: list[Any] = field(default_factory=list)  # the objects: an id could be reused after a stage's GC
     flops: list[int] = field(default_factory=list)
     counter: FlopCounterMode | None = None
     start: float = field(default_factory=time.process_time)
@@ -75,7 +84,7 @@ class Probe:
 
     def __call__(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.cpu.append(time.process_time())
-        self.optimizers.append(id(optimizer))
+        self.optimizers.append(optimizer)
         local = len(self.cpu) - self.before  # the last stage's step number (1-based)
         if local == self.v2 + 1:
             self.counter = FlopCounterMode(display=False)
@@ -112,7 +121,7 @@ class Probe:
         others = [g for i, g in enumerate(gaps) if i not in at_validation]
         step = statistics.fmean(others)
         validation = statistics.fmean(gaps[i] - step for i in at_validation)
-        new_stage = self.before == 0 or self.optimizers[self.before] != self.optimizers[self.before - 1]
+        new_stage = self.before == 0 or self.optimizers[self.before] is not self.optimizers[self.before - 1]
         aligned = new_stage and min(gaps[i] for i in at_validation) > statistics.median(others)
         return step, max(validation, 0.0), aligned
 
@@ -163,6 +172,28 @@ def probe_fit(run: Any, inputs: Any, before: int, v1: int, v2: int, threads: int
     return probe
 
 
+def probe_row(run: Any, inputs: Any, before: int, stage: dict, curve: list, training: dict, peak: float,
+              threads: int) -> tuple[str, float | None]:
+    """One printed row (after the method name) and the fit's lower bound in CPU s (None when skipped)."""
+    v1, v2 = int(curve[0][0]), int(curve[1][0])
+    t0 = time.perf_counter()
+    probe = probe_fit(run, inputs, before, v1, v2, threads)
+    if not probe.complete():
+        return f"skipped: the fit ended before the probe ({len(probe.cpu)} steps)", None
+    step_s, valid_s, aligned = probe.step_and_validation_s()
+    step_f, valid_f = probe.step_and_validation_flops()
+    steps, validations = int(stage["optimizer_steps"]), len(curve)
+    projected = probe.head_cpu() + (steps - v2 - 1) * step_s + (validations - 2) * valid_s
+    bound = (steps * step_f + validations * valid_f) / (peak * 1e9)
+    fit_cpu = float(training.get("fit_cpu_s") or 0.0)
+    line = (f"{steps:>6} {step_s:>7.3f} {step_f / 1e9:>8.2f} {step_f / 1e9 / step_s:>6.1f} "
+            f"{100 * step_f / 1e9 / step_s / peak:>5.0f}% {validations:>5} {valid_s:>7.2f} {valid_f / 1e9:>7.1f} "
+            f"{100 * validations * valid_s / max(projected, 1e-9):>6.0f}% {projected:>7.0f} {fit_cpu:>8.0f} "
+            f"{bound:>7.0f} {100 * bound / max(fit_cpu, 1e-9):>6.0f}%   (probe {time.perf_counter() - t0:.0f} s"
+            f"{'' if aligned else '; NOT ALIGNED: no new optimizer at the stored stage boundary, or a validation gap below the median step'})")
+    return line, bound
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="xmarket-matching")
@@ -172,6 +203,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each fit (the runner's RUN_THREADS)")
     ap.add_argument("--cores", type=int, default=2, help="cores the suite's runs share (the total's divisor)")
     ap.add_argument("--target-min", type=float, default=45.0)
+    ap.add_argument("--before", action="store_true",
+                    help="also probe the code before issue 25's speed-ups where a method keeps it as a reference "
+                         f"({', '.join(sorted(REFERENCE))}), alternating with the current code in this one process")
+    ap.add_argument("--repeats", type=int, default=1, help="before/after pairs per method (with --before)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -180,9 +215,9 @@ def main() -> None:
     features = features_needed(first.features, {registry.get_method(r.method) for r in runs})
     inputs = prepare_inputs(first.dataset, first.split, features, args.data_dir, first.scale, progress=False)
     torch.set_num_threads(args.threads)
-    peak = gemm_peak()
+    peak = gemm_peak(clock=time.process_time)  # per CPU-second, as the rows: steadier than wall under load
     print(f"{args.suite} on {inputs.label}; load {os.getloadavg()[0]:.1f}; {args.threads} thread(s); "
-          f"fp32 GEMM reference (1024^3, best of 5): {peak:.1f} GFLOP/s")
+          f"fp32 GEMM reference (1024^3, best of 5, per CPU-second): {peak:.1f} GFLOP/s")
     head = (f"{'method':<22} {'steps':>6} {'s/step':>7} {'GF/step':>8} {'GF/s':>6} {'of ref':>6} {'valid':>5} "
             f"{'s/valid':>7} {'GF/val':>7} {'valid %':>7} {'proj s':>7} {'stored s':>8} {'bound s':>7} {'bound %':>7}")
     print(head)
@@ -199,27 +234,20 @@ def main() -> None:
         if len(curve) < 2:
             print(f"{run.method:<22} skipped: its last stage has no validation curve")
             continue
-        v1, v2 = int(curve[0][0]), int(curve[1][0])
-        t0 = time.perf_counter()
-        probe = probe_fit(run, inputs, before, v1, v2, args.threads)
-        if not probe.complete():
-            print(f"{run.method:<22} skipped: the fit ended before the probe ({len(probe.cpu)} steps)")
-            continue
-        step_s, valid_s, aligned = probe.step_and_validation_s()
-        step_f, valid_f = probe.step_and_validation_flops()
-        steps, validations = int(stage["optimizer_steps"]), len(curve)
-        projected = probe.head_cpu() + (steps - v2 - 1) * step_s + (validations - 2) * valid_s
-        flops = steps * step_f + validations * valid_f
-        bound = flops / (peak * 1e9)
-        fit_cpu = float(training.get("fit_cpu_s") or 0.0)
-        total_stored += fit_cpu
-        total_bound += bound
-        print(f"{run.method:<22} {steps:>6} {step_s:>7.3f} {step_f / 1e9:>8.2f} {step_f / 1e9 / step_s:>6.1f} "
-              f"{100 * step_f / 1e9 / step_s / peak:>5.0f}% {validations:>5} {valid_s:>7.2f} {valid_f / 1e9:>7.1f} "
-              f"{100 * validations * valid_s / max(projected, 1e-9):>6.0f}% {projected:>7.0f} {fit_cpu:>8.0f} "
-              f"{bound:>7.0f} {100 * bound / max(fit_cpu, 1e-9):>6.0f}%   (probe {time.perf_counter() - t0:.0f} s"
-              f"{'' if aligned else '; NOT ALIGNED: no new optimizer at the stored stage boundary, or a validation gap below the median step'})",
-              flush=True)
+        switch = REFERENCE.get(run.method) if args.before else None
+        variants = [(" (before)", True), (" (after)", False)] * args.repeats if switch else [("", False)]
+        for label, reference in variants:
+            if switch:
+                setattr(*switch, reference)
+            try:
+                line, bound = probe_row(run, inputs, before, stage, curve, training, peak, args.threads)
+            finally:
+                if switch:
+                    setattr(*switch, False)
+            print(f"{run.method + label:<22} {line}", flush=True)
+            if bound is not None and not reference:
+                total_stored += float(training.get("fit_cpu_s") or 0.0)
+                total_bound += bound
     print(f"total: stored fits {total_stored:.0f} CPU s = {total_stored / args.cores / 60:.1f} min on {args.cores} "
           f"cores; their counted FLOPs at the GEMM rate {total_bound:.0f} s = {total_bound / args.cores / 60:.1f} min "
           f"(the target: {args.target_min:.0f} min for the whole job, features included)")

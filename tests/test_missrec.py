@@ -17,7 +17,7 @@ from methods.missrec import MISSRec, MISSRecTransductive
 from methods.missrec.augment import augment, item_drop
 from methods.missrec.interest import discover_interests, interest_sets, n_interests
 from methods.missrec.method import pretrain_losses
-from methods.missrec.model import MISSRecNet, diversity_regulariser, fuse_scores
+from methods.missrec.model import MISSRecNet, diversity_regulariser, fuse_scores, fuse_scores_stacked
 from methods.shared.training import STOP_REASONS
 
 N_ITEMS, D_TEXT, D_IMAGE = 12, 8, 6
@@ -149,16 +149,6 @@ def test_fusion_is_softmax_over_modalities_and_mean_at_beta_zero():
     assert got[0, 2].item() == pytest.approx(0.9)
 
 
-def _stacked_softmax_fusion(st, sv, present, beta):
-    """The fusion as the paper writes it: a softmax over the stacked modality scores (the reference)."""
-    scores = torch.stack([st, sv], dim=-1)
-    gate = scores * beta
-    missing = ~present.expand_as(sv)
-    gate = torch.stack([gate[..., 0], gate[..., 1].masked_fill(missing, float("-inf"))], dim=-1)
-    weights = torch.softmax(gate, dim=-1)
-    return (weights * scores.masked_fill(torch.stack([torch.zeros_like(missing), missing], -1), 0.0)).sum(-1)
-
-
 @pytest.mark.parametrize("beta", [0.0, 1.7, -3.0, 40.0])
 def test_fusion_equals_the_stacked_softmax_in_value_and_gradient(beta):
     gen = torch.Generator().manual_seed(3)
@@ -166,7 +156,7 @@ def test_fusion_equals_the_stacked_softmax_in_value_and_gradient(beta):
     sv = torch.randn(6, 50, generator=gen, requires_grad=True)
     present = torch.rand(50, generator=gen) < 0.6
     b = torch.tensor(beta, requires_grad=True)
-    got, ref = fuse_scores(st, sv, present, b), _stacked_softmax_fusion(st, sv, present, b)
+    got, ref = fuse_scores(st, sv, present, b), fuse_scores_stacked(st, sv, present, b)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
     weight = torch.randn(6, 50, generator=gen)
     grads = torch.autograd.grad((got * weight).sum(), [st, sv, b])

@@ -57,8 +57,26 @@ def fuse_scores(text_scores: torch.Tensor, image_scores: torch.Tensor | None, im
     return image + w.masked_fill(missing, 1.0) * gap
 
 
+def fuse_scores_stacked(text_scores: torch.Tensor, image_scores: torch.Tensor | None,
+                        image_present: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
+    """:func:`fuse_scores` as the paper writes it (a softmax over the stacked [..., C, 2] modality scores):
+    the reference the tests and the speed bench's "before" compare with."""
+    if image_scores is None:
+        return text_scores
+    scores = torch.stack([text_scores, image_scores], dim=-1)
+    gate = scores * (beta if beta is not None else 0.0)
+    missing = ~image_present.expand_as(image_scores)
+    gate = torch.stack([gate[..., 0], gate[..., 1].masked_fill(missing, float("-inf"))], dim=-1)
+    weights = torch.softmax(gate, dim=-1)
+    return (weights * scores.masked_fill(torch.stack([torch.zeros_like(missing), missing], -1), 0.0)).sum(-1)
+
+
 class MISSRecNet(nn.Module):
     """The interest-aware encoder-decoder with its adaptors and item feature tables (buffers)."""
+
+    #: True: score with :func:`fuse_scores_stacked` (the speed bench's "before"). Not a config key, so
+    #: never part of a run key.
+    reference_fusion: bool = False
 
     def __init__(self, text: np.ndarray, image: np.ndarray | None, image_mask: np.ndarray | None,
                  cfg: dict[str, Any], transductive: bool = False) -> None:
@@ -170,7 +188,8 @@ class MISSRecNet(nn.Module):
         """Dynamic-fusion scores [B, C] of normalised sequences against candidates ``parts``."""
         text = seq @ parts["text"].T
         image = seq @ parts["image"].T if "image" in parts else None
-        agg = fuse_scores(text, image, parts.get("present"), getattr(self, "beta", None))
+        fuse = fuse_scores_stacked if self.reference_fusion else fuse_scores
+        agg = fuse(text, image, parts.get("present"), getattr(self, "beta", None))
         if "id" in parts:
             agg = (seq @ parts["id"].T + 2 * agg) / 3
         return agg
