@@ -2,9 +2,9 @@
 
 ``jobs`` 1 runs every condition here, in grid order. More jobs (``run --jobs N``) split the
 pending conditions into Ray tasks on the same executor as the matching suite
-(``benchmark/grid/ray_executor.py``): one task per seed for the TransRec/TFS family (it reuses the
-source-pretrained states, so it must stay in one process, in grid order) and one small task per
-ID-baseline condition, heavy tasks first. Each condition seeds itself and trains with
+(``benchmark/grid/ray_executor.py``, :func:`split_tasks`): one task per TransRec source pretraining
+(the target conditions that reuse its state stay in its process, in grid order), one per TFS
+condition and one small task per other condition, heavy tasks first. Each condition seeds itself and trains with
 RUN_THREADS torch thread(s), so its key and ranks are the same whatever the jobs.
 
 Results first, tracking second: a condition's folder is complete and in place before its MLflow
