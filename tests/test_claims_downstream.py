@@ -213,3 +213,33 @@ def test_c10_c11_are_inconclusive_when_a_transrec_condition_did_not_converge(tmp
     verdicts = transfer_verdicts(records)
     assert verdicts["C10"].startswith("inconclusive (not converged: transrec") and "not recorded" in verdicts["C10"]
     assert verdicts["C11"].startswith("inconclusive")
+
+
+def _with_source_shares(records: list[dict], best: dict[float, float]) -> list[dict]:
+    """Adds a 20 % source share and each share's source pretraining curve (same validation cases, best score ``best``)."""
+    out = []
+    for r in records:
+        c = r["condition"]
+        r["transfer"] = {**CFG, "source_fractions": sorted(best)}
+        out.append(r)
+        if c["method"] != "transrec" or not c["end_to_end"] or c["target_fraction"] != 1.0:
+            continue
+        for sf in sorted(best):
+            rec = r if sf == 1.0 else {**r, "condition": {**c, "source_fraction": sf}, "key": f"{r['key']}-{sf}"}
+            rec["stats"] = {"stages": [{"stage": 2, "tag": "-source", "sequences": int(100 * sf), "batch_size": 4,
+                                        "max_steps_per_epoch": int(10 * sf), "examples_per_epoch": int(40 * sf),
+                                        "cases": 50, "valid_every_steps": 10}],
+                            "training": {"stop_reason": "converged", "stages": [
+                                {"stage": "stage2-source", "stop_reason": "converged", "curve": [[10, best[sf]]]},
+                                {"stage": "stage2-target", "stop_reason": "converged", "curve": [[10, 0.1]]}]}}
+            if sf != 1.0:
+                out.append(rec)
+    return out
+
+
+def test_c10_and_c11_are_inconclusive_when_the_full_source_pretraining_stopped_below_a_smaller_share(tmp_path: Path):
+    fine = _with_source_shares(transfer(tmp_path / "a"), {0.2: 0.04, 1.0: 0.06})
+    assert transfer_verdicts(fine) == {"C10": "holds", "C11": "holds"}
+    short = _with_source_shares(transfer(tmp_path / "b"), {0.2: 0.06, 1.0: 0.04})
+    verdicts = transfer_verdicts(short)
+    assert all(v.startswith("inconclusive") and "source pretraining at 100 %" in v for v in verdicts.values())

@@ -12,7 +12,7 @@ from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.grid.plan import plan
 from benchmark.plugin import RunContext
-from benchmark.reporting.transfer_budget import capped_shares, condition_stop, share_table
+from benchmark.reporting.transfer_budget import capped_shares, condition_stop, share_table, stopped_short
 from benchmark.tasks.transfer.stages import Condition, ShareViews, _TransRecFamily, share_cap
 from methods.transrec.model import TransRec
 
@@ -75,13 +75,15 @@ def test_a_condition_reusing_the_source_pretraining_reports_its_source_steps():
     assert m.stats["stages"][0]["reused"] is True
 
 
-def _rec(share: float, kind: str, per_epoch: int, sequences: int, cap: int, seen: int = 10) -> dict:
+def _rec(share: float, kind: str, per_epoch: int, sequences: int, cap: int, seen: int = 10, seed: int = 0,
+         best: float = 0.1, every: int | None = None) -> dict:
     tag = f"-{kind}"
     stages = [{"stage": n, "tag": tag, "sequences": sequences, "max_steps_per_epoch": cap, "batch_size": 4,
-               "examples_per_epoch": per_epoch} for n in ((1, 2) if kind == "source" else (2,))]
+               "examples_per_epoch": per_epoch, "cases": 50, "valid_every_steps": every}
+              for n in ((1, 2) if kind == "source" else (2,))]
     budgets = [{"stage": f"stage{st['stage']}{tag}", "examples_seen": seen, "optimizer_steps": 1,
-                "stop_reason": "converged", "curve": [[1, 0.1]]} for st in stages]
-    cond = {"method": "transrec", "seed": 0, "end_to_end": True,
+                "stop_reason": "converged", "curve": [[1, best / 2], [2, best], [3, best / 3]]} for st in stages]
+    cond = {"method": "transrec", "seed": seed, "end_to_end": True,
             "source_fraction": share if kind == "source" else 1.0, "target_fraction": share if kind == "target" else 1.0}
     return {"condition": cond, "method_config": {"batch_size": 4},
             "stats": {"stages": stages, "training": {"stop_reason": "converged", "stages": budgets}}}
@@ -128,3 +130,29 @@ def test_every_trained_transfer_method_stops_by_the_same_rule(scale):
     for method, key in epochs.items():
         cfg = runs[method]
         assert cfg["patience"] == 3 and int(cfg[key]) >= 10 * cfg["patience"], (method, cfg["patience"], cfg[key])
+
+
+def _shares(bests: dict[float, list[float]], kind: str = "source", every: int | None = 10) -> list[dict]:
+    return [_rec(f, kind, per_epoch=int(40 * f), sequences=int(100 * f), cap=int(10 * f), seed=seed, best=b, every=every)
+            for f, per_seed in bests.items() for seed, b in enumerate(per_seed)]
+
+
+def test_a_larger_share_that_stopped_below_every_seed_of_a_smaller_one_is_flagged_under_trained():
+    fractions = [0.2, 1.0]
+    # the 100 % share's pretraining stopped at a mean best of 0.04, every 20 % seed reached >= 0.06
+    short = _shares({0.2: [0.066, 0.062, 0.071], 1.0: [0.040, 0.025, 0.054]})
+    why = stopped_short(short, "source", fractions)
+    assert why.startswith("the 100% source share's source pretraining") and "mean best 0.0397" in why
+    assert "0.0660 / 0.0620 / 0.0710" in why and "same 50 validation cases" in why
+    assert any("**Under-trained**" in line for line in share_table(short, "source", fractions))
+    assert any("0.0400 / 0.0250 / 0.0540" in line for line in share_table(short, "source", fractions))
+    # one seed of the smaller share below the larger share's mean: seed noise, not flagged
+    assert stopped_short(_shares({0.2: [0.066, 0.030, 0.071], 1.0: [0.040, 0.025, 0.054]}), "source", fractions) == ""
+    # more data, higher best: fine
+    assert stopped_short(_shares({0.2: [0.04, 0.05, 0.045], 1.0: [0.06, 0.07, 0.065]}), "source", fractions) == ""
+
+
+def test_shares_validated_on_their_own_cases_are_not_compared():
+    # the per-share rule (no valid_every_steps): each share's own carve-out, so the scores are not comparable
+    recs = _shares({0.2: [0.066, 0.062, 0.071], 1.0: [0.040, 0.025, 0.054]}, every=None)
+    assert stopped_short(recs, "source", [0.2, 1.0]) == ""

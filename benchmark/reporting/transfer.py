@@ -38,6 +38,7 @@ from benchmark.reporting.transfer_budget import (
     capped_shares,
     condition_stop,
     share_table,
+    stopped_short,
 )
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
@@ -233,7 +234,16 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
     claims.append(Claim("C11", c11, status, "; ".join(parts)))
     deciding = [r for r in records if r["condition"]["method"] in ("transrec", "tfs")]
     unsettled = [f"{_label(r)}: {condition_stop(r)}" for r in deciding if condition_stop(r) not in SETTLED]
+    if short_source(records, cfg):  # C10 and C11 both decide with TransRec pretrained on 100 % of the source
+        unsettled.append("TransRec's source pretraining at 100 %: stopped below a smaller share's validation "
+                         "score (under-trained, see Table 7's data per source share)")
     return [respect_budget(c, unsettled) for c in claims]
+
+
+def short_source(records: list[dict], cfg: dict) -> bool:
+    """True when the 100 % source share's pretraining is the one :func:`stopped_short` flags."""
+    fractions = cfg["source_fractions"]
+    return 1.0 in fractions and stopped_short(records, "source", fractions).startswith("the 100% ")
 
 
 def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset: str | None = None,

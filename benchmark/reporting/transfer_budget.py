@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from benchmark.reporting.budget import SETTLED
 
 #: kind -> (stage tag, the cap's config key after max_steps_per_epoch, words for the message)
@@ -107,7 +109,35 @@ def share_data(records: list[dict], kind: str, fraction: float, number: int = 2)
     every = st.get("valid_every_steps")  # absent before the fixed validation rule: every epoch of the share
     return {"share": fraction, "sequences": int(n), "cap": int(cap), "batch": batch, "per_epoch": per_epoch,
             "capped": int(n) > per_epoch, "examples_seen": seen, "cases": st.get("cases"),
-            "valid_every": f"{every} steps" if every else "each epoch"}
+            "valid_every": f"{every} steps" if every else "each epoch",
+            "best_valid": [best_valid(r, f"stage{number}{tag}") for r in recs], "same_cases": every is not None}
+
+
+def best_valid(record: dict, stage: str) -> float | None:
+    """The best validation score of one stage (the state early stopping restored), or None without a curve."""
+    st = next((s for s in training(record).get("stages") or [] if s.get("stage") == stage), {})
+    return max((float(v) for _, v in st.get("curve") or []), default=None)
+
+
+def stopped_short(records: list[dict], kind: str, fractions: list[float]) -> str:
+    """Why a larger share's stage looks under-trained, or "": on the same validation cases (``transfer.validation:
+    full``), its mean best score stays below every seed's best of a smaller share, which saw less data."""
+    _, _, stage_words, data_words = KINDS[kind]
+    rows = [d for f in sorted(fractions) if (d := share_data(records, kind, f)) is not None]
+    if not rows or not all(d["same_cases"] and d["best_valid"] and None not in d["best_valid"] for d in rows):
+        return ""
+    for big in reversed(rows):
+        for small in rows:
+            if small["share"] >= big["share"]:
+                break
+            mean_big = float(np.mean(big["best_valid"]))
+            if mean_big < min(small["best_valid"]):
+                return (f"the {100 * big['share']:g}% {data_words} share's {stage_words} stopped at a lower validation "
+                        f"NDCG@10 (mean best {mean_big:.4f}) than every seed of the {100 * small['share']:g}% share "
+                        f"({' / '.join(f'{v:.4f}' for v in small['best_valid'])}) on the same {big['cases']} validation "
+                        f"cases: early stopping ended it on a noisy, still-rising curve before its extra data could "
+                        f"help, so it is under-trained (a larger patience or more validation cases would tell)")
+    return ""
 
 
 def capped_shares(records: list[dict], kind: str, fractions: list[float]) -> str:
@@ -133,17 +163,23 @@ def share_table(records: list[dict], kind: str, fractions: list[float]) -> list[
     if not rows:
         return [f"Data per {data_words} share: not recorded by these runs.", ""]
     header = [f"{data_words} share", "sequences", "step cap / epoch", "sequences / epoch",
-              f"{data_words} examples seen (per seed)", "validation cases", "validated every"]
+              f"{data_words} examples seen (per seed)", "validation cases", "validated every",
+              "best valid NDCG@10 (per seed)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([f"{100 * d['share']:g}%", str(d["sequences"]),
                                  str(d["cap"]) + ("" if d["capped"] else " (not reached)"),
                                  str(d["per_epoch"]) + (" (capped)" if d["capped"] else ""),
                                  " / ".join(map(str, d["examples_seen"])),
-                                 "-" if d["cases"] is None else str(d["cases"]), d["valid_every"]]) + " |" for d in rows]
+                                 "-" if d["cases"] is None else str(d["cases"]), d["valid_every"],
+                                 " / ".join("-" if v is None else f"{v:.4f}" for v in d["best_valid"])]) + " |"
+              for d in rows]
     capped = capped_shares(records, kind, fractions)
     verdict = (f"**Untestable here**: {capped}." if capped else
                f"Checked: every {data_words} share trains on more {data_words} sequences per {stage_words} epoch "
                "than the next smaller one (the step cap scales with the share, or there is none).")
+    short = stopped_short(records, kind, fractions)
+    if short:
+        verdict += f" **Under-trained**: {short}."
     return [f"Data per {data_words} share ({stage_words}, first seed):", "", *lines, "", verdict, ""]
 
 
