@@ -185,6 +185,8 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     assert "| TransRec src 20% | 0 |" in text and "converged (all 1)" in text
     assert "Checked: every source share" in text and "Checked: every target share" in text
     assert next((tmp_path / "reports").rglob("training_budget.csv")).read_text().count("\n") == len(records) + 1
+    assert next((tmp_path / "reports").rglob("learning_curves.png")).stat().st_size > 0
+    assert "Validation curves: learning_curves.png" in text and "best valid NDCG@10 (per seed)" in text
 
 
 @pytest.mark.slow

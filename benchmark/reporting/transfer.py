@@ -39,6 +39,7 @@ from benchmark.reporting.transfer_budget import (
     condition_stop,
     share_table,
     stopped_short,
+    transfer_curves,
 )
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
@@ -276,7 +277,10 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
             write_text(out / f"{name}.csv", _csv(header, rows))
             parts += [f"### {titles[name]}", "", *_md(header, rows), "", *shares.get(name, []),
                       *_md(BUDGET_HEADER, budget_rows(groups[name])), ""]
-        parts += [BUDGET_NOTE, ""]
+        curves = transfer_curves(records, _label, f"{suite} on {label}: validation NDCG@10 vs optimizer steps",
+                                 out / "learning_curves")
+        parts += [BUDGET_NOTE + (" Validation curves: learning_curves.png (source pretraining by share; target "
+                                 "training of every condition at 100 % of the target)." if curves else ""), ""]
         write_text(out / "training_budget.csv", _csv(CSV_HEADER, budget_csv_rows(records, _cond)))
         absent = [m for m in finetune_methods(records) if not _select(records, m, 1.0, 1.0)]
         if absent:

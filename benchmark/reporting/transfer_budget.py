@@ -11,11 +11,13 @@ stage that validated (a curve) ran into its cap; stages without validation are f
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmark.reporting.budget import SETTLED
+from benchmark.reporting.figures import pyplot, save_figure
 
 #: kind -> (stage tag, the cap's config key after max_steps_per_epoch, words for the message)
 KINDS = {"source": ("-source", None, "source pretraining", "source"),
@@ -197,3 +199,41 @@ def budget_csv_rows(records: list[dict], label: Any) -> list[list[str]]:
                      cell(pre and pre["optimizer_steps"]), cell(last["optimizer_steps"]),
                      cell(r.get("timings", {}).get("fit_s", r.get("seconds")))])
     return rows
+
+
+def last_curve(record: dict, stage: str | None = None) -> list:
+    """The validation curve of one stage (``stage``), or of the condition's last stage."""
+    t = training(record)
+    stages = t.get("stages") or [t]
+    st = next((s for s in stages if s.get("stage") == stage), {}) if stage else stages[-1]
+    return st.get("curve") or []
+
+
+def transfer_curves(records: list[dict], label: Any, title: str, out: Path) -> list[Path] | None:
+    """Validation NDCG@10 vs optimizer steps of the first seed: source pretraining (stage 2) by source share,
+    and the target training of every condition at 100 % of the target (one line each)."""
+    seed = min(r["condition"]["seed"] for r in records)
+    first = [r for r in records if r["condition"]["seed"] == seed]
+    source = sorted((r for r in first if r["condition"]["method"] == "transrec" and r["condition"]["end_to_end"]
+                     and r["condition"]["target_fraction"] == 1.0 and last_curve(r, "stage2-source")),
+                    key=lambda r: r["condition"]["source_fraction"])
+    target = sorted((r for r in first if r["condition"]["target_fraction"] == 1.0 and last_curve(r)
+                     and r["condition"].get("source_fraction") in (None, 1.0)), key=label)
+    if not source and not target:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, recs, stage, name in ((axes[0], source, "stage2-source", "TransRec source pretraining (stage 2), by source share"),
+                                  (axes[1], target, None, "target training, 100 % of the target")):
+        for r in recs:
+            steps, values = zip(*last_curve(r, stage), strict=True)
+            tag = f"src {100 * r['condition']['source_fraction']:g}%" if stage else label(r)
+            ax.plot(steps, values, marker=".", label=f"{tag} ({condition_stop(r)})")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("optimizer steps")
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("validation NDCG@10")
+    fig.suptitle(f"{title} (seed {seed})", fontsize=9)
+    paths = save_figure(fig, out)
+    plt.close(fig)
+    return paths
