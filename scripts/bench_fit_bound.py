@@ -218,21 +218,21 @@ def main() -> None:
     peak = gemm_peak(clock=time.process_time)  # per CPU-second, as the rows: steadier than wall under load
     print(f"{args.suite} on {inputs.label}; load {os.getloadavg()[0]:.1f}; {args.threads} thread(s); "
           f"fp32 GEMM reference (1024^3, best of 5, per CPU-second): {peak:.1f} GFLOP/s")
-    head = (f"{'method':<22} {'steps':>6} {'s/step':>7} {'GF/step':>8} {'GF/s':>6} {'of ref':>6} {'valid':>5} "
+    head = (f"{'method':<26} {'steps':>6} {'s/step':>7} {'GF/step':>8} {'GF/s':>6} {'of ref':>6} {'valid':>5} "
             f"{'s/valid':>7} {'GF/val':>7} {'valid %':>7} {'proj s':>7} {'stored s':>8} {'bound s':>7} {'bound %':>7}")
     print(head)
-    total_stored = total_bound = 0.0
+    totals: dict[str, tuple[float, float]] = {}  # method -> (stored fit CPU s, bound s)
     for run in runs:
         stored = stored_budget(args.results_dir, args.suite, run_key(run, inputs))
         training = (stored or {}).get("training") or {}
         if not training.get("optimizer_steps"):
             why = "not stored under this code's key" if stored is None else "untrained or no optimizer steps"
-            print(f"{run.method:<22} skipped: {why}")
+            print(f"{run.method:<26} skipped: {why}")
             continue
         before, stage = last_stage(training)
         curve = stage.get("curve") or []
         if len(curve) < 2:
-            print(f"{run.method:<22} skipped: its last stage has no validation curve")
+            print(f"{run.method:<26} skipped: its last stage has no validation curve")
             continue
         switch = REFERENCE.get(run.method) if args.before else None
         variants = [(" (before)", True), (" (after)", False)] * args.repeats if switch else [("", False)]
@@ -244,10 +244,10 @@ def main() -> None:
             finally:
                 if switch:
                     setattr(*switch, False)
-            print(f"{run.method + label:<22} {line}", flush=True)
-            if bound is not None and not reference:
-                total_stored += float(training.get("fit_cpu_s") or 0.0)
-                total_bound += bound
+            print(f"{run.method + label:<26} {line}", flush=True)
+            if bound is not None and not reference:  # the current code's row (the last one, with --repeats)
+                totals[run.method] = (float(training.get("fit_cpu_s") or 0.0), bound)
+    total_stored, total_bound = (sum(v[i] for v in totals.values()) for i in (0, 1))
     print(f"total: stored fits {total_stored:.0f} CPU s = {total_stored / args.cores / 60:.1f} min on {args.cores} "
           f"cores; their counted FLOPs at the GEMM rate {total_bound:.0f} s = {total_bound / args.cores / 60:.1f} min "
           f"(the target: {args.target_min:.0f} min for the whole job, features included)")
