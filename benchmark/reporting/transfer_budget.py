@@ -137,8 +137,9 @@ def stopped_short(records: list[dict], kind: str, fractions: list[float]) -> str
                 return (f"the {100 * big['share']:g}% {data_words} share's {stage_words} stopped at a lower validation "
                         f"NDCG@10 (mean best {mean_big:.4f}) than every seed of the {100 * small['share']:g}% share "
                         f"({' / '.join(f'{v:.4f}' for v in small['best_valid'])}) on the same {big['cases']} validation "
-                        f"cases: early stopping ended it on a noisy, still-rising curve before its extra data could "
-                        f"help, so it is under-trained (a larger patience or more validation cases would tell)")
+                        f"cases: with more data it should do at least as well, so early stopping most likely ended it on "
+                        f"a noisy curve before it had trained enough: under-trained (a larger patience or more "
+                        f"validation cases would tell)")
     return ""
 
 
