@@ -38,7 +38,7 @@ from benchmark.reporting.transfer_budget import (
     capped_shares,
     condition_stop,
     share_table,
-    stopped_short,
+    short_pair,
     transfer_curves,
 )
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
@@ -243,8 +243,8 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
 
 def short_source(records: list[dict], cfg: dict) -> bool:
     """True when the 100 % source share's pretraining is the one :func:`stopped_short` flags."""
-    fractions = cfg["source_fractions"]
-    return 1.0 in fractions and stopped_short(records, "source", fractions).startswith("the 100% ")
+    pair = short_pair(records, "source", cfg["source_fractions"])
+    return pair is not None and pair[0]["share"] == 1.0
 
 
 def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset: str | None = None,

@@ -117,30 +117,38 @@ def share_data(records: list[dict], kind: str, fraction: float, number: int = 2)
 
 def best_valid(record: dict, stage: str) -> float | None:
     """The best validation score of one stage (the state early stopping restored), or None without a curve."""
-    st = next((s for s in training(record).get("stages") or [] if s.get("stage") == stage), {})
-    return max((float(v) for _, v in st.get("curve") or []), default=None)
+    return max((float(v) for _, v in last_curve(record, stage)), default=None)
 
 
-def stopped_short(records: list[dict], kind: str, fractions: list[float]) -> str:
-    """Why a larger share's stage looks under-trained, or "": on the same validation cases (``transfer.validation:
-    full``), its mean best score stays below every seed's best of a smaller share, which saw less data."""
-    _, _, stage_words, data_words = KINDS[kind]
+def short_pair(records: list[dict], kind: str, fractions: list[float]) -> tuple[dict, dict] | None:
+    """(larger share, smaller share) whose larger one looks under-trained, or None: on the same validation cases
+    (``transfer.validation: full``), its mean best score stays below every seed's best of the smaller share,
+    which saw less data."""
     rows = [d for f in sorted(fractions) if (d := share_data(records, kind, f)) is not None]
     if not rows or not all(d["same_cases"] and d["best_valid"] and None not in d["best_valid"] for d in rows):
-        return ""
+        return None
     for big in reversed(rows):
         for small in rows:
             if small["share"] >= big["share"]:
                 break
-            mean_big = float(np.mean(big["best_valid"]))
-            if mean_big < min(small["best_valid"]):
-                return (f"the {100 * big['share']:g}% {data_words} share's {stage_words} stopped at a lower validation "
-                        f"NDCG@10 (mean best {mean_big:.4f}) than every seed of the {100 * small['share']:g}% share "
-                        f"({' / '.join(f'{v:.4f}' for v in small['best_valid'])}) on the same {big['cases']} validation "
-                        f"cases: with more data it should do at least as well, so early stopping most likely ended it on "
-                        f"a noisy curve before it had trained enough: under-trained (a larger patience or more "
-                        f"validation cases would tell)")
-    return ""
+            if np.mean(big["best_valid"]) < min(small["best_valid"]):
+                return big, small
+    return None
+
+
+def stopped_short(records: list[dict], kind: str, fractions: list[float]) -> str:
+    """Why a larger share's stage looks under-trained (:func:`short_pair`), or ""."""
+    pair = short_pair(records, kind, fractions)
+    if pair is None:
+        return ""
+    big, small = pair
+    _, _, stage_words, data_words = KINDS[kind]
+    return (f"the {100 * big['share']:g}% {data_words} share's {stage_words} stopped at a lower validation "
+            f"NDCG@10 (mean best {float(np.mean(big['best_valid'])):.4f}) than every seed of the "
+            f"{100 * small['share']:g}% share ({' / '.join(f'{v:.4f}' for v in small['best_valid'])}) on the same "
+            f"{big['cases']} validation cases: with more data it should do at least as well, so early stopping most "
+            f"likely ended it on a noisy curve before it had trained enough: under-trained (a larger patience or "
+            f"more validation cases would tell)")
 
 
 def capped_shares(records: list[dict], kind: str, fractions: list[float]) -> str:
