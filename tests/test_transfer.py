@@ -262,6 +262,26 @@ def test_a_rerun_condition_replaces_its_older_record(tmp_path: Path):
     assert [r["run_key"] for r in load_transfer(tmp_path)] == ["new", "other"]
 
 
+def test_a_new_source_rule_keeps_tfs_and_drops_the_old_rules_transrec_records(tmp_path: Path):
+    """TFS finished under the old section stays in the tables; a TransRec record under the old source
+    rule does not (one rule per table), even for a condition the new rule has not rerun yet."""
+    import os
+
+    from benchmark.reporting.transfer import load_transfer
+
+    base = {"dataset": {"label": "twin", "manifest_hash": "m"}, "scale": "small"}
+    old, new = {"a": 1}, {"a": 1, "source_patience": 10}
+    rows = (("tfs-old", "tfs", None, 1.0, old), ("tr-old", "transrec", 1.0, 1.0, old),
+            ("tr60-old", "transrec", 1.0, 0.6, old), ("tr-new", "transrec", 1.0, 1.0, new))
+    for i, (key, method, sf, tf, section) in enumerate(rows):
+        (tmp_path / key).mkdir()
+        rec = {**base, "key": key, "transfer": section, "condition": {
+            "method": method, "seed": 0, "source_fraction": sf, "target_fraction": tf, "end_to_end": True}}
+        (tmp_path / key / "record.json").write_text(json.dumps(rec))
+        os.utime(tmp_path / key / "record.json", (1000 + i, 1000 + i))
+    assert sorted(r["run_key"] for r in load_transfer(tmp_path)) == ["tfs-old", "tr-new"]
+
+
 def test_listing_finetune_methods_keeps_every_condition_key():
     """finetune_methods only chooses which conditions exist: finished conditions keep their keys."""
     from types import SimpleNamespace

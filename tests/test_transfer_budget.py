@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from transfer_toy import toy_view
 
+from benchmark import registry
+from benchmark.config import load_suite_file
 from benchmark.data.model import TrainView
 from benchmark.features.model import ItemFeatures
 from benchmark.grid.plan import plan
@@ -79,7 +81,7 @@ def _rec(share: float, kind: str, per_epoch: int, sequences: int, cap: int, seen
          best: float = 0.1, every: int | None = None) -> dict:
     tag = f"-{kind}"
     stages = [{"stage": n, "tag": tag, "sequences": sequences, "max_steps_per_epoch": cap, "batch_size": 4,
-               "examples_per_epoch": per_epoch, "cases": 50, "valid_every_steps": every}
+               "examples_per_epoch": per_epoch, "cases": 50, "valid_every_steps": every, "patience": 3}
               for n in ((1, 2) if kind == "source" else (2,))]
     budgets = [{"stage": f"stage{st['stage']}{tag}", "examples_seen": seen, "optimizer_steps": 1,
                 "stop_reason": "converged", "curve": [[1, best / 2], [2, best], [3, best / 3]]} for st in stages]
@@ -130,6 +132,9 @@ def test_every_trained_transfer_method_stops_by_the_same_rule(scale):
     for method, key in epochs.items():
         cfg = runs[method]
         assert cfg["patience"] == 3 and int(cfg[key]) >= 10 * cfg["patience"], (method, cfg["patience"], cfg[key])
+    # TransRec's source pretraining: RecBole's stopping_step (10), its cap 8x that (transfer.source_*)
+    section = load_suite_file(registry.suite_path("xmarket-transfer"))["transfer"]
+    assert section["source_patience"] == 10 and section["source_epochs"] >= 8 * section["source_patience"]
 
 
 def _shares(bests: dict[float, list[float]], kind: str = "source", every: int | None = 10) -> list[dict]:
@@ -145,7 +150,8 @@ def test_a_larger_share_that_stopped_below_every_seed_of_a_smaller_one_is_flagge
     assert why.startswith("the 100% source share's source pretraining") and "mean best 0.0397" in why
     assert "0.0660 / 0.0620 / 0.0710" in why and "same 50 validation cases" in why
     assert any("**Under-trained**" in line for line in share_table(short, "source", fractions))
-    assert any("0.0400 / 0.0250 / 0.0540" in line for line in share_table(short, "source", fractions))
+    assert any("0.0400 / 0.0250 / 0.0540" in line and "| 10 steps, patience 3 |" in line
+               for line in share_table(short, "source", fractions))
     # one seed of the smaller share below the larger share's mean: seed noise, not flagged
     assert stopped_short(_shares({0.2: [0.066, 0.030, 0.071], 1.0: [0.040, 0.025, 0.054]}), "source", fractions) == ""
     # more data, higher best: fine

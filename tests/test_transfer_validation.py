@@ -101,3 +101,42 @@ def test_a_small_share_validates_every_full_view_epoch_of_steps(fixed):
         assert len(steps_at) <= 3 and stage["epochs"] == every * len(steps_at)  # the cap: 3 validations
     else:
         assert stage["valid_every_epochs"] == 1 and stage["epochs"] == len(steps_at) <= 3
+
+
+def test_the_source_rule_sets_the_source_stage_2_only():
+    """``transfer.source_patience`` / ``source_epochs``: TransRec's source stage 2 stops by them, the
+    target stage by the method's own patience and cap (here: patience 2, a cap of 3 validations)."""
+    view = _view(160)
+    fam = _family(view, epochs=3)
+    source = ShareViews(view, [0, 1], seed=0, stream=1, fraction=0.2, max_cases=100, fixed=True)
+    target = ShareViews(view, [2], seed=0, stream=2, fraction=0.2, max_cases=100, fixed=True)
+    m = fam.train(Condition("transrec", 0, 1.0, 1.0, False), source, target, np.arange(12), np.arange(12, 20),
+                  source_rule={"patience": 7, "epochs": 9})
+    src, tgt = (next(s for s in m.stats["stages"] if s["stage"] == 2 and s["tag"] == tag) for tag in ("-source", "-target"))
+    assert (src["patience"], tgt["patience"]) == (7, 2)
+    stages = {s["stage"]: s for s in m.stats["training"]["stages"]}
+    assert len(stages["stage2-source"]["curve"]) > 3  # past the target's cap of 3 validations
+    assert len(stages["stage2-source"]["curve"]) <= 9 and len(stages["stage2-target"]["curve"]) <= 3
+
+
+def test_the_source_rule_rekeys_only_conditions_that_pretrain_transrec():
+    """A changed source rule reruns TransRec's source-pretrained conditions; TFS, the ID baselines and
+    the fine-tuning methods (their own recipes) keep their keys and finished results."""
+    from benchmark.tasks.transfer.stages import _key, condition_cfg, pretrains_transrec
+
+    section = {"source_domains": ["Books"], "target_domain": "Cell"}
+    domains = ["Books", "Electronics", "Cell"]
+    plain = validate_transfer(section, domains)
+    ruled = validate_transfer({**section, "source_patience": 10, "source_epochs": 80}, domains)
+    run = SimpleNamespace(as_dict=lambda: {"method": "x"})
+    inputs = SimpleNamespace(split=SimpleNamespace(manifest_hash="m"), dataset=SimpleNamespace(fingerprint="f"))
+    conds = [Condition("transrec", 0, 1.0, 1.0), Condition("transrec", 0, 0.2, 1.0, False),
+             Condition("tfs", 0, None, 1.0), Condition("sasrec", 0, None, 1.0), Condition("unisrec", 0, 1.0, 1.0)]
+    changed = [_key(c, run, inputs, plain) != _key(c, run, inputs, ruled) for c in conds]
+    assert changed == [True, True, False, False, False]
+    assert [pretrains_transrec(c) for c in conds] == changed
+    assert "source_patience" not in condition_cfg(ruled) and condition_cfg(ruled, conds[0])["source_patience"] == 10
+    with pytest.raises(ConfigError, match="transfer.source_patience"):
+        validate_transfer({**section, "source_patience": 0}, domains)
+    with pytest.raises(ConfigError, match="transfer.source_epochs"):
+        validate_transfer({**section, "source_epochs": 2.5}, domains)

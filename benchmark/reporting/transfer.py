@@ -44,7 +44,7 @@ from benchmark.reporting.transfer_budget import (
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
 from benchmark.store.tracking import code_changes, code_version
-from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg
+from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg, pretrains_transrec
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,17 @@ def load_transfer(folder: Path, dataset: str | None = None, scale: str | None = 
         return (r["dataset"]["label"], r["dataset"]["manifest_hash"], r.get("scale"),
                 json.dumps(condition_cfg(r["transfer"]), sort_keys=True))
 
+    def source_rule(r: dict) -> str:  # TransRec's source stopping rule (SOURCE_STAGE_KEYS), "" elsewhere
+        return json.dumps(condition_cfg(r["transfer"], r["condition"]), sort_keys=True) if pretrains_transrec(
+            r["condition"]) else ""
+
     newest = same(out[-1])
-    # one record per condition: a condition rerun under another config (new key) replaces the older record
-    latest = {json.dumps(r["condition"], sort_keys=True): r for r in out if same(r) == newest}
+    pretrained = [r for r in out if same(r) == newest and pretrains_transrec(r["condition"])]
+    rule = source_rule(pretrained[-1]) if pretrained else ""
+    # one record per condition: a condition rerun under another config (new key) replaces the older record;
+    # TransRec's source-pretrained conditions only under the newest source rule (never two rules in one table)
+    latest = {json.dumps(r["condition"], sort_keys=True): r for r in out
+              if same(r) == newest and source_rule(r) == (rule if pretrains_transrec(r["condition"]) else "")}
     return sorted(latest.values(), key=lambda r: r["run_key"])
 
 

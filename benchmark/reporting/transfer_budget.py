@@ -109,9 +109,10 @@ def share_data(records: list[dict], kind: str, fraction: float, number: int = 2)
     seen = [sum(int(s.get("examples_seen") or 0) for s in (training(r).get("stages") or []) if str(s.get("stage", "")).endswith(tag))
             for r in recs]
     every = st.get("valid_every_steps")  # absent before the fixed validation rule: every epoch of the share
+    rule = (f"{every} steps" if every else "each epoch") + (f", patience {st['patience']}" if "patience" in st else "")
     return {"share": fraction, "sequences": int(n), "cap": int(cap), "batch": batch, "per_epoch": per_epoch,
             "capped": int(n) > per_epoch, "examples_seen": seen, "cases": st.get("cases"),
-            "valid_every": f"{every} steps" if every else "each epoch",
+            "valid_every": rule,
             "best_valid": [best_valid(r, f"stage{number}{tag}") for r in recs], "same_cases": every is not None}
 
 
@@ -174,7 +175,7 @@ def share_table(records: list[dict], kind: str, fractions: list[float]) -> list[
     if not rows:
         return [f"Data per {data_words} share: not recorded by these runs.", ""]
     header = [f"{data_words} share", "sequences", "step cap / epoch", "sequences / epoch",
-              f"{data_words} examples seen (per seed)", "validation cases", "validated every",
+              f"{data_words} examples seen (per seed)", "validation cases", "validated every (stopping rule)",
               "best valid NDCG@10 (per seed)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([f"{100 * d['share']:g}%", str(d["sequences"]),

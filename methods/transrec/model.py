@@ -141,7 +141,8 @@ class TransRec(Method):
     # -- training ------------------------------------------------------------------------------
     def train_on(self, data: TrainView | ValidationCarve, ctx: RunContext, *, stage1: bool,
                  pool: np.ndarray | None = None, lr: float | None = None, epochs: int | None = None,
-                 tag: str = "", max_steps: int | None = None, valid_every: int | None = None) -> None:
+                 tag: str = "", max_steps: int | None = None, valid_every: int | None = None,
+                 patience: int | None = None) -> None:
         """Stage 1 (when asked) then stage 2; negatives and validation over ``pool`` items.
 
         ``data``: a view (its validation carve-out is drawn from it), or a carve-out drawn
@@ -152,7 +153,9 @@ class TransRec(Method):
         so a smaller share trains on fewer sequences per epoch, never on as many as a larger one.
         ``valid_every``: stage 2 validates every this many optimizer steps (rounded up to whole
         epochs) and counts ``patience`` and the ``epochs`` cap in validations, so a share with short
-        epochs gets the same stopping rule in steps as the full view (default: every epoch)."""
+        epochs gets the same stopping rule in steps as the full view (default: every epoch).
+        ``epochs`` / ``patience`` replace the config's for this call's stage 2 (the transfer grid's
+        source stage, ``transfer.source_epochs`` / ``source_patience``)."""
         cfg = self.cfg
         if not self.stats["stages"]:  # budgets follow the stages list (the transfer grid resets it per condition)
             self._budgets: list[TrainingBudget] = []
@@ -164,7 +167,8 @@ class TransRec(Method):
         if stage1 and int(cfg["stage1_epochs"]) > 0:
             self._stage1(carve.fit, ctx, pool, tag, cap)
         self._stage2(carve, ctx, pool, float(lr if lr is not None else cfg["lr"]),
-                     int(epochs if epochs is not None else cfg["epochs"]), tag, cap, valid_every)
+                     int(epochs if epochs is not None else cfg["epochs"]), tag, cap, valid_every,
+                     int(patience if patience is not None else cfg["patience"]))
 
     def stage2_steps_per_epoch(self, view: TrainView, max_steps: int | None = None) -> int:
         """Optimizer steps of one stage-2 epoch on ``view`` (sequences of >= 2 items, batched, capped)."""
@@ -219,7 +223,7 @@ class TransRec(Method):
                                      "seconds": round(time.perf_counter() - t0, 2)})
 
     def _stage2(self, carve: Any, ctx: RunContext, pool: np.ndarray, lr: float, epochs: int, tag: str,
-                max_steps: int, valid_every: int | None = None) -> None:
+                max_steps: int, valid_every: int | None = None, patience: int | None = None) -> None:
         """End-to-end CPC training to early stopping: next-item NDCG@10 over the pool on the
         validation carve-out, ``patience`` validations without a gain, best state restored;
         ``epochs`` validations are only the safety cap. Validation runs every epoch, or every
@@ -234,7 +238,8 @@ class TransRec(Method):
         self._budgets.append(budget)
         gen = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 2)
         rng = ctx.rng(0x7C0 + sum(map(ord, tag)))  # same stream whatever ran before (resumable grids)
-        batch, patience = int(cfg["batch_size"]), int(cfg["patience"])
+        batch = int(cfg["batch_size"])
+        patience = int(patience if patience is not None else cfg["patience"])
         per_epoch = self.stage2_steps_per_epoch(carve.fit, max_steps)
         every = 1 if not valid_every else max(1, math.ceil(int(valid_every) / per_epoch))
         stopper, done = EarlyStopping(patience, f"transrec{tag}", ctx.logger, budget=budget), 0

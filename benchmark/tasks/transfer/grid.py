@@ -40,6 +40,7 @@ from benchmark.store.records import TransferRecord, has_record
 from benchmark.store.tracking import Tracker, code_version, resolve_tracking_uri
 from benchmark.tasks.transfer.stages import (
     NO_TRANSFER_RECIPE,
+    SOURCE_STAGE_KEYS,
     Condition,
     ShareViews,
     TargetCases,
@@ -178,7 +179,8 @@ def _compute_condition(g: Grid, cond: Condition, key: str, tmp: Path, families: 
             fixed, mc = g.cfg["validation"] == "full", run.method_config
             sides = [ShareViews(inputs.train, codes, cond.seed, stream, float(mc["valid_fraction"]),
                                 int(mc["valid_max_cases"]), fixed) for codes, stream in ((g.src_codes, 1), ([g.tgt_code], 2))]
-            model = fam.train(cond, sides[0], sides[1], g.src_pool, tc.pool, fixed_validation=fixed)
+            rule = {k.removeprefix("source_"): int(g.cfg[k]) for k in SOURCE_STAGE_KEYS if k in g.cfg}
+            model = fam.train(cond, sides[0], sides[1], g.src_pool, tc.pool, fixed_validation=fixed, source_rule=rule)
             is_text = model.is_text
             display = {"transrec": "TransRec", "tfs": "TFS"}[cond.method]
             stats = copy.deepcopy(model.stats)

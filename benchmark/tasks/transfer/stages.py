@@ -50,13 +50,17 @@ log = logging.getLogger(__name__)
 TRANSFER_KEYS: dict[str, tuple[type, ...]] = {
     "source_domains": (list,), "target_domain": (str,), "source_fractions": (list,),
     "target_fractions": (list,), "id_baselines": (list,), "finetune_methods": (list,), "min_paired_cases": (int,),
-    "min_seeds": (int,), "validation": (str,),
+    "min_seeds": (int,), "validation": (str,), "source_patience": (int,), "source_epochs": (int,),
 }
 DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "finetune_methods": [],
             "min_paired_cases": 20, "min_seeds": 3, "validation": "full"}
 #: TransRec's and TFS's early stopping across data shares: "full" = every share validates on one
 #: carve-out of its full view, every full-view epoch of steps; "share" = on its own, every own epoch
 VALIDATION_RULES = ("full", "share")
+#: TransRec's source stage 2 stopping rule, apart from its target stage's (absent = the method's
+#: ``patience`` / ``epochs``): a condition's key holds them only when it pretrains TransRec on the
+#: source, so TFS, the ID baselines and the fine-tuning methods keep their keys when they change.
+SOURCE_STAGE_KEYS = ("source_patience", "source_epochs")
 K_VALUES = (5, 10)
 
 
@@ -94,6 +98,9 @@ def validate_transfer(section: Any, domains: list[str]) -> dict[str, Any]:
             raise ConfigError(f"transfer.{key}: every fraction must lie in (0, 1], got {values!r}")
         if 1.0 not in [float(v) for v in values]:
             raise ConfigError(f"transfer.{key}: must include 1.0 (the full data of Table 6)")
+    for key in SOURCE_STAGE_KEYS:
+        if key in cfg and cfg[key] < 1:
+            raise ConfigError(f"transfer.{key}: expected a count >= 1 (validations), got {cfg[key]!r}")
     if cfg["validation"] not in VALIDATION_RULES:
         raise ConfigError(f"transfer.validation: expected one of {', '.join(VALIDATION_RULES)}, got {cfg['validation']!r}")
     cfg.update(source_domains=sources, target_domain=target,
@@ -264,14 +271,22 @@ NO_TRANSFER_RECIPE = ("no source -> target recipe in this plugin yet: Method.fit
                       "view, fine-tune on the target view)")
 
 
-def condition_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of a transfer section a condition's result depends on (see GRID_ONLY_KEYS)."""
-    return {k: v for k, v in cfg.items() if k not in GRID_ONLY_KEYS}
+def pretrains_transrec(cond: Condition | dict[str, Any]) -> bool:
+    """Whether a condition trains TransRec's source stages (the ones ``SOURCE_STAGE_KEYS`` set)."""
+    c = cond if isinstance(cond, dict) else cond.__dict__
+    return c["method"] == "transrec" and c["source_fraction"] is not None
+
+
+def condition_cfg(cfg: dict[str, Any], cond: Condition | dict[str, Any] | None = None) -> dict[str, Any]:
+    """The part of a transfer section a condition's result depends on (see GRID_ONLY_KEYS);
+    ``SOURCE_STAGE_KEYS`` only for a condition that pretrains TransRec (none without ``cond``)."""
+    source = cond is not None and pretrains_transrec(cond)
+    return {k: v for k, v in cfg.items() if k not in GRID_ONLY_KEYS and (source or k not in SOURCE_STAGE_KEYS)}
 
 
 def _key(cond: Condition, run: RunConfig, inputs: Inputs, cfg: dict[str, Any]) -> str:
-    payload = json.dumps({"cond": cond.__dict__, "run": run.as_dict(), "transfer": condition_cfg(cfg)}, sort_keys=True,
-                         default=str)
+    payload = json.dumps({"cond": cond.__dict__, "run": run.as_dict(), "transfer": condition_cfg(cfg, cond)},
+                         sort_keys=True, default=str)
     payload += inputs.split.manifest_hash + inputs.dataset.fingerprint
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -317,11 +332,12 @@ class _TransRecFamily:
         return self.models[e2e]
 
     def train(self, cond: Condition, source: ShareViews, target: ShareViews, src_pool: np.ndarray,
-              tgt_pool: np.ndarray, fixed_validation: bool = True) -> Any:
+              tgt_pool: np.ndarray, fixed_validation: bool = True, source_rule: dict[str, int] | None = None) -> Any:
         """Train ``cond``'s model: source stages (or a kept source state), then stage 2 on the target share.
 
         With ``fixed_validation`` each side validates on its full view's cases every full-view
-        epoch (``ShareViews``); else on the share's own cases every share epoch."""
+        epoch (``ShareViews``); else on the share's own cases every share epoch. ``source_rule``:
+        the source stage 2's ``patience`` / ``epochs`` where the suite sets them (SOURCE_STAGE_KEYS)."""
         m = self.model(cond.end_to_end)
         m.stats["stages"] = []  # this condition's stages only
         src_cap = int(m.cfg["max_steps_per_epoch"])
@@ -336,8 +352,10 @@ class _TransRecFamily:
             key = (cond.end_to_end, cond.source_fraction)
             if key not in self.pretrained:
                 m.net.load_state_dict(self.initial[cond.end_to_end])
+                rule = source_rule or {}
                 m.train_on(source.share(cond.source_fraction), self.ctx, stage1=True, pool=src_pool, tag="-source",
-                           max_steps=share_cap(src_cap, cond.source_fraction), valid_every=every(source, src_cap))
+                           max_steps=share_cap(src_cap, cond.source_fraction), valid_every=every(source, src_cap),
+                           patience=rule.get("patience"), epochs=rule.get("epochs"))
                 self.pretrained[key] = (copy.deepcopy(m.net.state_dict()), copy.deepcopy(m._budgets),
                                         copy.deepcopy(m.stats["stages"]))
                 m.stats["stages"] = copy.deepcopy(self.pretrained[key][2])
