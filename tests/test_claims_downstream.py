@@ -243,3 +243,27 @@ def test_c10_and_c11_are_inconclusive_when_the_full_source_pretraining_stopped_b
     short = _with_source_shares(transfer(tmp_path / "b"), {0.2: 0.06, 1.0: 0.04})
     verdicts = transfer_verdicts(short)
     assert all(v.startswith("inconclusive") and "source pretraining at 100 %" in v for v in verdicts.values())
+
+
+def _with_popularity(records: list[dict], tmp: Path, ranks: list[int]) -> list[dict]:
+    """Adds Popularity on the target (the competence floor), one record per seed."""
+    for seed in sorted({r["condition"]["seed"] for r in records}):
+        folder = tmp / f"popularity-{seed}"
+        folder.mkdir(parents=True)
+        np.save(folder / "next_item_ranks.npy", np.asarray(ranks, dtype=np.int32))
+        records.append({"condition": {"method": "popularity", "seed": seed, "end_to_end": True, "target_fraction": 1.0,
+                                      "source_fraction": None}, "transfer": CFG, "folder": str(folder),
+                        "next_item": {"all": {"NDCG@10": ndcg10(np.asarray(ranks))}}, "key": folder.name,
+                        "stats": {"training": {"stop_reason": "untrained"}}})
+    return records
+
+
+def test_a_claim_deciding_with_a_condition_not_above_popularity_is_inconclusive(tmp_path: Path) -> None:
+    # Popularity misses every case (rank 20): TransRec and TFS are above it, the frozen variants (rank 50) are not
+    verdicts = transfer_verdicts(_with_popularity(transfer(tmp_path / "a"), tmp_path / "a", [20] * 20))
+    assert verdicts["C10"] == "holds"
+    assert verdicts["C11"].startswith("inconclusive (not competent: ") and "TFS Frozen (HR@10 0.00 vs Popularity" in verdicts["C11"]
+    # Popularity hits every case in its top 10 (rank 2), as TFS does (rank 3): TFS is not above the floor
+    verdicts = transfer_verdicts(_with_popularity(transfer(tmp_path / "b"), tmp_path / "b", [2] * 20))
+    assert verdicts["C10"].startswith("inconclusive (not competent: TFS (HR@10 100.00 vs Popularity 100.00")
+    assert "TransRec (" in verdicts["C10"]  # rank 1: the same HR@10, not above either

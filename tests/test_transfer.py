@@ -163,12 +163,13 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     from benchmark.reporting.transfer import write_transfer_reports
     from benchmark.tasks.transfer.grid import run_transfer
 
-    kw = {"scale": "tiny", "methods": ["transrec", "sasrec"], "seeds": [0], "data_dir": tiny_data_dir,
+    kw = {"scale": "tiny", "methods": ["transrec", "sasrec", "popularity"], "seeds": [0], "data_dir": tiny_data_dir,
           "results_dir": tmp_path / "r", "progress": False}
     lines: list[str] = []
     out = run_transfer("xmarket-transfer", echo=lines.append, **kw)
     records = sorted(out.glob("*/result.json"))
-    assert len(records) == 3 + 3 + 2 + 2 + 1  # TransRec/TFS x 3 target shares, 2 source shares, frozen x 2, SASRec
+    assert len(records) == 3 + 3 + 2 + 2 + 1 + 1  # TransRec/TFS x 3 target shares, 2 source shares, frozen x 2,
+    # SASRec, Popularity (the competence floor)
     rec = json.loads(records[0].read_text())
     assert rec["dataset"]["synthetic"] and rec["target_cases"] == len(np.load(records[0].parent / "next_item_ranks.npy"))
     again: list[str] = []
@@ -180,8 +181,13 @@ def test_tiny_transfer_grid_runs_resumes_and_reports(tiny_data_dir: Path, tmp_pa
     assert "Data: the SYNTHETIC XMarket twin" in text and "Paper (TN-mixed" in text
     assert f"| all | {rec['target_cases']} | " in text and "Noise: cases and 95 % CI half-widths of HR@10" in text
     # every condition trained to early stopping (the epoch counts are safety caps) and the tables say so
-    stops = [json.loads(p.read_text())["stats"]["training"]["stop_reason"] for p in records]
-    assert set(stops) == {"converged"}, stops
+    trained = [json.loads(p.read_text()) for p in records]
+    stops = [r["stats"]["training"]["stop_reason"] for r in trained if r["condition"]["method"] != "popularity"]
+    assert set(stops) == {"converged"} and len(stops) == len(records) - 1, stops
+    # Popularity is Table 6's last column and the floor of the competence table (TransRec, TFS, SASRec, frozen x 2)
+    assert "### Competence against Popularity" in text and "minus Popularity's" in text
+    competence = text.split("### Competence against Popularity")[1].split("###")[0]
+    assert all(f"| {label} | " in competence for label in ("TransRec", "TFS", "IDRec (SASRec)", "TFS Frozen"))
     assert "| TransRec src 20% | 0 |" in text and "converged (all 1)" in text
     assert "Checked: every source share" in text and "Checked: every target share" in text
     assert next((tmp_path / "reports").rglob("training_budget.csv")).read_text().count("\n") == len(records) + 1

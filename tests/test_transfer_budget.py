@@ -125,13 +125,16 @@ def test_a_validated_source_stage_that_hit_its_cap_makes_the_condition_not_conve
 
 @pytest.mark.parametrize("scale", ["tiny", "small"])
 def test_every_trained_transfer_method_stops_by_the_same_rule(scale):
-    """TransRec/TFS, the three ID references and UniSRec's fine-tuning: patience 3, a cap well above it."""
+    """TransRec/TFS, the three ID references and UniSRec's fine-tuning: their patience, a cap well above it."""
     runs = {r.method: r.method_config for r in plan("xmarket-transfer", scale=scale, seeds=[0])}
     epochs = {"transrec": "epochs", "gru4rec": "epochs", "nextitnet": "epochs", "sasrec": "epochs",
               "unisrec": "finetune_epochs"}
+    # GRU4Rec / NextItNet at small: RecBole's stopping_step 10 (patience 3 epochs of ~10 steps stopped them on the
+    # popularity plateau)
+    patience = {m: 10 if scale == "small" and m in ("gru4rec", "nextitnet") else 3 for m in epochs}
     for method, key in epochs.items():
         cfg = runs[method]
-        assert cfg["patience"] == 3 and int(cfg[key]) >= 10 * cfg["patience"], (method, cfg["patience"], cfg[key])
+        assert cfg["patience"] == patience[method] and int(cfg[key]) >= 10 * cfg["patience"], (method, cfg["patience"], cfg[key])
     # TransRec's source pretraining: RecBole's stopping_step (10), its cap 8x that (transfer.source_*)
     section = load_suite_file(registry.suite_path("xmarket-transfer"))["transfer"]
     assert section["source_patience"] == 10 and section["source_epochs"] >= 8 * section["source_patience"]

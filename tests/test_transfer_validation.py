@@ -122,7 +122,7 @@ def test_the_source_rule_sets_the_source_stage_2_only():
 def test_the_source_rule_rekeys_only_conditions_that_pretrain_transrec():
     """A changed source rule reruns TransRec's source-pretrained conditions; TFS, the ID baselines and
     the fine-tuning methods (their own recipes) keep their keys and finished results."""
-    from benchmark.tasks.transfer.stages import _key, condition_cfg, pretrains_transrec
+    from benchmark.tasks.transfer.stages import _key, condition_cfg, conditions, pretrains_transrec
 
     section = {"source_domains": ["Books"], "target_domain": "Cell"}
     domains = ["Books", "Electronics", "Cell"]
@@ -136,6 +136,12 @@ def test_the_source_rule_rekeys_only_conditions_that_pretrain_transrec():
     assert changed == [True, True, False, False, False]
     assert [pretrains_transrec(c) for c in conds] == changed
     assert "source_patience" not in condition_cfg(ruled) and condition_cfg(ruled, conds[0])["source_patience"] == 10
+    # the competence floor (references) only adds conditions: every key stays
+    floored = validate_transfer({**section, "source_patience": 10, "source_epochs": 80, "references": ["popularity"]},
+                                domains)
+    assert [_key(c, run, inputs, floored) for c in conds] == [_key(c, run, inputs, ruled) for c in conds]
+    grid = conditions(floored, [0, 1], ["transrec", "popularity"])
+    assert [c for c in grid if c.method == "popularity"] == [Condition("popularity", s, None, 1.0) for s in (0, 1)]
     with pytest.raises(ConfigError, match="transfer.source_patience"):
         validate_transfer({**section, "source_patience": 0}, domains)
     with pytest.raises(ConfigError, match="transfer.source_epochs"):

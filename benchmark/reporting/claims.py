@@ -41,10 +41,15 @@ def budget_reason(training: dict | None) -> str:
     return str((training or {}).get("stop_reason") or "not recorded")
 
 
-def respect_budget(claim: Claim, not_converged: list[str]) -> Claim:
-    """The claim, its holds/fails made inconclusive when a deciding run did not converge."""
+def respect_budget(claim: Claim, not_converged: list[str], not_competent: list[str] | None = None) -> Claim:
+    """The claim, its holds/fails made inconclusive when a deciding run did not converge, or
+    (``not_competent``) is not above its task's floor."""
     ok = {"holds": True, "fails": False}.get(claim.status)
-    return claim if ok is None else Claim(claim.cid, claim.text, verdict(ok, not_converged), claim.evidence)
+    if ok is None:
+        return claim
+    if not not_converged and not_competent:
+        return Claim(claim.cid, claim.text, f"inconclusive (not competent: {', '.join(not_competent)})", claim.evidence)
+    return Claim(claim.cid, claim.text, verdict(ok, not_converged), claim.evidence)
 
 
 def verdict(ok: bool | None, not_converged: list[str]) -> str:

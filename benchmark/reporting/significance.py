@@ -38,7 +38,8 @@ def format_p(p: float) -> str:
     return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
-def _table(anchor: str, tests: dict, lines: list[str]) -> list[str]:
+def paired_table(tests: dict, lines: list[str]) -> list[str]:
+    """``lines`` plus one row per paired test (mean diff, 95% CI, p, Holm p over ``tests``)."""
     adjusted = holm({name: t.p_value for name, t in tests.items()})
     lines += ["| vs | mean diff (pp) | 95% CI | p | Holm p | significant (0.05) |", "|---|---|---|---|---|---|"]
     for name, t in tests.items():
@@ -57,7 +58,7 @@ def significance_lines(results: list[MethodResult], results_dir: Path, protocol:
     tests = {name: paired_test(per[best], values) for name, values in per.items() if name != best}
     lines = [f"Paired Wilcoxon signed-rank tests on per-case {METRIC.key} ({protocol}, all test cases), "
              f"{best} against each other method, Holm-corrected:", ""]
-    return _table(best, tests, lines)
+    return paired_table(tests, lines)
 
 
 def competence_lines(results: list[MethodResult], results_dir: Path,
@@ -80,5 +81,5 @@ def competence_lines(results: list[MethodResult], results_dir: Path,
             continue
         lines += ["", f"Competence on the next-item protocol: per-case HR@10 of each method minus "
                   f"{ref_result.display}'s (positive = better), paired Wilcoxon, Holm-corrected:", ""]
-        _table(ref_result.display, tests, lines)
+        paired_table(tests, lines)
     return lines

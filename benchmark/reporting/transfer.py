@@ -41,6 +41,7 @@ from benchmark.reporting.transfer_budget import (
     short_pair,
     transfer_curves,
 )
+from benchmark.reporting.transfer_competence import FLOOR, below_floor, competence_section
 from benchmark.reporting.writers import keyed_dir, staged_report, write_text
 from benchmark.store.records import has_record, read_record_dict, record_path
 from benchmark.store.tracking import code_changes, code_version
@@ -49,8 +50,9 @@ from benchmark.tasks.transfer.stages import NO_TRANSFER_RECIPE, condition_cfg, p
 log = logging.getLogger(__name__)
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
-ID_ORDER = ("gru4rec", "nextitnet", "sasrec")
-ID_LABELS = {"gru4rec": "IDRNN (GRU4Rec)", "nextitnet": "IDCNN (NextItNet)", "sasrec": "IDRec (SASRec)"}
+ID_ORDER = ("gru4rec", "nextitnet", "sasrec", "popularity")
+ID_LABELS = {"gru4rec": "IDRNN (GRU4Rec)", "nextitnet": "IDCNN (NextItNet)", "sasrec": "IDRec (SASRec)",
+             "popularity": "Popularity"}
 ALPHA = 0.05
 #: TransRec paper values (seed 001 Tables 6-9), TN-mixed rows, for the "paper" column of the report.
 PAPER_TN_MIXED = {"IDRNN": (1.09, 0.63, 1.29, 0.62), "IDCNN": (1.12, 0.67, 1.95, 0.94),
@@ -241,12 +243,23 @@ def transfer_claims(records: list[dict]) -> list[Claim]:
     # one method failing refutes the claim; otherwise a method without a verdict leaves it undetermined
     status = "fails" if False in verdicts else ("not run" if None in verdicts else "holds")
     claims.append(Claim("C11", c11, status, "; ".join(parts)))
+    below = below_floor(competence_columns(records), _select(records, FLOOR, None, 1.0))
+    # who each claim decides with: C10 TransRec and TFS, C11 also their frozen variants
+    deciders = {"C10": ("TFS", "TransRec"), "C11": ("TFS", "TransRec", "TFS Frozen", "TransRec Frozen")}
     deciding = [r for r in records if r["condition"]["method"] in ("transrec", "tfs")]
     unsettled = [f"{_label(r)}: {condition_stop(r)}" for r in deciding if condition_stop(r) not in SETTLED]
     if short_source(records, cfg):  # C10 and C11 both decide with TransRec pretrained on 100 % of the source
         unsettled.append("TransRec's source pretraining at 100 %: stopped below a smaller share's validation "
                          "score (under-trained, see Table 7's data per source share)")
-    return [respect_budget(c, unsettled) for c in claims]
+    return [respect_budget(c, unsettled, [f"{label} ({why})" for label, why in below.items()
+                                          if label in deciders[c.cid]]) for c in claims]
+
+
+def competence_columns(records: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The conditions the competence check tests: Table 6's and Table 9's frozen ones (C10, C11 read them)."""
+    groups = table_conditions(records)
+    return [(label, recs) for label, recs in [*groups["table6"], *groups["table9"]] if recs
+            and label not in ("TFS End2end", "TransRec End2end")]
 
 
 def short_source(records: list[dict], cfg: dict) -> bool:
@@ -297,6 +310,8 @@ def write_transfer_reports(suite: str, folder: Path, reports_dir: Path, dataset:
             parts += ["Paper (TN-mixed, Table 6, percent): " + "; ".join(
                 f"{k} " + "/".join(f"{v:.2f}" for v in vals) for k, vals in PAPER_TN_MIXED.items())
                 + " (HR@5/NDCG@5/HR@10/NDCG@10)", ""]
+        parts += ["### Competence against Popularity", "",
+                  *competence_section(competence_columns(records), _select(records, FLOOR, None, 1.0))]
         rows = noise.noise_rows(_noise_columns(records), "HR@10", "next-item")
         write_text(out / "noise.csv", _csv(noise.HEADER, rows))
         parts += [*noise.noise_markdown(rows, "HR@10", "next-item, Table 6 conditions"), ""]
@@ -367,7 +382,7 @@ def _budget(r: dict) -> list[str]:
 
 def table_conditions(records: list[dict]) -> dict[str, list[tuple[str, list[dict]]]]:
     """name -> the (label, records over seeds) of each condition a table reads, for its budget rows."""
-    ids = [(ID_LABELS[m], _select(records, m, None, 1.0)) for m in ID_ORDER]
+    ids = [(ID_LABELS[m], _select(records, m, None, 1.0)) for m in ID_ORDER if m != FLOOR]
     ids += [(f"{recs[0]['display']} src->tgt", recs) for m in finetune_methods(records)
             if (recs := _select(records, m, 1.0, 1.0))]
     tfs, tr = ("TFS", _select(records, "tfs", None, 1.0)), ("TransRec", _select(records, "transrec", 1.0, 1.0))

@@ -51,8 +51,10 @@ TRANSFER_KEYS: dict[str, tuple[type, ...]] = {
     "source_domains": (list,), "target_domain": (str,), "source_fractions": (list,),
     "target_fractions": (list,), "id_baselines": (list,), "finetune_methods": (list,), "min_paired_cases": (int,),
     "min_seeds": (int,), "validation": (str,), "source_patience": (int,), "source_epochs": (int,),
+    "references": (list,),
 }
 DEFAULTS = {"source_fractions": [1.0], "target_fractions": [1.0], "id_baselines": [], "finetune_methods": [],
+            "references": [],
             "min_paired_cases": 20, "min_seeds": 3, "validation": "full"}
 #: TransRec's and TFS's early stopping across data shares: "full" = every share validates on one
 #: carve-out of its full view, every full-view epoch of steps; "share" = on its own, every own epoch
@@ -258,6 +260,8 @@ def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> lis
             out += [Condition("transrec", seed, sf, 1.0) for sf in cfg["source_fractions"] if sf < 1.0]
             out += [Condition("transrec", seed, 1.0, 1.0, False), Condition("tfs", seed, None, 1.0, False)]
         out += [Condition(m, seed, None, 1.0) for m in cfg["id_baselines"] if m in methods]
+        # floors (Popularity), trained on the target like the ID baselines: the competence check's reference
+        out += [Condition(m, seed, None, 1.0) for m in cfg["references"] if m in methods]
         # methods with their own pretrain -> fine-tune recipe: all the source, then all the target
         out += [Condition(m, seed, 1.0, 1.0) for m in cfg["finetune_methods"] if m in methods]
     return out
@@ -265,7 +269,7 @@ def conditions(cfg: dict[str, Any], seeds: list[int], methods: list[str]) -> lis
 
 #: Transfer keys that only choose which conditions exist, not what any condition computes: left out of
 #: the run key and of the "same grid" check, so listing another method keeps every finished condition.
-GRID_ONLY_KEYS = ("finetune_methods",)
+GRID_ONLY_KEYS = ("finetune_methods", "references")
 #: Why a listed fine-tuning method is not in the grid (the run's line and the report say the same).
 NO_TRANSFER_RECIPE = ("no source -> target recipe in this plugin yet: Method.fit_transfer (pretrain on the source "
                       "view, fine-tune on the target view)")
