@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from benchmark import registry
+from benchmark.errors import BenchmarkError
+
 
 def device_methods(methods: Iterable[str]) -> list[str]:
     """The methods among ``methods`` whose config has a ``device`` key (they can run on cuda)."""
-    from benchmark import registry
-    from benchmark.errors import BenchmarkError
-
     out = []
     for name in methods:
         try:

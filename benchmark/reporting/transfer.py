@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark import registry
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation.metrics import NDCG
 from benchmark.evaluation.significance import paired_test
@@ -354,8 +355,6 @@ def _noise_columns(records: list[dict]) -> list[tuple[str, dict[str, dict]]]:
 
 def _absent_reasons(methods: list[str]) -> str:
     """Why each listed fine-tuning method has no record (the run printed the same reason)."""
-    from benchmark import registry
-
     out = []
     for m in methods:
         try:

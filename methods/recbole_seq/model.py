@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark import compat
 from benchmark.data.model import Histories, TrainView
 from benchmark.data.validation import carve_validation
 from benchmark.features.model import ItemFeatures
@@ -146,8 +147,6 @@ class GRU4Rec(RecBoleSequential):
     display_name = "IDRNN (GRU4Rec)"
 
     def build(self, cfg: dict[str, Any], n_items: int, device: torch.device) -> torch.nn.Module:
-        from benchmark import compat
-
         compat.apply()
         return compat.recbole_sequential_models().GRU4Rec(_recbole_config(cfg, device), _Items(n_items))
 
@@ -160,7 +159,5 @@ class NextItNet(RecBoleSequential):
     right_aligned = True
 
     def build(self, cfg: dict[str, Any], n_items: int, device: torch.device) -> torch.nn.Module:
-        from benchmark import compat
-
         compat.apply()
         return compat.recbole_sequential_models().NextItNet(_recbole_config(cfg, device), _Items(n_items))

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark import compat
 from benchmark.data.model import Items
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.features.image import load_rgb
+from benchmark.features.text import HFTextEncoder, MiniLMEncoder
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +80,13 @@ def _layer_out(out: Any) -> torch.Tensor:
 
 def load_text_backbone(spec: str) -> tuple[Any, Any, str]:
     """(tokenizer, BertModel-like model in eval mode, id) for ``minilm`` or ``hf:<model-or-folder>``."""
-    from benchmark import compat
-
     compat.apply()
     from transformers import AutoModel, AutoTokenizer
 
     if spec == "minilm":
-        from benchmark.features.text import MiniLMEncoder
-
         enc = MiniLMEncoder()
         folder, ident = enc.folder, enc.id
     elif spec.startswith("hf:"):
-        from benchmark.features.text import HFTextEncoder
-
         enc = HFTextEncoder(spec[3:])
         folder, ident = enc.folder, enc.id
     else:
@@ -194,8 +191,6 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
     """uint8 [K, 3, size, size]: each image resized to ``size`` (unreadable -> grey)."""
-    from benchmark.features.image import load_rgb
-
     out = np.full((len(paths), size, size, 3), 128, dtype=np.uint8)
     for k, p in enumerate(paths):
         im = load_rgb(p, draft=2 * size) if p else None
@@ -225,8 +220,6 @@ class ResNet18Top(nn.Module):
 
     def __init__(self, dim: int, weights: str) -> None:
         super().__init__()
-        from benchmark import compat
-
         compat.apply()
         from torchvision.models import resnet18
 
