@@ -318,3 +318,41 @@ def test_c6_is_inconclusive_when_an_ablation_run_did_not_converge() -> None:
     assert status(check_claims([], holds, ablation_runs=runs), "C6") == "holds"
     runs[1].records[0].training = {"stop_reason": "max_epochs"}
     assert status(check_claims([], holds, ablation_runs=runs), "C6").startswith("inconclusive (not converged")
+
+
+def test_a_claim_deciding_with_a_method_not_above_popularity_is_inconclusive() -> None:
+    runs = [result("clip", "CLIP", 1), result("item2vec", "Item2Vec", 4), result("uniembedding-text", "UniEmb_Text", 6),
+            result("uniembedding", "UniEmb", 7)]
+    below = {"Item2Vec": "item-to-item HR@50 3.00 vs Popularity 3.00, Holm p=1"}
+    claims = check_claims(runs, None, not_competent=below)
+    assert status(claims, "C1").startswith("inconclusive (not competent: Item2Vec (item-to-item HR@50 3.00")
+    assert status(claims, "C2") == "holds"  # UniEmb vs UniEmb_Text: Item2Vec does not decide it
+    assert status(check_claims(runs, None), "C1") == "holds"
+
+
+def test_below_popularity_needs_a_significant_gain_in_some_protocol(tmp_path) -> None:
+    """A method level with Popularity everywhere is named; one above it in either protocol is not."""
+    import numpy as np
+
+    from benchmark.reporting.significance import below_popularity, floor_lines
+
+    n = 60
+    hit, miss = np.full(n, 3, np.int32), np.full(n, 500, np.int32)
+    half = np.where(np.arange(n) % 2 == 0, 3, 500).astype(np.int32)
+    ranks = {"popularity": (half, half), "good": (hit, half), "seq": (miss, hit), "level": (half, half),
+             "worse": (miss, miss)}
+    runs = []
+    for method, (i2i, nxt) in ranks.items():
+        folder = tmp_path / "s" / method
+        folder.mkdir(parents=True)
+        np.save(folder / "ranks.npy", i2i)
+        np.save(folder / "next_item_ranks.npy", nxt)
+        record = RunRecord(run_key=method, suite="s", method=method, display=method.title(), paper_column=None, seed=0,
+                           scale="tiny", status="done", metrics={}, training=CONVERGED)
+        runs.append(MethodResult(method, method.title(), None, "done", "", [record]))
+    below = below_popularity(runs, tmp_path)
+    assert sorted(below) == ["Level", "Worse"]
+    assert "item-to-item HR@50 50.00 vs Popularity 50.00" in below["Level"] and "next-item HR@10" in below["Level"]
+    assert below_popularity([r for r in runs if r.method != "popularity"], tmp_path) == {}
+    assert "Level (item-to-item HR@50" in floor_lines(below, True)[-1] and "every method" in floor_lines({}, True)[-1]
+    assert "Popularity not in this run" in floor_lines({}, False)[-1]

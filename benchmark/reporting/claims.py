@@ -118,17 +118,22 @@ def check_c12(c12: list[MethodResult] | None, protocol: str) -> tuple[bool | Non
 
 def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | None,
                  c12: list[MethodResult] | None = None, transfer: list[Claim] | None = None,
-                 c9: Claim | None = None, ablation_runs: list[MethodResult] | None = None) -> list[Claim]:
+                 c9: Claim | None = None, ablation_runs: list[MethodResult] | None = None,
+                 not_competent: dict[str, str] | None = None) -> list[Claim]:
     """C1..C12 from the results; ``ablation_runs``: the full model and its ablations behind ``ablation_rows``
-    (C6 is inconclusive when one of them did not converge)."""
+    (C6 is inconclusive when one of them did not converge); ``not_competent``: display -> why, the methods
+    not above Popularity in any protocol (``significance.below_popularity``): a claim deciding with one of
+    them is inconclusive."""
     cols = _by_column(matching)
     baselines = [m for c, m in cols.items() if not c.startswith("UniEmb")]
     out: list[Claim] = []
+    floor = not_competent or {}
 
     def add(cid: str, text: str, ok: bool | None, evidence: str,
             deciding: list[MethodResult | None] | tuple = ()) -> None:
         records = [r for m in deciding if m is not None for r in m.records]
-        out.append(Claim(cid, text, verdict(ok, unsettled(records)), evidence))
+        below = [f"{m.display} ({floor[m.display]})" for m in deciding if m is not None and m.display in floor]
+        out.append(respect_budget(Claim(cid, text, verdict(ok, unsettled(records)), evidence), [], below))
 
     uni, uni_text = cols.get("UniEmb"), cols.get("UniEmb_Text")
     names = ", ".join(m.display for m in baselines) or "none"

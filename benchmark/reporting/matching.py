@@ -15,7 +15,12 @@ from benchmark.reporting.claims import check_claims, claim_table
 from benchmark.reporting.paper_data import header_lines, on_paper_data
 from benchmark.reporting.ranking import c9_from_results
 from benchmark.reporting.results import aggregate, dataset_label, is_synthetic, load_records, plain_name
-from benchmark.reporting.significance import competence_lines, significance_lines
+from benchmark.reporting.significance import (
+    below_popularity,
+    competence_lines,
+    floor_lines,
+    significance_lines,
+)
 from benchmark.reporting.transfer import load_transfer, transfer_claims
 from benchmark.reporting.writers import report_dir, staged_report, suite_method_list, write_text
 from benchmark.store.tracking import code_changes, code_version
@@ -133,8 +138,8 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
             except BenchmarkError:
                 c12 = None
         claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir),
-                              ablation_runs=ablation_runs)
-        claim_lines = claim_table(claims, paper)
+                              ablation_runs=ablation_runs, not_competent=(floor := below_popularity(results, results_dir)))
+        claim_lines = claim_table(claims, paper) + floor_lines(floor, any(m.method == "popularity" for m in results))
         write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
                    + "\n".join([*header_lines(r.dataset for r in records), *claim_lines]) + "\n")
         parts += ["", "### Claims (C1..C12)", "", *claim_lines]

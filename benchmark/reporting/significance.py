@@ -83,3 +83,50 @@ def competence_lines(results: list[MethodResult], results_dir: Path,
                   f"{ref_result.display}'s (positive = better), paired Wilcoxon, Holm-corrected:", ""]
         paired_table(tests, lines)
     return lines
+
+
+#: Each protocol's headline metric for the floor check (Table 1: HR@50; the next-item table: HR@10).
+FLOOR_METRIC: dict[str, RankMetric] = {"item-to-item": HR(50), "next-item": HR(10)}
+#: Rows that are floors themselves, never checked against one.
+FLOORS = ("popularity", "random")
+
+
+def below_popularity(results: list[MethodResult], results_dir: Path) -> dict[str, str]:
+    """display -> why, for each method not significantly above Popularity in any protocol it ran.
+
+    "Competent before compared": a method shows it works on its own task by beating the floor there
+    (per-case headline metric, paired Wilcoxon, Holm over the methods of a protocol); one that beats
+    it in neither protocol has shown nothing, and a claim deciding with it is inconclusive. Empty
+    when the suite has no Popularity run."""
+    pop = next((m for m in results if m.method == "popularity"), None)
+    if pop is None:
+        return {}
+    above: set[str] = set()
+    why: dict[str, list[str]] = {}
+    for protocol, metric in FLOOR_METRIC.items():
+        base = per_case(pop, results_dir, protocol, metric)
+        if base is None:
+            continue
+        per = {m.display: v for m in results if m.method not in FLOORS
+               and (v := per_case(m, results_dir, protocol, metric)) is not None and len(v) == len(base)}
+        tests = {name: paired_test(v, base) for name, v in per.items()}
+        adjusted = holm({name: t.p_value for name, t in tests.items()})
+        for name, t in tests.items():
+            if t.mean_diff > 0 and adjusted[name][1]:
+                above.add(name)
+            else:
+                why.setdefault(name, []).append(
+                    f"{protocol} {metric.key} {100 * per[name].mean():.2f} vs Popularity {100 * base.mean():.2f}, "
+                    f"Holm p={format_p(adjusted[name][0])}")
+    return {name: "; ".join(parts) for name, parts in why.items() if name not in above}
+
+
+def floor_lines(below: dict[str, str], ran: bool) -> list[str]:
+    """Markdown under the claims: which methods the Popularity floor left out of the verdicts."""
+    if not ran:
+        return ["", "Competence floor: Popularity not in this run, so no claim is checked against it."]
+    if not below:
+        return ["", "Competence floor: every method is significantly above Popularity in at least one protocol "
+                "(per-case Table 1 HR@50 or next-item HR@10, paired Wilcoxon, Holm)."]
+    return ["", "Competence floor: not significantly above Popularity in any protocol (a claim deciding with one "
+            "of them is inconclusive): " + "; ".join(f"{k} ({v})" for k, v in below.items()) + "."]
