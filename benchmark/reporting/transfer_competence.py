@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.evaluation.metrics import HR
-from benchmark.evaluation.significance import holm, paired_test
+from benchmark.evaluation.significance import paired_test
 from benchmark.fsutil import load_result_array
-from benchmark.reporting.significance import format_p, paired_table
+from benchmark.reporting.significance import against_floor, paired_table
 
 #: The floor every trained condition must clear (a ``transfer.references`` method).
 FLOOR = "popularity"
-ALPHA = 0.05
 
 
 def per_case_hr10(recs: list[dict]) -> np.ndarray | None:
@@ -36,11 +35,7 @@ def below_floor(columns: list[tuple[str, list[dict]]], floor: list[dict]) -> dic
     if base is None:
         return {}
     per = {label: v for label, recs in columns if (v := per_case_hr10(recs)) is not None and len(v) == len(base)}
-    tests = {label: paired_test(v, base) for label, v in per.items()}
-    adjusted = holm({label: t.p_value for label, t in tests.items()})
-    return {label: (f"HR@10 {100 * per[label].mean():.2f} vs Popularity {100 * base.mean():.2f}, "
-                    f"Holm p={format_p(adjusted[label][0])}")
-            for label, t in tests.items() if not (t.mean_diff > 0 and adjusted[label][1])}
+    return against_floor(per, base, "HR@10")
 
 
 def competence_section(columns: list[tuple[str, list[dict]]], floor: list[dict]) -> list[str]:
