@@ -354,5 +354,6 @@ def test_below_popularity_needs_a_significant_gain_in_some_protocol(tmp_path) ->
     assert sorted(below) == ["Level", "Worse"]
     assert "item-to-item HR@50 50.00 vs Popularity 50.00" in below["Level"] and "next-item HR@10" in below["Level"]
     assert below_popularity([r for r in runs if r.method != "popularity"], tmp_path) == {}
-    assert "Level (item-to-item HR@50" in floor_lines(below, True)[-1] and "every method" in floor_lines({}, True)[-1]
-    assert "Popularity not in this run" in floor_lines({}, False)[-1]
+    assert "Level (item-to-item HR@50" in floor_lines(below, runs)[-1] and "every method" in floor_lines({}, runs)[-1]
+    assert "Popularity not in this run" in floor_lines({}, runs[1:])[-1]
+    assert floor_lines({}, runs[:1]) == []  # only the floor ran: nothing to check, nothing said

@@ -126,9 +126,12 @@ def against_floor(per: dict[str, np.ndarray], base: np.ndarray, metric: str) -> 
             for name, t in tests.items() if not (t.mean_diff > 0 and adjusted[name][1])}
 
 
-def floor_lines(below: dict[str, str], ran: bool) -> list[str]:
-    """Markdown under the claims: which methods the Popularity floor left out of the verdicts."""
-    if not ran:
+def floor_lines(below: dict[str, str], results: list[MethodResult]) -> list[str]:
+    """Markdown under the claims: which methods the Popularity floor left out of the verdicts
+    (nothing when no method but the floors ran: there is nothing to check)."""
+    if all(m.method in FLOORS for m in results):
+        return []
+    if not any(m.method == "popularity" for m in results):
         return ["", "Competence floor: Popularity not in this run, so no claim is checked against it."]
     if not below:
         return ["", "Competence floor: every method is significantly above Popularity in at least one protocol "
