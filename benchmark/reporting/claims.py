@@ -133,7 +133,7 @@ def check_claims(matching: list[MethodResult], ablation_rows: list[list[str]] | 
             deciding: list[MethodResult | None] | tuple = ()) -> None:
         records = [r for m in deciding if m is not None for r in m.records]
         below = [f"{m.display} ({floor[m.display]})" for m in deciding if m is not None and m.display in floor]
-        out.append(respect_budget(Claim(cid, text, verdict(ok, unsettled(records)), evidence), [], below))
+        out.append(respect_budget(Claim(cid, text, verdict(ok, []), evidence), unsettled(records), below))
 
     uni, uni_text = cols.get("UniEmb"), cols.get("UniEmb_Text")
     names = ", ".join(m.display for m in baselines) or "none"

@@ -137,8 +137,9 @@ def write_suite_reports(suite: str, results_dir: Path, reports_dir: Path, keys: 
                 c12 = aggregate(load_records(results_dir, C12_SUITE))
             except BenchmarkError:
                 c12 = None
+        floor = below_popularity(results, results_dir)
         claims = check_claims(results, ablation_rows, c12=c12, transfer=transfer, c9=c9_from_results(results_dir),
-                              ablation_runs=ablation_runs, not_competent=(floor := below_popularity(results, results_dir)))
+                              ablation_runs=ablation_runs, not_competent=floor)
         claim_lines = claim_table(claims, paper) + floor_lines(floor, results)
         write_text(out / "claims.md", f"# Claims check: {suite} on {label}{synthetic}\n\n"
                    + "\n".join([*header_lines(r.dataset for r in records), *claim_lines]) + "\n")

@@ -99,7 +99,7 @@ def load_transfer(folder: Path, dataset: str | None = None, scale: str | None = 
     # one record per condition: a condition rerun under another config (new key) replaces the older record;
     # TransRec's source-pretrained conditions only under the newest source rule (never two rules in one table)
     latest = {json.dumps(r["condition"], sort_keys=True): r for r in out
-              if same(r) == newest and source_rule(r) == (rule if pretrains_transrec(r["condition"]) else "")}
+              if same(r) == newest and source_rule(r) in ("", rule)}
     return sorted(latest.values(), key=lambda r: r["run_key"])
 
 

@@ -49,7 +49,7 @@ def competence_section(columns: list[tuple[str, list[dict]]], floor: list[dict])
              f"({100 * base.mean():.2f}, trained on the same target view), positive = better, paired Wilcoxon over "
              f"{len(base)} cases (each side averaged over its seeds), Holm-corrected:", ""]
     paired_table({label: paired_test(v, base) for label, v in per.items()}, lines)
-    below = below_floor(columns, floor)
+    below = against_floor(per, base, "HR@10")
     lines += ["", ("**Not above Popularity** (no evidence it works on this task; a claim deciding with it is "
                    "inconclusive): " + "; ".join(f"{k} ({v})" for k, v in below.items()) + ".") if below
               else "Every condition is significantly above Popularity.", ""]
